@@ -1,0 +1,25 @@
+"""The events on the three topics, as pydantic models: the contract with producers and consumers."""
+
+from schemas.events import (
+    DeadLetter,
+    ErrorCode,
+    EventDecodeError,
+    MovieGenres,
+    NewMovie,
+    OriginalRecord,
+    decode_new_movie,
+    json_schemas,
+)
+from schemas.model import ModelMetadata
+
+__all__ = [
+    "DeadLetter",
+    "ErrorCode",
+    "EventDecodeError",
+    "MovieGenres",
+    "NewMovie",
+    "OriginalRecord",
+    "decode_new_movie",
+    "json_schemas",
+    "ModelMetadata",
+]

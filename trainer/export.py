@@ -1,0 +1,93 @@
+"""Export a model version: SavedModel with a bytes-in signature, metadata, atomic rename."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import tensorflow as tf
+
+from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from trainer.preprocess import decode_image
+
+log = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-"
+
+
+class ServingModule(tf.Module):
+    """Wraps an images -> probabilities model with decoding, so serving takes raw bytes."""
+
+    def __init__(self, model: Callable[..., tf.Tensor], image_size: tuple[int, int]):
+        super().__init__(name="genre_model")
+        self.model = model
+        self.image_size = tuple(int(v) for v in image_size)
+        height, width = self.image_size
+        self.serve = tf.function(
+            self._serve,
+            input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
+        )
+        self._image_spec = tf.TensorSpec([height, width, 3], tf.float32)
+
+    def _serve(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        images = tf.map_fn(
+            lambda b: decode_image(b, self.image_size),
+            image_bytes,
+            fn_output_signature=self._image_spec,
+            parallel_iterations=16,
+        )
+        scores = tf.cast(self.model(images, training=False), tf.float32)
+        return {OUTPUT_NAME: scores}
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Integer-named version folders under `model_dir`, ascending (complete or not)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def export_version(
+    model: Callable[..., tf.Tensor],
+    metadata: ModelMetadata,
+    model_dir: Path,
+    keep: int | None = None,
+) -> Path:
+    """Write the next version under `model_dir` atomically and return its folder."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    module = ServingModule(model, metadata.image_size)
+    tmp = model_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+    try:
+        tf.saved_model.save(module, str(tmp), signatures={SIGNATURE: module.serve})
+        (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), "utf-8")
+        while True:
+            versions = version_numbers(model_dir)
+            final = model_dir / str((versions[-1] if versions else 0) + 1)
+            try:
+                os.rename(tmp, final)  # fails if another exporter took the number
+                break
+            except OSError:
+                if not final.exists():
+                    raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported model version %s to %s", final.name, final)
+    if keep:
+        prune_versions(model_dir, keep)
+    return final
+
+
+def prune_versions(model_dir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` versions; return what was removed."""
+    removed = []
+    for number in version_numbers(model_dir)[:-keep] if keep > 0 else []:
+        path = model_dir / str(number)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        log.info("pruned model version %s", number)
+    return removed

@@ -1,0 +1,12 @@
+"""Image decoding shared by training and the exported serving signature."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def decode_image(image_bytes: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """Encoded JPEG/PNG/WebP/GIF bytes -> float32 [height, width, 3] RGB in [0, 1]."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    image = tf.image.resize(image, image_size, method="bilinear", antialias=False)
+    return tf.clip_by_value(image / 255.0, 0.0, 1.0)
