@@ -1,0 +1,127 @@
+"""Liveness, readiness and Prometheus metrics on one small HTTP port."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+from worker.metrics import CONTENT_TYPE, WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+ReadyCheck = Callable[[], tuple[bool, str]]
+TEXT = "text/plain; charset=utf-8"
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, holding what the handler needs to answer."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], metrics: WorkerMetrics, ready: ReadyCheck):
+        super().__init__(address, _Handler)
+        self.metrics = metrics
+        self.ready = ready
+        self.live = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers GET on /healthz, /readyz and /metrics; 404 elsewhere."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        """Route one GET request."""
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            if self.server.live:
+                self._send(HTTPStatus.OK, b"ok\n")
+            else:
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"stopping\n")
+        elif path == "/readyz":
+            self._readyz()
+        elif path == "/metrics":
+            self._send(HTTPStatus.OK, self.server.metrics.render(), CONTENT_TYPE)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    def _readyz(self) -> None:
+        try:
+            ok, reason = self.server.ready()
+        except Exception as exc:  # a broken check means "not ready", not a dead server
+            log.exception("readiness check failed")
+            ok, reason = False, f"readiness check failed: {exc}"
+        status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+        self._send(status, (reason + "\n").encode())
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str = TEXT) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base signature)
+        """Send access lines to logging at debug instead of stderr."""
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class HealthServer:
+    """A threaded HTTP server for /healthz, /readyz and /metrics, run in a daemon thread."""
+
+    def __init__(self, host: str, port: int, metrics: WorkerMetrics, ready: ReadyCheck) -> None:
+        self.host = host
+        self._port = port
+        self.metrics = metrics
+        self.ready = ready
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (the real one when 0 was asked for), else the requested one."""
+        return self._port
+
+    def start(self) -> HealthServer:
+        """Bind the port and serve in a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("health server already started")
+        self._server = _Server((self.host, self._port), self.metrics, self.ready)
+        self._port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="health-http",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("health and metrics on http://%s:%d", self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.live = False
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
