@@ -1,0 +1,185 @@
+"""A loopback HTTP server shaped like themoviedb.org: slug redirects, movie pages, poster images."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+@dataclass
+class StandInMovie:
+    """One movie as the stand-in serves it; the failure lists let tests script bad days."""
+
+    poster: bytes | None
+    title: str = "Untitled"
+    layout: str = "og"  # "og" (og:image meta), "img" (img.poster srcset), "old" (div.image_content)
+    content_type: str = "image/jpeg"
+    poster_url: str | None = None  # put a different URL on the page (another host, say)
+    page_failures: list[int] = field(default_factory=list)  # statuses answered before the page
+    image_failures: list[int] = field(default_factory=list)  # statuses answered before the image
+    retry_after: str | None = None  # Retry-After sent with each scripted failure
+
+
+def slugify(title: str) -> str:
+    """TMDB-style slug: lower case words joined by dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "movie"
+
+
+def page_html(movie: StandInMovie, image_url: str | None) -> str:
+    """A movie page in one of the layouts the site has used."""
+    title = html.escape(movie.title)
+    head = f"<title>{title} — The Movie Database (TMDB)</title>"
+    body = f"<h2><a>{title}</a></h2>"
+    if image_url:
+        src = html.escape(image_url)
+        if movie.layout == "og":
+            head += f'<meta property="og:image" content="{src}">'
+            body += f'<div class="poster"><img class="poster" src="{src}" alt="{title}"></div>'
+        elif movie.layout == "img":
+            small = html.escape(image_url.replace("/w500/", "/w300/"))
+            body += (
+                f'<div class="image_content"><img class="poster w-full" src="{small}" '
+                f'srcset="{small} 1x, {src} 2x" alt="{title}"></div>'
+            )
+        elif movie.layout == "old":
+            body += f'<div class="image_content"><img class="lazyload" data-src="{src}"></div>'
+        else:
+            raise ValueError(f"unknown layout {movie.layout!r}")
+    head += '<meta property="og:title" content="' + title + '">'
+    return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
+
+
+class TmdbStandIn:
+    """Serve `/movie/<id>` (redirecting to `/movie/<id>-<slug>`) and `/t/p/w500/<id>.jpg`."""
+
+    def __init__(
+        self,
+        movies: dict[int, StandInMovie] | None = None,
+        posters: dict[int, bytes] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self.movies: dict[int, StandInMovie] = dict(movies or {})
+        for tmdb_id, content in (posters or {}).items():
+            self.movies[tmdb_id] = StandInMovie(poster=content, title=f"Movie {tmdb_id}")
+        self.routes: dict[str, Route] = {}
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        """`host:port`, as `POSTER_HOSTS` names it."""
+        address, port = self._server.server_address[:2]
+        return f"{address}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}"
+
+    def image_url(self, tmdb_id: int) -> str:
+        return f"{self.base_url}/t/p/w500/{tmdb_id}.jpg"
+
+    def start(self) -> TmdbStandIn:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="tmdb-standin", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> TmdbStandIn:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _scripted_failure(self, failures: list[int], movie: StandInMovie) -> tuple[int, dict[str, str]] | None:
+        with self._lock:
+            if not failures:
+                return None
+            status = failures.pop(0)
+        headers = {"Retry-After": movie.retry_after} if movie.retry_after else {}
+        return status, headers
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                log.debug("standin: " + format, *args)
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                with standin._lock:
+                    standin.requests[path] += 1
+                route = standin.routes.get(path)
+                if route is not None:
+                    route(self)
+                    return
+                if m := re.fullmatch(r"/movie/(\d+)(-[a-z0-9-]*)?", path):
+                    self._movie(int(m.group(1)), bool(m.group(2)))
+                elif m := re.fullmatch(r"/t/p/w\d+/(\d+)\.\w+", path):
+                    self._image(int(m.group(1)))
+                else:
+                    self.reply(404, b"not found", "text/plain")
+
+            def reply(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _movie(self, tmdb_id: int, has_slug: bool) -> None:
+                movie = standin.movies.get(tmdb_id)
+                if movie is None:
+                    self.reply(404, b"<html><body>Oops! We can't find the page</body></html>", "text/html")
+                    return
+                if failure := standin._scripted_failure(movie.page_failures, movie):
+                    self.reply(failure[0], b"try later", "text/plain", failure[1])
+                    return
+                if not has_slug:
+                    query = urlsplit(self.path).query
+                    location = f"/movie/{tmdb_id}-{slugify(movie.title)}" + (f"?{query}" if query else "")
+                    self.reply(301, b"", "text/html", {"Location": location})
+                    return
+                url = movie.poster_url or (standin.image_url(tmdb_id) if movie.poster is not None else None)
+                body = page_html(movie, url).encode("utf-8")
+                self.reply(200, body, "text/html; charset=utf-8")
+
+            def _image(self, tmdb_id: int) -> None:
+                movie = standin.movies.get(tmdb_id)
+                if movie is None or movie.poster is None:
+                    self.reply(404, b"not found", "text/plain")
+                    return
+                if failure := standin._scripted_failure(movie.image_failures, movie):
+                    self.reply(failure[0], b"try later", "text/plain", failure[1])
+                    return
+                self.reply(200, movie.poster, movie.content_type)
+
+        return Handler

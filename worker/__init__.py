@@ -1,0 +1,1 @@
+"""The genre worker: movies.new -> poster -> genres -> movies.genres."""
