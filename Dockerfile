@@ -48,8 +48,7 @@ COPY --from=build /opt/venv /opt/venv
 ENV MODEL_DIR=/models \
     TFHUB_CACHE_DIR=/cache/tfhub \
     HTTP_PORT=8080 \
-    MPLCONFIGDIR=/tmp/matplotlib \
-    TF_CPP_MIN_LOG_LEVEL=1
+    MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /home/app
 USER app
 EXPOSE 8080

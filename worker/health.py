@@ -100,7 +100,7 @@ class HealthServer:
             daemon=True,
         )
         self._thread.start()
-        log.info("health and metrics on http://%s:%d", self.host, self.port)
+        log.debug("health and metrics on http://%s:%d", self.host, self.port)
         return self
 
     def stop(self) -> None:
