@@ -6,7 +6,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import tensorflow as tf
@@ -56,14 +56,25 @@ def export_version(
     metadata: ModelMetadata,
     model_dir: Path,
     keep: int | None = None,
+    extra_files: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write the next version under `model_dir` atomically and return its folder."""
+    """Write the next version under `model_dir` atomically and return its folder.
+
+    `extra_files` (relative name -> source file) are copied into the version folder before
+    it appears, e.g. the evaluation report; the worker ignores them.
+    """
     model_dir.mkdir(parents=True, exist_ok=True)
     module = ServingModule(model, metadata.image_size)
     tmp = model_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}"
     try:
         tf.saved_model.save(module, str(tmp), signatures={SIGNATURE: module.serve})
         (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), "utf-8")
+        for name, source in (extra_files or {}).items():
+            target = tmp / name
+            if tmp.resolve() not in target.resolve().parents:
+                raise ValueError(f"extra file {name!r} would land outside the version folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
         while True:
             versions = version_numbers(model_dir)
             final = model_dir / str((versions[-1] if versions else 0) + 1)

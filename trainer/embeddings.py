@@ -1,0 +1,186 @@
+"""Embeddings of the frozen feature extractor, computed once and cached on disk.
+
+The cache is keyed by the image's content (SHA-256 of its bytes), the extractor's identity
+and the image size, so a changed poster or another extractor never reuses stale vectors:
+
+    <cache_dir>/<extractor key>/shard-<time>-<random>.npz    keys [n] str, vectors [n, dim] float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from trainer.preprocess import decode_image
+
+log = logging.getLogger(__name__)
+
+Extractor = Callable[[tf.Tensor], tf.Tensor]
+
+
+def content_key(data: bytes) -> str:
+    """The cache key of an image: SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def extractor_key(handle: str, image_size: tuple[int, int]) -> str:
+    """Identity of an extractor: its files' digest for a local folder, else its handle."""
+    digest = hashlib.sha256()
+    path = Path(handle)
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    else:
+        digest.update(handle.encode())
+    digest.update(f"{image_size[0]}x{image_size[1]}".encode())
+    return digest.hexdigest()[:24]
+
+
+class EmbeddingCache:
+    """Append-only on-disk store of content key -> embedding, for one extractor."""
+
+    def __init__(self, cache_dir: Path, key: str):
+        self.dir = cache_dir / key
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = {}
+            for shard in sorted(self.dir.glob("shard-*.npz")):
+                try:
+                    with np.load(shard) as data:
+                        self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("ignoring unreadable embedding shard %s: %s", shard, exc)
+        return self._vectors
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached embedding of `key`, if any."""
+        return self._load().get(key)
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store new embeddings in one new shard (written under a temporary name, then renamed)."""
+        if not len(keys):
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"shard-{time.time_ns()}-{uuid.uuid4().hex[:8]}.npz"
+        tmp = self.dir / f".{name}"
+        with tmp.open("wb") as f:
+            np.savez(f, keys=np.asarray(keys), vectors=np.asarray(vectors, dtype=np.float32))
+        tmp.rename(self.dir / name)
+        self._load().update(zip(keys, np.asarray(vectors, dtype=np.float32), strict=True))
+
+
+@dataclass
+class Embedded:
+    """Embeddings of the images that could be used, and why the others could not."""
+
+    vectors: np.ndarray  # [n_ok, dim] float32, in the order of `ok`
+    ok: np.ndarray  # indices into the input paths
+    failed: dict[int, str] = field(default_factory=dict)  # input index -> reason
+    computed: int = 0  # how many were computed now (the rest came from the cache)
+
+
+def embed_images(
+    paths: Sequence[Path],
+    extractor: Extractor,
+    image_size: tuple[int, int],
+    batch_size: int = 64,
+    cache: EmbeddingCache | None = None,
+    progress: bool = True,
+) -> Embedded:
+    """Embed image files, reusing cached vectors; unreadable images are skipped and reported."""
+    failed: dict[int, str] = {}
+    keys: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            keys.append(content_key(Path(path).read_bytes()))
+        except OSError as exc:
+            keys.append(None)
+            failed[i] = f"cannot read {path}: {exc.strerror or exc}"
+    vectors: dict[str, np.ndarray] = {}
+    todo: dict[str, int] = {}  # key -> first input index with that content
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            vectors[key] = cached
+        elif key not in todo:
+            todo[key] = i
+    computed = 0
+    if todo:
+        new_keys, new_vectors = _run_extractor(
+            [(i, str(paths[i])) for i in todo.values()], extractor, image_size, batch_size, progress
+        )
+        index_to_key = {i: k for k, i in todo.items()}
+        for i in set(todo.values()) - {j for j, _ in new_keys}:
+            failed[i] = f"{paths[i]} is not a decodable image"
+        done = [index_to_key[i] for i, _ in new_keys]
+        if cache is not None:
+            cache.add(done, new_vectors)
+        vectors.update(zip(done, new_vectors, strict=True))
+        computed = len(done)
+    ok, rows = [], []
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in vectors:
+            ok.append(i)
+            rows.append(vectors[key])
+        elif i not in failed:
+            failed[i] = f"{paths[i]} is not a decodable image"
+    for i, reason in sorted(failed.items()):
+        log.warning("skipping image: %s", reason)
+    dim = rows[0].shape[-1] if rows else 0
+    matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    return Embedded(matrix, np.asarray(ok, dtype=int), failed, computed)
+
+
+def _run_extractor(
+    items: list[tuple[int, str]],
+    extractor: Extractor,
+    image_size: tuple[int, int],
+    batch_size: int,
+    progress: bool,
+) -> tuple[list[tuple[int, str]], np.ndarray]:
+    """Decode and embed files in parallel; images that fail to decode are dropped."""
+    indices = np.asarray([i for i, _ in items], dtype=np.int64)
+    files = [p for _, p in items]
+
+    def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = decode_image(tf.io.read_file(path), image_size)
+        image.set_shape([*image_size, 3])
+        return index, image
+
+    ds = (
+        tf.data.Dataset.from_tensor_slices((indices, files))
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    run = tf.function(lambda images: extractor(images))
+    done: list[int] = []
+    out: list[np.ndarray] = []
+    with tqdm(total=len(items), desc="embedding posters", unit="img", disable=not progress) as bar:
+        for index, images in ds:
+            out.append(run(images).numpy().astype(np.float32))
+            done.extend(int(i) for i in index.numpy())
+            bar.update(len(index))
+    by_index = dict(items)
+    vectors = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return [(i, by_index[i]) for i in done], vectors

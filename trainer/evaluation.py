@@ -1,0 +1,122 @@
+"""Per-genre thresholds, the evaluation report (JSON and PNG), and training curves."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
+
+
+def tune_thresholds(
+    y: np.ndarray, scores: np.ndarray, default: float = 0.5, grid: np.ndarray = THRESHOLD_GRID
+) -> np.ndarray:
+    """One threshold per label that maximises that label's F1 on (`y`, `scores`).
+
+    Among equally good thresholds the middle one is taken; a label without positives
+    keeps `default`.
+    """
+    y = y > 0
+    thresholds = np.full(y.shape[1], default, dtype=np.float64)
+    for j in range(y.shape[1]):
+        positives = y[:, j].sum()
+        if positives == 0:
+            continue
+        decisions = scores[:, j][None, :] > grid[:, None]  # [grid, n]
+        tp = (decisions & y[:, j]).sum(axis=1)
+        fp = (decisions & ~y[:, j]).sum(axis=1)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + (positives - tp), 1)
+        best = np.flatnonzero(f1 >= f1.max() - 1e-12)
+        thresholds[j] = float(grid[best[len(best) // 2]])
+    return thresholds
+
+
+def evaluate(
+    y: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] | np.ndarray, labels: Sequence[str]
+) -> dict[str, Any]:
+    """Macro, micro and samples F1, and precision, recall, F1 and support per genre."""
+    y = (y > 0).astype(int)
+    decisions = (scores >= np.asarray(thresholds)[None, :]).astype(int)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, decisions, average=None, zero_division=0
+    )
+    per_genre = [
+        {
+            "genre": label,
+            "precision": round(float(precision[j]), 4),
+            "recall": round(float(recall[j]), 4),
+            "f1": round(float(f1[j]), 4),
+            "support": int(support[j]),
+            "threshold": round(float(thresholds[j]), 4),
+        }
+        for j, label in enumerate(labels)
+    ]
+    return {
+        "n": int(len(y)),
+        "macro_f1": round(float(f1_score(y, decisions, average="macro", zero_division=0)), 4),
+        "micro_f1": round(float(f1_score(y, decisions, average="micro", zero_division=0)), 4),
+        "samples_f1": round(float(f1_score(y, decisions, average="samples", zero_division=0)), 4),
+        "per_genre": per_genre,
+    }
+
+
+def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Write `metrics.json` and `per_genre.png` (precision, recall, F1 per genre) to `out_dir`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "metrics.json"
+    json_path.write_text(json.dumps(report, indent=2), "utf-8")
+    evaluation = report.get("test") or report["validation"]
+    rows = evaluation["per_genre"]
+    names = [f"{r['genre']} ({r['support']})" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.5))
+    for k, (key, colour) in enumerate([("precision", "#4c72b0"), ("recall", "#dd8452"), ("f1", "#55a868")]):
+        ax.bar(x + (k - 1) * 0.27, [r[key] for r in rows], 0.27, label=key, color=colour)
+    ax.set_xticks(x, names, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_title(
+        f"{'test' if report.get('test') else 'validation'} split: macro F1 {evaluation['macro_f1']:.3f}, "
+        f"micro F1 {evaluation['micro_f1']:.3f}"
+    )
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    png_path = out_dir / "per_genre.png"
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return [json_path, png_path]
+
+
+def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> Path:
+    """Loss and macro F1 per epoch, training and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ["loss", "macro_f1"], strict=True):
+        for prefix, style in [("", "-"), ("val_", "--")]:
+            values = history.get(prefix + metric)
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + metric)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
