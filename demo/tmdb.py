@@ -61,6 +61,13 @@ def page_html(movie: StandInMovie, image_url: str | None) -> str:
     return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up mid-reply (timeouts, size caps) are normal here, not errors."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("standin: client %s went away", client_address)
+
+
 class TmdbStandIn:
     """Serve `/movie/<id>` (redirecting to `/movie/<id>-<slug>`) and `/t/p/w500/<id>.jpg`."""
 
@@ -77,7 +84,7 @@ class TmdbStandIn:
         self.routes: dict[str, Route] = {}
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -103,6 +103,12 @@ class OriginalRecord(BaseModel):
     value_encoding: Literal["utf-8", "base64"] = Field(
         description="How `value` (and `key`) hold the original bytes."
     )
+    value_bytes: int = Field(default=0, description="Length of the original value in bytes.")
+    value_truncated: bool = Field(
+        default=False,
+        description="True when the value was too large to keep whole; `value` holds its start "
+        "and the record stays at topic/partition/offset in the input topic.",
+    )
 
     @classmethod
     def from_raw(
@@ -113,8 +119,13 @@ class OriginalRecord(BaseModel):
         key: bytes | None,
         value: bytes | None,
         timestamp_ms: int | None = None,
+        keep_bytes: int = 256 * 1024,
     ) -> OriginalRecord:
-        """Keep the bytes as text when they are UTF-8, as base64 otherwise."""
+        """Keep the bytes as text when they are UTF-8, as base64 otherwise (the first `keep_bytes`)."""
+        size = 0 if value is None else len(value)
+        truncated = size > keep_bytes
+        if truncated and value is not None:
+            value = value[:keep_bytes]
 
         def text(raw: bytes | None) -> tuple[str | None, bool]:
             if raw is None:
@@ -138,6 +149,8 @@ class OriginalRecord(BaseModel):
             key=key_text,
             value=value_text,
             value_encoding="utf-8" if as_text else "base64",
+            value_bytes=size,
+            value_truncated=truncated,
         )
 
     def raw_value(self) -> bytes | None:

@@ -1,0 +1,111 @@
+"""Wire the worker together: model, HTTP port, Kafka clients, fetcher, loop; and take it apart."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from kafka import ConsumerRebalanceListener
+
+from worker.classifier import configure_devices
+from worker.clients import build_consumer, build_producer, connect
+from worker.health import HealthServer
+from worker.loop import AsyncRunner, Worker
+from worker.metrics import WorkerMetrics
+from worker.models import ModelWatcher
+from worker.posters import PosterFetcher
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+        self.worker.on_partitions_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+        self.worker.on_partitions_assigned(set(assigned))
+
+
+def install_stop_handlers(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask the worker to finish the batch in hand and exit."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
+    return PosterFetcher(settings)
+
+
+def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_model: float = float("inf")) -> int:
+    """Run until SIGTERM (or idle); return the process exit code."""
+    started = time.monotonic()
+    stopping = {"now": False}
+    worker: Worker | None = None
+
+    def stop() -> None:
+        stopping["now"] = True
+        if worker is not None:
+            worker.stop()
+
+    install_stop_handlers(stop)
+    metrics = WorkerMetrics()
+    device = configure_devices()
+    models = ModelWatcher(
+        settings.model_dir,
+        device,
+        settings.model_poll_s,
+        on_reload=lambda outcome: metrics.model_reloads.labels(outcome=outcome).inc(),
+    )
+
+    def ready() -> tuple[bool, str]:
+        if worker is None:
+            return False, "starting"
+        return worker.ready()
+
+    health = HealthServer(settings.http_host, settings.http_port, metrics, ready).start()
+    log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
+    runner = AsyncRunner()
+    consumer = producer = fetcher = None
+    try:
+        if models.load_initial(wait_for_model, should_stop=lambda: stopping["now"]) is None:
+            log.error("no servable model version in %s", settings.model_dir)
+            return 0 if stopping["now"] else 1
+        metrics.model_version.set(models.current.version)  # type: ignore[union-attr]
+        consumer = connect(lambda: build_consumer(settings), "consumer", lambda: stopping["now"])
+        producer = connect(lambda: build_producer(settings), "producer", lambda: stopping["now"])
+        if consumer is None or producer is None:
+            return 0
+        fetcher = runner.run(_make_fetcher(settings))
+        worker = Worker(settings, consumer, producer, fetcher, runner, models, metrics)
+        if stopping["now"]:
+            worker.stop()
+        consumer.subscribe([settings.input_topic], listener=_Listener(worker))
+        log.info(
+            "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
+            time.monotonic() - started, settings.input_topic, settings.output_topic,
+            settings.dlq_topic, settings.group_id, settings.batch_size,
+        )
+        worker.run(exit_when_idle=exit_when_idle)
+        return 0
+    finally:
+        if consumer is not None:
+            consumer.close(autocommit=False)
+        if producer is not None:
+            producer.close(timeout=10)
+        if fetcher is not None:
+            runner.run(fetcher.aclose())
+        runner.close()
+        models.close()
+        health.stop()
