@@ -118,6 +118,8 @@ def load_version(path: Path, device: str = "CPU:0") -> Classifier:
         metadata = ModelMetadata.read(path)
     except FileNotFoundError:
         raise ModelLoadError(f"{path} has no {METADATA_FILE}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path / METADATA_FILE} cannot be read: {exc}") from None
     except (ValidationError, ValueError) as exc:
         raise ModelLoadError(f"{path / METADATA_FILE} is invalid: {exc}") from None
     started = time.perf_counter()

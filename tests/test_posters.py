@@ -1,0 +1,206 @@
+"""Unit tests of poster finding: page shapes, allowlist, retry decisions, image checks."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import httpx
+import pytest
+from PIL import Image
+
+from worker.errors import FetchFailed, HostNotAllowed, MovieNotFound, PosterNotFound, PosterTooLarge, PosterUnreadable
+from worker.posters import (
+    Allowlist,
+    PosterFetcher,
+    backoff_delay,
+    inspect_image,
+    parse_retry_after,
+    poster_candidates,
+)
+from worker.settings import FetchSettings
+
+PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
+
+NEW_LAYOUT = """<html><head>
+<meta property="og:title" content="The Matrix">
+<meta property="og:image" content="https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg">
+</head><body><div class="poster"><img class="poster w-full"
+ src="https://media.themoviedb.org/t/p/w300_and_h450_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+ srcset="https://media.themoviedb.org/t/p/w300_and_h450_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg 1x,
+         https://media.themoviedb.org/t/p/w600_and_h900_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg 2x"></div>
+</body></html>"""
+
+IMG_ONLY = NEW_LAYOUT.replace('<meta property="og:image"', '<meta property="og:other"')
+
+OLD_LAYOUT = """<html><body><div class="image_content">
+<img class="lazyload" data-src="/t/p/w600_and_h900_bestv2/old.jpg" src="/assets/placeholder.svg"></div></body></html>"""
+
+NO_POSTER = """<html><head><meta property="og:image"
+ content="https://www.themoviedb.org/assets/2/v4/logos/v2/blue_square_2.svg"></head>
+<body><div class="image_content"><div class="no_image_holder w500"></div></div></body></html>"""
+
+OG_ELSEWHERE = """<html><head><meta property="og:image" content="https://cdn.example.com/share.jpg"></head>
+<body></body></html>"""
+
+
+def test_new_layout_prefers_og_image_then_srcset_2x_then_src():
+    urls = poster_candidates(NEW_LAYOUT, PAGE)
+    assert urls[0] == "https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    assert urls[1].startswith("https://media.themoviedb.org/t/p/w600_and_h900_bestv2/")
+    assert urls[2].startswith("https://media.themoviedb.org/t/p/w300_and_h450_bestv2/")
+
+
+def test_img_poster_without_og_image_takes_the_2x_source():
+    assert poster_candidates(IMG_ONLY, PAGE)[0].startswith("https://media.themoviedb.org/t/p/w600_and_h900")
+
+
+def test_old_layout_data_src_is_made_absolute():
+    assert poster_candidates(OLD_LAYOUT, PAGE) == [
+        "https://www.themoviedb.org/t/p/w600_and_h900_bestv2/old.jpg"
+    ]
+
+
+def test_a_page_without_poster_gives_nothing_not_the_site_logo():
+    assert poster_candidates(NO_POSTER, PAGE) == []
+
+
+def test_og_image_elsewhere_is_a_candidate_that_the_allowlist_refuses():
+    urls = poster_candidates(OG_ELSEWHERE, PAGE)
+    assert urls == ["https://cdn.example.com/share.jpg"]
+    assert not Allowlist.from_settings(FetchSettings()).allows(urls[0])
+
+
+def test_allowlist_hosts_ports_and_schemes():
+    allow = Allowlist(["www.themoviedb.org", "image.tmdb.org", "127.0.0.1:8080", "[::1]:9000"])
+    assert allow.allows("https://image.tmdb.org/t/p/w500/x.jpg")
+    assert allow.allows("http://IMAGE.tmdb.org/x.jpg")
+    assert not allow.allows("https://image.tmdb.org:8443/x.jpg")
+    assert not allow.allows("https://evil.tmdb.org.example.com/x.jpg")
+    assert not allow.allows("https://user@image.tmdb.org/x.jpg")
+    assert allow.allows("http://127.0.0.1:8080/movie/1")
+    assert not allow.allows("http://127.0.0.1:8081/movie/1")
+    assert not allow.allows("http://127.0.0.1/movie/1")
+    assert allow.allows("http://[::1]:9000/x")
+    assert not allow.allows("file:///etc/passwd")
+    assert not allow.allows("ftp://image.tmdb.org/x.jpg")
+
+
+def test_allowlist_from_settings_includes_the_site_and_its_port():
+    settings = FetchSettings(tmdb_base_url="http://127.0.0.1:5555", poster_hosts="a.example, b.example:81")
+    allow = Allowlist.from_settings(settings)
+    assert allow.allows("http://127.0.0.1:5555/movie/1")
+    assert allow.allows("https://a.example/x") and allow.allows("http://b.example:81/x")
+    assert not allow.allows("https://api.themoviedb.org/3/movie/1")  # only with an API key
+
+
+def test_backoff_grows_is_capped_and_honours_retry_after():
+    assert backoff_delay(1, 0.5, 30, rand=0.0) == pytest.approx(0.25)
+    assert backoff_delay(1, 0.5, 30, rand=1.0) == pytest.approx(0.5)
+    assert backoff_delay(4, 0.5, 30, rand=1.0) == pytest.approx(4.0)
+    assert backoff_delay(20, 0.5, 30, rand=1.0) == pytest.approx(30.0)
+    assert backoff_delay(1, 0.5, 30, retry_after=7, rand=0.5) == pytest.approx(7.0)
+
+
+def test_retry_after_seconds_and_http_dates():
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def _image(fmt: str, size: tuple[int, int] = (20, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_inspect_image_accepts_posters_and_refuses_the_rest():
+    assert inspect_image(_image("JPEG"), 10_000) == ("JPEG", 20, 30)
+    assert inspect_image(_image("PNG"), 10_000)[0] == "PNG"
+    assert inspect_image(_image("WEBP"), 10_000)[0] == "WEBP"
+    with pytest.raises(PosterTooLarge):
+        inspect_image(_image("PNG", (200, 200)), 10_000)
+    with pytest.raises(PosterUnreadable):
+        inspect_image(b"<svg xmlns='http://www.w3.org/2000/svg'/>", 10_000)
+    with pytest.raises(PosterUnreadable):
+        inspect_image(_image("TIFF"), 10_000)
+
+
+def _fetch(handler, tmdb_id: int = 603, **settings):
+    async def run():
+        config = FetchSettings(backoff_base_s=0.001, backoff_max_s=0.01, **settings)
+        async with PosterFetcher(config, transport=httpx.MockTransport(handler)) as fetcher:
+            return await fetcher.fetch(tmdb_id), fetcher.retries
+
+    return asyncio.run(run())
+
+
+def _site(statuses: list[int], image: bytes | None = None, headers: dict[str, str] | None = None):
+    calls: list[str] = []
+    jpeg = image or _image("JPEG")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if request.url.host == "www.themoviedb.org":
+            if statuses:
+                return httpx.Response(statuses.pop(0), headers=headers or {})
+            return httpx.Response(200, html=NEW_LAYOUT)
+        return httpx.Response(200, content=jpeg, headers={"content-type": "image/jpeg"})
+
+    return handler, calls
+
+
+def test_transient_statuses_are_retried_then_succeed():
+    handler, calls = _site([503, 429, 502])
+    poster, retries = _fetch(handler)
+    assert poster.width == 20 and retries == 3
+    assert calls.count("/movie/603") == 4
+    assert poster.attempts == 5
+
+
+def test_retries_run_out_as_fetch_failed():
+    handler, calls = _site([503] * 10)
+    with pytest.raises(FetchFailed) as info:
+        _fetch(handler, fetch_attempts=3)
+    assert calls.count("/movie/603") == 3 and info.value.attempts == 3
+
+
+def test_a_retry_after_beyond_the_deadline_gives_up_at_once():
+    handler, calls = _site([429] * 5, headers={"Retry-After": "3600"})
+    with pytest.raises(FetchFailed):
+        _fetch(handler, fetch_deadline_s=5)
+    assert calls.count("/movie/603") == 1
+
+
+def test_permanent_statuses_are_not_retried():
+    handler, calls = _site([404])
+    with pytest.raises(MovieNotFound):
+        _fetch(handler)
+    assert calls == ["/movie/603"]
+
+
+def test_a_redirect_off_the_allowlist_is_refused_before_it_is_followed():
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+
+    with pytest.raises(HostNotAllowed):
+        _fetch(handler)
+    assert calls == ["https://www.themoviedb.org/movie/603?language=en-US"]
+
+
+def test_an_image_over_the_byte_cap_is_refused():
+    handler, _ = _site([], image=_image("PNG", (300, 300)) + b"\0" * 50_000)
+    with pytest.raises(PosterTooLarge):
+        _fetch(handler, max_image_bytes=20_000)
+
+
+def test_no_poster_on_the_page():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, html=NO_POSTER)
+
+    with pytest.raises(PosterNotFound):
+        _fetch(handler)
