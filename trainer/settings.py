@@ -51,6 +51,15 @@ class TrainerSettings(BaseModel):
     tensorboard_dir: Path | None = None
     head: HeadSettings = HeadSettings()
     progress: bool = True
+    fetch_concurrency: int | None = Field(None, ge=1, description="Posters fetched at once.")
+    include_unlabelled: bool = Field(False, description="fetch-posters: movies without genres too.")
+    retry_failed: bool = Field(False, description="fetch-posters: retry permanent failures too.")
+    inputs: list[str] = Field(default_factory=list, description="predict: image files or TMDB ids.")
+    show: Path | None = Field(None, description="predict: render the posters and genres to this PNG.")
+    as_json: bool = Field(False, description="predict: print JSON lines.")
+    bootstrap_servers: str = "localhost:9092"
+    topic: str = "movies.new"
+    dry_run: bool = Field(False, description="backfill: print the events instead of producing them.")
 
     @model_validator(mode="after")
     def _check(self) -> TrainerSettings:

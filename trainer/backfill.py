@@ -1,0 +1,80 @@
+"""The `backfill` command: a `movies.new` event for every MovieLens movie without genres."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from schemas.events import NewMovie
+from trainer.movielens import Movies
+
+log = logging.getLogger(__name__)
+
+# event ids are derived from the TMDB id, so a repeated backfill repeats them (consumers dedupe)
+EVENT_NAMESPACE = uuid.UUID("6c1f2a7e-58b4-4d6e-9a36-3f0e8c1d2b47")
+
+
+def backfill_events(movies: Movies, occurred_at: datetime | None = None) -> list[NewMovie]:
+    """One validated `movies.new` event per unlabelled movie that has a TMDB id."""
+    when = occurred_at or datetime.now(UTC)
+    events = []
+    for row in movies.unlabelled.itertuples(index=False):
+        tmdb_id = int(row.tmdbId)
+        events.append(
+            NewMovie(
+                tmdb_id=tmdb_id,
+                event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"movielens-backfill:{tmdb_id}")),
+                title=str(row.title),
+                occurred_at=when,
+            )
+        )
+    return events
+
+
+def event_json(event: NewMovie) -> str:
+    """The event as it goes on the topic (no nulls)."""
+    return event.model_dump_json(exclude_none=True)
+
+
+def write_events(events: Iterable[NewMovie], out: TextIO) -> int:
+    """Print events as JSON lines (the dry run); returns how many."""
+    n = 0
+    for event in events:
+        out.write(event_json(event) + "\n")
+        n += 1
+    return n
+
+
+def publish_events(
+    events: list[NewMovie],
+    bootstrap_servers: str,
+    topic: str = "movies.new",
+    producer_factory: Callable[..., Any] | None = None,
+    timeout_s: float = 60.0,
+) -> int:
+    """Produce the events with an idempotent, acks=all producer keyed by TMDB id; wait for all acks."""
+    if producer_factory is None:
+        from kafka import KafkaProducer
+
+        producer_factory = KafkaProducer
+    producer = producer_factory(
+        bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",") if s.strip()],
+        client_id="genre-trainer-backfill",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        key_serializer=lambda k: k.encode("utf-8"),
+        value_serializer=lambda v: v.encode("utf-8"),
+    )
+    try:
+        futures = [producer.send(topic, key=str(e.tmdb_id), value=event_json(e)) for e in events]
+        producer.flush(timeout=timeout_s)
+        for future in futures:
+            future.get(timeout=timeout_s)  # raises the delivery error, if any
+    finally:
+        producer.close(timeout=timeout_s)
+    log.info("published %d movies.new event(s) to %s", len(events), topic)
+    return len(events)

@@ -1,0 +1,116 @@
+"""The `predict` command: score posters (files or TMDB ids) with an exported model version."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import tensorflow as tf
+
+from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from trainer.export import version_numbers
+from trainer.posters import PosterCache, fetch_posters
+
+if TYPE_CHECKING:
+    from worker.settings import FetchSettings
+
+log = logging.getLogger(__name__)
+
+
+class PredictError(ValueError):
+    """No usable model, or an input that names neither a file nor a TMDB id."""
+
+
+@dataclass
+class Prediction:
+    """One poster's genres (over their thresholds, best first) and every label's score."""
+
+    source: str
+    title: str | None
+    image: bytes
+    genres: list[str]
+    scores: dict[str, float]
+
+
+def latest_version(model_dir: Path) -> Path:
+    """The highest complete version folder under `model_dir`."""
+    for number in reversed(version_numbers(model_dir)):
+        path = model_dir / str(number)
+        if (path / METADATA_FILE).is_file() and (path / "saved_model.pb").is_file():
+            return path
+    raise PredictError(f"no complete model version under {model_dir}")
+
+
+def load_images(
+    inputs: list[str],
+    cache: PosterCache,
+    fetch_settings: FetchSettings | None,
+    titles: dict[int, str],
+) -> list[tuple[str, str | None, bytes]]:
+    """Resolve each input (an image file, or a TMDB id looked up in the poster cache) to bytes."""
+    ids = [int(i) for i in inputs if i.isdigit() and not Path(i).is_file()]
+    missing = [i for i in ids if not cache.has(i)]
+    if missing and fetch_settings is not None:
+        fetch_posters(missing, cache, fetch_settings, retry_failed=True, progress=False)
+    out = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file():
+            out.append((item, None, path.read_bytes()))
+        elif item.isdigit():
+            tmdb_id = int(item)
+            if not cache.has(tmdb_id):
+                reason = cache.failures().get(tmdb_id, {}).get("detail", "not in the poster cache")
+                raise PredictError(f"no poster for TMDB id {tmdb_id}: {reason}")
+            out.append((item, titles.get(tmdb_id), cache.path(tmdb_id).read_bytes()))
+        else:
+            raise PredictError(f"{item!r} is neither an image file nor a TMDB id")
+    return out
+
+
+def predict(version_dir: Path, images: list[tuple[str, str | None, bytes]]) -> list[Prediction]:
+    """Score encoded images with the version's serving signature and apply its thresholds."""
+    metadata = ModelMetadata.read(version_dir)
+    serve = tf.saved_model.load(str(version_dir)).signatures[SIGNATURE]
+    try:
+        scores = serve(**{INPUT_NAME: tf.constant([b for _, _, b in images])})[OUTPUT_NAME].numpy()
+    except tf.errors.InvalidArgumentError as exc:
+        raise PredictError(f"an input is not a decodable image: {exc.message.splitlines()[0]}") from None
+    results = []
+    for (source, title, data), row in zip(images, scores, strict=True):
+        order = np.argsort(-row)
+        genres = [metadata.labels[j] for j in order if row[j] >= metadata.thresholds[j]]
+        results.append(Prediction(source, title, data,
+                                  genres, {metadata.labels[j]: round(float(row[j]), 4) for j in order}))
+    return results
+
+
+def render(predictions: list[Prediction], path: Path, model_name: str) -> Path:
+    """Draw the posters side by side with their title and predicted genres, as a PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    n = len(predictions)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 5.0 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, p in zip(axes.ravel(), predictions, strict=False):
+        ax.imshow(Image.open(io.BytesIO(p.image)).convert("RGB"))
+        top = ", ".join(f"{g} {p.scores[g]:.2f}" for g in p.genres) or "(no genre over its threshold)"
+        ax.set_title(f"{p.title or p.source}\n{top}", fontsize=8, wrap=True)
+    fig.suptitle(f"model {model_name}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
