@@ -86,6 +86,7 @@ class TransientError(PosterError):
     code = ErrorCode.FETCH_FAILED
     permanent = False
 
-    def __init__(self, detail: str, retry_after: float | None = None):
+    def __init__(self, detail: str, retry_after: float | None = None, host: str = ""):
         super().__init__(detail)
         self.retry_after = retry_after
+        self.host = host  # `host:port` that failed, when known (for the circuit breaker)

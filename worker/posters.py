@@ -2,8 +2,16 @@
 
 One module serves the worker and the trainer. Every request goes through `_request`,
 which checks the allowlist on each hop (redirects are followed by hand), applies
-timeouts and a byte cap, and turns failures into `worker.errors` types; `_get` adds
-retries with exponential backoff, jitter and `Retry-After`.
+timeouts and a byte cap (after decompression, decoded in bounded steps), and turns
+failures into `worker.errors` types; `_get` adds retries with exponential backoff,
+jitter and `Retry-After`. Connections go through `worker.net.CheckedBackend`, which
+refuses private addresses after DNS and connects to the address it checked.
+
+A per-host circuit breaker (`CircuitBreaker`) keeps an outage of the site from
+burning every event's retries: once a host failed `breaker_threshold` times in a row,
+requests to it wait while one probe at a time tests it, for at most
+`max_outage_wait_s` per poster; then the event is dead-lettered as `fetch_failed`.
+See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urljoin, urlsplit
 
@@ -33,6 +43,7 @@ from worker.errors import (
     PosterUnreadable,
     TransientError,
 )
+from worker.net import AddressGuard, Resolver, checked_transport
 from worker.settings import FetchSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,15 @@ log = logging.getLogger(__name__)
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
+MAX_CANDIDATES = 20  # poster URLs taken from one page; a page with thousands of img tags is not worse
+CONTENT_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 15}  # zlib wbits (47: gzip or zlib header)
+
+# Circuit breaker defaults, used until WorkerSettings carries these fields.
+BREAKER_THRESHOLD = 5
+BREAKER_COOLDOWN_S = 1.0
+BREAKER_MAX_COOLDOWN_S = 15.0
+MAX_OUTAGE_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -129,17 +149,24 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
     sel = parsel.Selector(text=html)
     found: list[str] = []
     found += sel.xpath('//meta[@property="og:image" or @name="og:image"][1]/@content').getall()[:1]
-    for img in sel.css("img.poster"):
+    for img in sel.css("img.poster")[: MAX_CANDIDATES * 2]:
         srcset = img.attrib.get("srcset", "")
         found += [url for url, _, density in (_srcset_entry(e) for e in srcset.split(",")) if density == "2x"]
         if src := img.attrib.get("src"):
             found.append(src)
-    found += sel.css("div.image_content img::attr(data-src)").getall()
+    found += sel.css("div.image_content img::attr(data-src)").getall()[: MAX_CANDIDATES * 2]
     urls: list[str] = []
     for raw in found:
-        url = urljoin(page_url, raw.strip())
-        if raw.strip() and url not in urls and "/assets/" not in urlsplit(url).path:
-            urls.append(url)
+        try:
+            url = urljoin(page_url, raw.strip())
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an invalid IPv6 literal
+            continue
+        if raw.strip() and parts.scheme in DEFAULT_PORTS and parts.netloc and url not in urls:
+            if "/assets/" not in parts.path:
+                urls.append(url)
+        if len(urls) >= MAX_CANDIDATES:
+            break
     return urls
 
 
@@ -198,6 +225,135 @@ def inspect_image(content: bytes, max_pixels: int) -> tuple[str, int, int]:
     return fmt, width, height
 
 
+def host_key(url: str) -> str:
+    """`host:port` of a URL, the unit the circuit breaker tracks."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:
+        port = 0
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+@dataclass
+class _Circuit:
+    """The health of one host as the breaker sees it."""
+
+    failures: int = 0  # transient failures in a row
+    open_since: float | None = None  # when the circuit opened; None while closed
+    retry_at: float = 0.0  # when the next probe may go out
+    cooldown: float = 0.0
+    probing: bool = False
+    last_error: str = ""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class CircuitBreaker:
+    """Per-host breaker: after `threshold` failures in a row, requests wait for a probe.
+
+    Closed: requests go out; each transient failure (connection error, timeout, 5xx)
+    adds one, any other answer resets the count. Open: requests wait in `admit`; one of
+    them goes out as the probe when the cooldown ends (1 s, doubling to `max_cooldown_s`).
+    A probe that gets an answer closes the circuit and wakes everyone; one that fails
+    doubles the cooldown. No one waits longer than `max_wait_s` in total.
+    """
+
+    def __init__(
+        self,
+        threshold: int = BREAKER_THRESHOLD,
+        cooldown_s: float = BREAKER_COOLDOWN_S,
+        max_cooldown_s: float = BREAKER_MAX_COOLDOWN_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.threshold = max(1, threshold)
+        self.cooldown_s = max(0.01, cooldown_s)
+        self.max_cooldown_s = max(self.cooldown_s, max_cooldown_s)
+        self._clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+        self.opened = 0  # times a circuit opened, for metrics and tests
+        self.probes = 0
+
+    def is_open(self, host: str) -> bool:
+        circuit = self._circuits.get(host)
+        return circuit is not None and circuit.open_since is not None
+
+    def _notify(self, circuit: _Circuit) -> None:
+        circuit.changed.set()
+        circuit.changed = asyncio.Event()
+
+    async def admit(self, host: str, max_wait_s: float) -> tuple[float, bool]:
+        """Wait until `host` may be requested; return (seconds waited, whether this is the probe)."""
+        circuit = self._circuits.get(host)
+        begun = self._clock()
+        while circuit is not None and circuit.open_since is not None:
+            now = self._clock()
+            if not circuit.probing and now >= circuit.retry_at:
+                circuit.probing = True
+                self.probes += 1
+                return now - begun, True
+            waited = now - begun
+            if waited >= max_wait_s:
+                raise FetchFailed(
+                    f"{host} has been failing for {now - circuit.open_since:.0f} s "
+                    f"(last error: {circuit.last_error}); gave up after waiting {waited:.0f} s for it"
+                )
+            wake = max_wait_s - waited if circuit.probing else min(max_wait_s - waited, circuit.retry_at - now)
+            try:
+                await asyncio.wait_for(circuit.changed.wait(), timeout=max(0.01, wake))
+            except TimeoutError:
+                pass
+        return self._clock() - begun, False
+
+    def success(self, host: str, probe: bool = False) -> None:
+        """`host` answered (anything but a 5xx): close its circuit."""
+        circuit = self._circuits.get(host)
+        if circuit is None:
+            return
+        if circuit.open_since is not None:
+            log.warning("%s answers again after %.1f s: circuit closed", host, self._clock() - circuit.open_since)
+        self._circuits.pop(host)
+        self._notify(circuit)
+
+    def failure(self, host: str, detail: str, probe: bool = False) -> None:
+        """`host` failed transiently: count it, open the circuit at the threshold, back off probes."""
+        circuit = self._circuits.setdefault(host, _Circuit())
+        circuit.failures += 1
+        circuit.last_error = detail
+        now = self._clock()
+        if circuit.open_since is None:
+            if circuit.failures < self.threshold:
+                return
+            circuit.open_since = now
+            circuit.cooldown = self.cooldown_s
+            self.opened += 1
+            log.warning(
+                "%s failed %d times in a row (%s): circuit open, requests wait for a probe",
+                host, circuit.failures, detail,
+            )
+        elif probe:
+            circuit.cooldown = min(circuit.cooldown * 2, self.max_cooldown_s)
+            log.info("probe of %s failed (%s); next probe in %.1f s", host, detail, circuit.cooldown)
+        if probe or circuit.failures == self.threshold:
+            circuit.probing = False
+            circuit.retry_at = now + circuit.cooldown
+            self._notify(circuit)
+
+    def release(self, host: str) -> None:
+        """A probe ended without telling anything about the host (refused locally, cancelled)."""
+        circuit = self._circuits.get(host)
+        if circuit is not None and circuit.probing:
+            circuit.probing = False
+            self._notify(circuit)
+
+
+class _CircuitOpen(Exception):
+    """A redirect hop reached a host whose circuit is open; `_get` waits for it."""
+
+    def __init__(self, host: str):
+        super().__init__(host)
+        self.host = host
+
+
 @dataclass
 class _Response:
     url: str
@@ -207,19 +363,42 @@ class _Response:
 
 
 class PosterFetcher:
-    """Async poster fetcher with one shared HTTP client; use as `async with`."""
+    """Async poster fetcher with one shared HTTP client; use as `async with`.
 
-    def __init__(self, settings: FetchSettings, transport: httpx.AsyncBaseTransport | None = None):
+    `transport` replaces the network (tests); `resolver` replaces DNS for the SSRF
+    guard (tests), which is bypassed when a transport is given.
+    """
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver | None = None,
+    ):
         self.settings = settings
         self.allowlist = Allowlist.from_settings(settings)
+        self.guard = AddressGuard.from_urls_and_hosts(
+            [settings.tmdb_base_url, settings.tmdb_api_url, settings.tmdb_image_base_url],
+            settings.poster_hosts,
+            resolver,
+        )
+        self.breaker = CircuitBreaker(
+            getattr(settings, "breaker_threshold", BREAKER_THRESHOLD),
+            getattr(settings, "breaker_cooldown_s", BREAKER_COOLDOWN_S),
+            getattr(settings, "breaker_max_cooldown_s", BREAKER_MAX_COOLDOWN_S),
+        )
+        self.max_outage_wait_s: float = getattr(settings, "max_outage_wait_s", MAX_OUTAGE_WAIT_S)
         self._semaphore = asyncio.Semaphore(settings.fetch_concurrency)
+        limits = httpx.Limits(
+            max_connections=settings.fetch_concurrency * 2,
+            max_keepalive_connections=settings.fetch_concurrency,
+        )
+        if transport is None:
+            transport = checked_transport(self.guard, limits=limits)
         self._client = httpx.AsyncClient(
             follow_redirects=False,
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=settings.fetch_concurrency * 2,
-                max_keepalive_connections=settings.fetch_concurrency,
-            ),
+            limits=limits,
             headers={"User-Agent": settings.user_agent, "Accept-Language": settings.language},
             transport=transport,
             trust_env=False,
@@ -242,31 +421,31 @@ class PosterFetcher:
 
     async def fetch(self, tmdb_id: int) -> Poster:
         """Find the poster of `tmdb_id` and download it; raise a `PosterError` on failure."""
-        async with self._semaphore:
-            budget = _Budget(time.monotonic() + self.settings.fetch_deadline_s)
-            if self.settings.tmdb_api_key is not None:
-                url = await self._poster_url_from_api(tmdb_id, budget)
-            else:
-                url = await self._poster_url_from_page(tmdb_id, budget)
-            image = await self._get(
-                url, budget, max_bytes=self.settings.max_image_bytes, accept="image/*", image=True
+        budget = _Budget(time.monotonic() + self.settings.fetch_deadline_s)
+        if self.settings.tmdb_api_key is not None:
+            url = await self._poster_url_from_api(tmdb_id, budget)
+        else:
+            url = await self._poster_url_from_page(tmdb_id, budget)
+        image = await self._get(url, budget, max_bytes=self.settings.max_image_bytes, accept="image/*", image=True)
+        if not image.content_type.startswith("image/"):
+            raise PosterUnreadable(
+                f"{_display(image.url)} is {image.content_type or 'untyped'}, not an image",
+                budget.attempts,
             )
-            if not image.content_type.startswith("image/"):
-                raise PosterUnreadable(
-                    f"{_display(image.url)} is {image.content_type or 'untyped'}, not an image",
-                    budget.attempts,
-                )
-            try:
-                _, width, height = inspect_image(image.content, self.settings.max_image_pixels)
-            except PosterError as exc:
-                exc.attempts = budget.attempts
-                raise
-            return Poster(tmdb_id, image.url, image.content, image.content_type, width, height, budget.attempts)
+        try:
+            _, width, height = inspect_image(image.content, self.settings.max_image_pixels)
+        except PosterError as exc:
+            exc.attempts = budget.attempts
+            raise
+        return Poster(tmdb_id, image.url, image.content, image.content_type, width, height, budget.attempts)
 
     async def _poster_url_from_page(self, tmdb_id: int, budget: _Budget) -> str:
         page_url = f"{self.settings.tmdb_base_url}/movie/{tmdb_id}?language={self.settings.language}"
         page = await self._get(page_url, budget, max_bytes=self.settings.max_page_bytes, accept="text/html")
-        text = page.content.decode(page.encoding or "utf-8", errors="replace")
+        try:
+            text = page.content.decode(page.encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = page.content.decode("utf-8", errors="replace")
         candidates = poster_candidates(text, page.url)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:
@@ -292,8 +471,8 @@ class PosterFetcher:
         )
         try:
             poster_path = json.loads(response.content).get("poster_path")
-        except (ValueError, AttributeError):
-            raise PosterError(f"the API answered for movie {tmdb_id} with something not JSON", budget.attempts)
+        except (ValueError, AttributeError, RecursionError):
+            raise PosterError(f"the API answered for movie {tmdb_id} with something not a JSON object", budget.attempts)
         if not poster_path or not isinstance(poster_path, str):
             raise PosterNotFound(f"the API has no poster for movie {tmdb_id}", budget.attempts)
         return f"{self.settings.tmdb_image_base_url}/{poster_path.lstrip('/')}"
@@ -308,21 +487,41 @@ class PosterFetcher:
         image: bool = False,
         headers: dict[str, str] | None = None,
     ) -> _Response:
-        """GET with retries on transient failures, within the poster's time budget."""
+        """GET with retries on transient failures, within the poster's time budget.
+
+        Time spent waiting for an open circuit extends the budget (up to
+        `max_outage_wait_s` per poster), and failures while the host is down do not use
+        up the event's tries: an outage of the site is not the event's fault.
+        """
         tries = 0
+        wait_for = host_key(url)
         while True:
+            waited, probe = await self.breaker.admit(wait_for, self.max_outage_wait_s - budget.waited)
+            budget.waited += waited
+            budget.deadline += waited
             tries += 1
             budget.attempts += 1
             try:
-                limit = min(self.settings.request_timeout_s, max(0.0, budget.deadline - time.monotonic()))
-                try:
-                    async with asyncio.timeout(limit):
-                        return await self._request(
-                            url, max_bytes=max_bytes, accept=accept, image=image, headers=headers
-                        )
-                except TimeoutError:
-                    raise TransientError(f"{_display(url)} took over {limit:.1f} s") from None
+                async with self._semaphore:
+                    limit = min(self.settings.request_timeout_s, max(0.0, budget.deadline - time.monotonic()))
+                    try:
+                        async with asyncio.timeout(limit):
+                            return await self._request(
+                                url, probe=probe, max_bytes=max_bytes, accept=accept, image=image, headers=headers
+                            )
+                    except TimeoutError:
+                        raise TransientError(f"{_display(url)} took over {limit:.1f} s") from None
+            except _CircuitOpen as exc:  # a redirect led to a host that is down
+                tries -= 1
+                budget.attempts -= 1
+                wait_for = exc.host
+                continue
             except TransientError as exc:
+                wait_for = exc.host or wait_for
+                if self.breaker.is_open(wait_for):
+                    tries -= 1  # the host is down: wait for it in `admit` rather than burn a try
+                    self.retries += 1
+                    continue
                 remaining = budget.deadline - time.monotonic()
                 delay = backoff_delay(
                     tries, self.settings.backoff_base_s, self.settings.backoff_max_s, exc.retry_after
@@ -337,11 +536,14 @@ class PosterFetcher:
             except PosterError as exc:
                 exc.attempts = budget.attempts
                 raise
+            finally:
+                probe = False
 
     async def _request(
         self,
         url: str,
         *,
+        probe: bool,
         max_bytes: int,
         accept: str,
         image: bool,
@@ -349,58 +551,103 @@ class PosterFetcher:
     ) -> _Response:
         """One GET, following redirects by hand so that every hop is checked."""
         request_headers = {"Accept": accept, **(headers or {})}
-        if image:
-            request_headers["Accept-Encoding"] = "identity"
+        request_headers["Accept-Encoding"] = "identity" if image else "gzip, deflate"
+        first = True
         for _ in range(self.settings.max_redirects + 1):
             self.allowlist.check(url)
+            host = host_key(url)
+            hop_probe = probe and first
+            first = False
+            if not hop_probe and self.breaker.is_open(host):
+                raise _CircuitOpen(host)
+            outcome = "unknown"  # "ok" or "failed" once the host's health is known
             try:
-                request = self._client.build_request("GET", url, headers=request_headers)
-                response = await self._client.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise TransientError(f"timed out requesting {_display(url)}") from None
-            except httpx.TransportError as exc:
-                raise TransientError(f"could not reach {_display(url)}: {type(exc).__name__}") from None
-            try:
-                if response.is_redirect:
-                    location = response.headers.get("location", "")
-                    url = urljoin(url, location)
-                    continue
-                self._raise_for_status(response, url, image)
-                content = await self._read_capped(response, url, max_bytes, image)
-                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                return _Response(url, content, content_type, response.charset_encoding)
+                try:
+                    request = self._client.build_request("GET", url, headers=request_headers)
+                    response = await self._client.send(request, stream=True)
+                except httpx.TimeoutException:
+                    outcome = "failed"
+                    detail = f"timed out requesting {_display(url)}"
+                    self.breaker.failure(host, detail, hop_probe)
+                    raise TransientError(detail, host=host) from None
+                except httpx.TransportError as exc:
+                    outcome = "failed"
+                    detail = f"could not reach {_display(url)}: {type(exc).__name__}"
+                    self.breaker.failure(host, detail, hop_probe)
+                    raise TransientError(detail, host=host) from None
+                try:
+                    if response.status_code in HOST_DOWN_STATUSES:
+                        outcome = "failed"
+                        self.breaker.failure(host, f"answered {response.status_code}", hop_probe)
+                    else:  # any other answer shows the host is up, even a 404 or a 429
+                        outcome = "ok"
+                        self.breaker.success(host, hop_probe)
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    self._raise_for_status(response, url, image, host)
+                    content = await self._read_capped(response, url, max_bytes, image)
+                    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                    return _Response(url, content, content_type, response.charset_encoding)
+                finally:
+                    await response.aclose()
+            except asyncio.CancelledError:  # the request timeout (a slow host) or shutdown
+                if outcome == "unknown":
+                    outcome = "failed"
+                    self.breaker.failure(host, f"no complete answer from {_display(url)} in time", hop_probe)
+                raise
             finally:
-                await response.aclose()
+                if hop_probe and outcome == "unknown":
+                    self.breaker.release(host)
         raise PosterError(f"more than {self.settings.max_redirects} redirects from {_display(url)}")
 
     @staticmethod
-    def _raise_for_status(response: httpx.Response, url: str, image: bool) -> None:
+    def _raise_for_status(response: httpx.Response, url: str, image: bool, host: str = "") -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
         what = f"GET {_display(url)} answered {status}"
         if status in RETRY_STATUSES:
-            raise TransientError(what, parse_retry_after(response.headers.get("retry-after")))
+            raise TransientError(what, parse_retry_after(response.headers.get("retry-after")), host=host)
         if status in (404, 410):
             raise PosterNotFound(what) if image else MovieNotFound(what)
         raise PosterError(what)
 
     async def _read_capped(self, response: httpx.Response, url: str, max_bytes: int, image: bool) -> bytes:
+        """The body, decompressed in bounded steps, refused as soon as it passes `max_bytes`."""
         too_big = PosterTooLarge if image else PosterError
-        declared = response.headers.get("content-length", "")
+        declared = response.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > max_bytes:
             raise too_big(f"{_display(url)} is {int(declared)} bytes, over the cap of {max_bytes}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
+        decoder = None
+        if encoding in CONTENT_ENCODINGS:
+            decoder = zlib.decompressobj(CONTENT_ENCODINGS[encoding])
+        elif encoding != "identity":
+            raise PosterError(f"{_display(url)} is sent with content-encoding {encoding[:40]!r}, which is not accepted")
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
+            async for raw in response.aiter_raw():
+                data = raw
+                while decoder is not None and data:
+                    out = decoder.decompress(data, max_bytes - size + 1)
+                    data = decoder.unconsumed_tail
+                    size += len(out)
+                    if size > max_bytes:
+                        break
+                    chunks.append(out)
+                    if decoder.eof:
+                        break
+                if decoder is None:
+                    size += len(raw)
+                    chunks.append(raw)
                 if size > max_bytes:
-                    raise too_big(f"{_display(url)} is over the cap of {max_bytes} bytes")
-                chunks.append(chunk)
+                    what = "decompresses to more than" if decoder is not None else "is over"
+                    raise too_big(f"{_display(url)} {what} the cap of {max_bytes} bytes")
         except httpx.TimeoutException:
             raise TransientError(f"timed out reading {_display(url)}") from None
-        except httpx.DecodingError as exc:
+        except zlib.error as exc:
             raise PosterError(f"{_display(url)} sent a body that does not decode: {exc}") from None
         except httpx.TransportError as exc:
             raise TransientError(f"connection lost reading {_display(url)}: {type(exc).__name__}") from None
@@ -413,3 +660,4 @@ class _Budget:
 
     deadline: float
     attempts: int = 0
+    waited: float = 0.0  # seconds spent waiting for open circuits
