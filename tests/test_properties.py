@@ -1,0 +1,110 @@
+"""Property-based tests: event parsing and poster extraction never fail in unplanned ways."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.events import MAX_TMDB_ID, EventDecodeError, NewMovie, decode_new_movie
+from worker.posters import Allowlist, poster_candidates
+
+PAGE = "https://www.themoviedb.org/movie/603-the-matrix?language=en-US"
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+event_like = st.dictionaries(
+    st.sampled_from(["tmdb_id", "event_id", "title", "occurred_at", "schema_version", "other"]) | st.text(max_size=6),
+    json_values,
+    max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=2048))
+def test_decoding_arbitrary_bytes_raises_only_event_decode_errors(raw: bytes) -> None:
+    try:
+        event = decode_new_movie(raw)
+    except EventDecodeError as exc:
+        assert str(exc)
+    else:
+        assert 0 < event.tmdb_id <= MAX_TMDB_ID
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_like)
+def test_decoding_arbitrary_json_objects_raises_only_event_decode_errors(data: dict) -> None:
+    try:
+        raw = json.dumps(data, allow_nan=True).encode("utf-8", errors="surrogatepass")
+    except (ValueError, TypeError):
+        return
+    try:
+        event = decode_new_movie(raw)
+    except EventDecodeError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(event.tmdb_id, int) and not isinstance(event.tmdb_id, bool)
+        assert event.tmdb_id == data["tmdb_id"]
+
+
+valid_events = st.builds(
+    NewMovie,
+    tmdb_id=st.integers(1, MAX_TMDB_ID),
+    event_id=st.none() | st.text(min_size=1, max_size=200),
+    title=st.none() | st.text(max_size=2000),
+    occurred_at=st.none()
+    | st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
+    schema_version=st.integers(1, 10),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_events)
+def test_valid_events_round_trip(event: NewMovie) -> None:
+    try:
+        raw = event.model_dump_json().encode("utf-8")
+    except (ValueError, UnicodeEncodeError):  # a lone surrogate cannot be written as UTF-8 at all
+        return
+    assert decode_new_movie(raw) == event
+
+
+html_bits = st.sampled_from(
+    [
+        "<html>", "<head>", "<body>", "</div>", "<div class='image_content'>", "<img class='poster' ",
+        "<meta property='og:image' content='", "src='", "srcset='", "data-src='", " 2x, ", " 1x", "'>",
+        "/t/p/w500/a.jpg", "//image.tmdb.org/x.jpg", "javascript:alert(1)", "file:///etc/passwd",
+        "gopher://x/", "http://[::1", "https://", "/assets/logo.svg", "\x00", "&amp;", "<!--", "]]>", "\ufffd",
+    ]
+)
+html_pages = st.lists(html_bits | st.text(max_size=30), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(html_pages, st.sampled_from([PAGE, "http://127.0.0.1:8000/movie/1-x", "https://example.org/"]))
+def test_poster_candidates_never_raise_and_return_absolute_http_urls(html: str, page_url: str) -> None:
+    urls = poster_candidates(html, page_url)
+    assert len(urls) <= 20
+    assert len(set(urls)) == len(urls)
+    for url in urls:
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "https") and parts.netloc, url
+        assert "/assets/" not in parts.path
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_the_allowlist_never_raises_and_allows_only_its_hosts(url: str) -> None:
+    allowlist = Allowlist(["www.themoviedb.org", "image.tmdb.org", "127.0.0.1:8000"])
+    if allowlist.allows(url):
+        parts = urlsplit(url)
+        assert parts.scheme in ("http", "https")
+        assert (parts.hostname, parts.port) in {
+            ("www.themoviedb.org", None), ("image.tmdb.org", None), ("127.0.0.1", 8000),
+            ("www.themoviedb.org", 443), ("image.tmdb.org", 443), ("www.themoviedb.org", 80), ("image.tmdb.org", 80),
+        }
