@@ -283,6 +283,7 @@ def bare_model(version_dir: Path, posters: list[bytes], batch_size: int, seconds
     for batch in batches[:2]:
         call(batch)  # warm-up
     times = []
+    cpu0 = time.process_time()
     begun = time.perf_counter()
     i = 0
     while time.perf_counter() - begun < seconds or len(times) < 5:
@@ -290,8 +291,10 @@ def bare_model(version_dir: Path, posters: list[bytes], batch_size: int, seconds
         call(batches[i % len(batches)])
         times.append(time.perf_counter() - t0)
         i += 1
+    cpu = time.process_time() - cpu0
     return {
         "eps": batch_size * len(times) / sum(times),
+        "cpu_ms_per_event": 1000 * cpu / (batch_size * len(times)),
         "batch_ms": statistics.median(times) * 1000,
         "batches": len(times),
     }
@@ -491,12 +494,13 @@ def run_variant(
                 worker_eps=round(eps, 2),
                 worker_eps_wall=round(len(outs) / ((outs[-1] - min(burst.values())) / 1000), 2),
                 worker_cpu_cores=round(cpu / wall, 2),
+                worker_cpu_ms_per_event=round(1000 * cpu / len(outs), 2),
                 server_cpu_cores=round(scpu / wall, 3),
             )
             rss_peak_sampled = max(rss_peak_sampled, proc_status_kb(process.pid, "VmRSS"))
             print(
                 f"[{variant.name}] saturation: {eps:.1f} events/s (wall {result['worker_eps_wall']}), "
-                f"worker {result['worker_cpu_cores']} cores, poster server {result['server_cpu_cores']} cores",
+                f"worker {result['worker_cpu_cores']} cores ({result['worker_cpu_ms_per_event']} CPU ms/event), poster server {result['server_cpu_cores']} cores",
                 flush=True,
             )
 
@@ -646,20 +650,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"poster server: {cap:.0f} page+poster fetches/s for one httpx client (client-bound)", flush=True)
         model_a = bare_model(version_dir, posters, args.batch_size, args.model_s)
         print(f"bare model A: {model_a['eps']:.1f} events/s, one batch of {args.batch_size}: "
-              f"{model_a['batch_ms']:.0f} ms", flush=True)
+              f"{model_a['batch_ms']:.0f} ms, {model_a['cpu_ms_per_event']:.1f} CPU ms/event", flush=True)
         runs = []
         with EmbeddedBroker() as broker:
             for variant in variants:
                 runs.append(run_variant(variant, args, broker, server, model_root, workdir))
         model_b = bare_model(version_dir, posters, args.batch_size, args.model_s)
         print(f"bare model B: {model_b['eps']:.1f} events/s, one batch of {args.batch_size}: "
-              f"{model_b['batch_ms']:.0f} ms", flush=True)
+              f"{model_b['batch_ms']:.0f} ms, {model_b['cpu_ms_per_event']:.1f} CPU ms/event", flush=True)
     finally:
         server.stop()
     model_eps = (model_a["eps"] + model_b["eps"]) / 2
     batch_ms = (model_a["batch_ms"] + model_b["batch_ms"]) / 2
+    model_cpu = (model_a["cpu_ms_per_event"] + model_b["cpu_ms_per_event"]) / 2
     results.update(
         model_eps=round(model_eps, 2),
+        model_cpu_ms_per_event=round(model_cpu, 2),
         model_eps_a=round(model_a["eps"], 2),
         model_eps_b=round(model_b["eps"], 2),
         model_batch_ms=round(batch_ms, 1),
@@ -668,9 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         run["throughput_ratio"] = round(run["worker_eps"] / model_eps, 3)
         run["p99_over_batch"] = round(run["p99_ms"] / batch_ms, 2)
+        # less sensitive to other processes on the machine than events/s: CPU cost per event
+        run["cpu_ratio"] = round(model_cpu / run["worker_cpu_ms_per_event"], 3)
         print(
             f"[{run['variant']}] worker {run['worker_eps']} / model {model_eps:.1f} events/s = "
-            f"{run['throughput_ratio']:.3f}; p99 {run['p99_ms']} ms = {run['p99_over_batch']} x one batch; "
+            f"{run['throughput_ratio']:.3f} (CPU per event: model/worker = {run['cpu_ratio']}); p99 {run['p99_ms']} ms = {run['p99_over_batch']} x one batch; "
             f"peak RSS {run['peak_rss_mb']} MB; ready {run['ready_s']} s; batches {run['batches']}",
             flush=True,
         )

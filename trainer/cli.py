@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-fraction", type=float, default=_DEFAULTS.test_fraction,
                    help="held out from training and threshold tuning; 0 = none (%(default)s)")
     t.add_argument("--seed", type=int, default=_DEFAULTS.split_seed, help="split and training seed (%(default)s)")
+    t.add_argument("--folds", type=int, default=_DEFAULTS.folds,
+                   help="heads trained by K-fold cross-fitting on train+validation and averaged; "
+                        "thresholds tuned on their out-of-fold scores; 1 = one split (%(default)s)")
     t.add_argument("--min-genre-count", type=int, default=_DEFAULTS.min_genre_count, help="%(default)s")
     t.add_argument("--loss", choices=list(LOSSES), default=_HEAD.loss, help="%(default)s")
     t.add_argument("--epochs", type=int, default=_HEAD.epochs, help="%(default)s")

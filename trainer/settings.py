@@ -46,6 +46,7 @@ class TrainerSettings(BaseModel):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
     split_seed: int = 42
+    folds: int = Field(5, ge=1, description="Cross-fitted heads on train+validation; 1 = one split.")
     min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
     embed_batch_size: int = Field(64, ge=1)
     tensorboard_dir: Path | None = None

@@ -110,6 +110,50 @@ def fit_head(
     return head, {k: [float(v) for v in vs] for k, vs in history.history.items()}, best_epoch
 
 
+def cross_fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    head_settings: HeadSettings,
+    folds: int,
+    seed: int,
+    tensorboard_dir: Path | None = None,
+) -> tuple[tf_keras.Model, np.ndarray, dict[str, list[float]], int]:
+    """Train one head per stratified fold, each validated (best epoch) on its held-out fold.
+
+    Returns the heads' average as one model, the out-of-fold scores [len(x), n_labels]
+    (every row scored by the head that did not train on it: what thresholds are tuned on),
+    the first fold's history and the median best epoch.
+    """
+    parts = stratified_split(y, [1 / folds] * folds, seed)
+    out_of_fold = np.zeros(y.shape, np.float32)
+    heads, epochs = [], []
+    history: dict[str, list[float]] = {}
+    for k, held in enumerate(parts):
+        fit = np.setdiff1d(np.arange(len(y)), held)
+        settings_k = head_settings.model_copy(update={"seed": head_settings.seed + k})
+        head, hist, best = fit_head(
+            x[fit], y[fit], x[held], y[held], settings_k,
+            tensorboard_dir=tensorboard_dir / f"fold{k}" if tensorboard_dir else None,
+        )
+        out_of_fold[held] = head.predict(x[held], verbose=0)
+        heads.append(head)
+        epochs.append(best)
+        history = history or hist
+        log.info("fold %d/%d: best epoch %d", k + 1, folds, best)
+    return average_heads(heads), out_of_fold, history, int(np.median(epochs))
+
+
+def average_heads(heads: list[tf_keras.Model]) -> tf_keras.Model:
+    """One model whose output is the mean of the heads' probabilities."""
+    if len(heads) == 1:
+        return heads[0]
+    inputs = tf_keras.Input(shape=heads[0].input_shape[1:], name="embedding")
+    for k, head in enumerate(heads):
+        head._name = f"head_{k}"  # unique layer names inside the ensemble
+    outputs = tf_keras.layers.Average(name="mean_probability")([h(inputs) for h in heads])
+    return tf_keras.Model(inputs, outputs, name="head_ensemble")
+
+
 @dataclass
 class TrainResult:
     """The exported version and what went into it."""
@@ -164,23 +208,31 @@ def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None
              embedded.computed, embed_s)
 
     t0 = time.monotonic()
-    head, history, best_epoch = fit_head(
-        x[train_idx], y[train_idx], x[val_idx], y[val_idx], settings.head,
-        tensorboard_dir=settings.tensorboard_dir,
-    )
+    if settings.folds > 1:
+        fit_idx = np.sort(np.concatenate([train_idx, val_idx]))
+        head, val_scores, history, best_epoch = cross_fit(
+            x[fit_idx], y[fit_idx], settings.head, settings.folds, settings.split_seed,
+            settings.tensorboard_dir,
+        )
+        val_y = y[fit_idx]
+    else:
+        head, history, best_epoch = fit_head(
+            x[train_idx], y[train_idx], x[val_idx], y[val_idx], settings.head,
+            tensorboard_dir=settings.tensorboard_dir,
+        )
+        val_scores, val_y = head.predict(x[val_idx], verbose=0), y[val_idx]
     train_s = time.monotonic() - t0
-    val_scores = head.predict(x[val_idx], verbose=0)
-    thresholds = tune_thresholds(y[val_idx], val_scores)
+    thresholds = tune_thresholds(val_y, val_scores)
+    half = np.full(len(labels.names), 0.5)
     report: dict[str, Any] = {
-        "validation": evaluate(y[val_idx], val_scores, thresholds, labels.names),
-        "validation_at_0.5": evaluate(y[val_idx], val_scores, np.full(len(labels.names), 0.5),
-                                      labels.names),
+        "validation": evaluate(val_y, val_scores, thresholds, labels.names),
+        "validation_at_0.5": evaluate(val_y, val_scores, half, labels.names),
+        "folds": settings.folds,
     }
     if len(test_idx):
         test_scores = head.predict(x[test_idx], verbose=0)
         report["test"] = evaluate(y[test_idx], test_scores, thresholds, labels.names)
-        report["test_at_0.5"] = evaluate(y[test_idx], test_scores, np.full(len(labels.names), 0.5),
-                                         labels.names)
+        report["test_at_0.5"] = evaluate(y[test_idx], test_scores, half, labels.names)
     report["history"] = history
     report["best_epoch"] = best_epoch
     headline = report.get("test") or report["validation"]
@@ -206,6 +258,7 @@ def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None
             "unreadable_posters": len(skipped),
             "train": int(len(train_idx)),
             "validation": int(len(val_idx)),
+            "folds": settings.folds,
             "test": int(len(test_idx)),
             "split_seed": settings.split_seed,
             "label_counts": {n: int(c) for n, c in zip(labels.names, y.sum(axis=0), strict=True)},
