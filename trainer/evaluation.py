@@ -114,7 +114,8 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> Path:
                 ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + metric)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
