@@ -24,7 +24,7 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import urljoin, urlsplit
@@ -625,10 +625,14 @@ class PosterFetcher:
             decoder = zlib.decompressobj(CONTENT_ENCODINGS[encoding])
         elif encoding != "identity":
             raise PosterError(f"{_display(url)} is sent with content-encoding {encoding[:40]!r}, which is not accepted")
+        if response.is_stream_consumed:  # a body already in memory (an in-process transport)
+            decoder, source = None, _in_memory(response.content)
+        else:
+            source = response.aiter_raw()
         chunks: list[bytes] = []
         size = 0
         try:
-            async for raw in response.aiter_raw():
+            async for raw in source:
                 data = raw
                 while decoder is not None and data:
                     out = decoder.decompress(data, max_bytes - size + 1)
@@ -652,6 +656,10 @@ class PosterFetcher:
         except httpx.TransportError as exc:
             raise TransientError(f"connection lost reading {_display(url)}: {type(exc).__name__}") from None
         return b"".join(chunks)
+
+
+async def _in_memory(content: bytes) -> AsyncIterator[bytes]:
+    yield content
 
 
 @dataclass
