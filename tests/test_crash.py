@@ -1,0 +1,149 @@
+"""Crash without loss: SIGKILL the worker at random moments; every event still ends once (or a few times).
+
+Duplicates are allowed (at least once) but bounded by the batches in flight at each kill.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from demo.tmdb import StandInMovie, TmdbStandIn
+from tests.conftest import COLOURS, build_tiny_model, event, poster_bytes, produce, start_worker, worker_env
+
+pytestmark = pytest.mark.slow
+log = logging.getLogger(__name__)
+
+BATCH = 32
+
+
+def written(bootstrap: str, *topics: str) -> int:
+    """Records in `topics` so far (sum of end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
+def read_ids(bootstrap: str, topic: str) -> Counter[int]:
+    """How many records in `topic` name each tmdb_id (outputs and dead letters alike)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
+    consumer.assign(parts)
+    ends = consumer.end_offsets(parts)
+    counts: Counter[int] = Counter()
+    deadline = time.monotonic() + 60
+    try:
+        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    counts[json.loads(record.value)["tmdb_id"]] += 1
+    finally:
+        consumer.close()
+    return counts
+
+
+def wait_for(predicate, timeout_s: float, what: str, process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if process is not None and process.poll() is not None:
+            out = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"the worker exited while waiting for {what}:\n{out[-8000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.kill()  # SIGKILL: no clean-up, no commit
+    process.communicate(timeout=30)
+
+
+@pytest.fixture
+def standin_for(request: pytest.FixtureRequest):
+    def make(ids: range) -> TmdbStandIn:
+        image = poster_bytes(COLOURS["Red"])
+        standin = TmdbStandIn(movies={i: StandInMovie(image, title=f"M{i}") for i in ids}).start()
+        request.addfinalizer(standin.stop)
+        return standin
+
+    return make
+
+
+def test_sigkill_at_random_moments_loses_nothing(broker, topics, tmp_path: Path, model_dir: Path, standin_for) -> None:
+    rng = random.Random(6)
+    total, kills = 2000, 4
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models)
+    standin = standin_for(range(1, total + 1))
+    produce(broker.bootstrap_servers, topics.input, [event(i) for i in range(1, total + 1)])
+    env = worker_env(broker, topics, models, standin, BATCH_SIZE=str(BATCH), MODEL_POLL_S="1")
+    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)  # noqa: E731
+    started = time.monotonic()
+    for n in range(kills):
+        process = start_worker(env)
+        before = done()
+        wait_for(lambda: done() > before, 90, "progress after a restart", process)
+        if n == 1:  # a new model version appears while events stream; the kill lands during or after the reload
+            build_tiny_model(models, bias=-3.0)
+        time.sleep(rng.uniform(0.3, 2.5))
+        assert done() < total, "the stream finished before the kill; make it longer"
+        log.info("kill %d after %d results", n + 1, done())
+        kill(process)
+    final = start_worker(env, "--exit-when-idle", "4")
+    out, _ = final.communicate(timeout=150)
+    assert final.returncode == 0, out[-3000:]
+    took = time.monotonic() - started
+
+    outputs = read_ids(broker.bootstrap_servers, topics.output)
+    letters = read_ids(broker.bootstrap_servers, topics.dlq)
+    seen = outputs + letters
+    missing = set(range(1, total + 1)) - set(seen)
+    assert not missing, f"{len(missing)} events lost, e.g. {sorted(missing)[:10]}"
+    assert not letters, f"good events were dead-lettered: {sum(letters.values())}"
+    duplicates = sum(seen.values()) - total
+    assert duplicates <= kills * 3 * BATCH, f"{duplicates} duplicates for {kills} kills"
+    assert "now serving model version 2" in out or "loaded model version 2" in out
+    print(f"crash: {total} events, {kills} SIGKILLs, {duplicates} duplicates, 0 lost, {took:.0f} s")
+
+
+@pytest.mark.xfail(
+    reason="worker/loop.py on_partitions_revoked commits from kafka-python's IO thread, which kafka-python 3 "
+    "refuses ('Cannot block on net.run() from the IO thread'), so the survivor dies on the rebalance; "
+    "see the patch in docs/reliability.md",
+    strict=True,
+)
+def test_a_second_worker_takes_over_when_one_is_killed(broker, topics, model_dir: Path, standin_for) -> None:
+    total = 600
+    standin = standin_for(range(1, total + 1))
+    produce(broker.bootstrap_servers, topics.input, [event(i) for i in range(1, total + 1)])
+    env = worker_env(broker, topics, model_dir, standin, BATCH_SIZE="16")
+    first, second = start_worker(env), start_worker(env)
+    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)  # noqa: E731
+    try:
+        wait_for(lambda: done() >= 40, 90, "both workers to start", first)
+        kill(first)
+        at_kill = done()
+        assert at_kill < total
+        wait_for(lambda: len(read_ids(broker.bootstrap_servers, topics.output)) >= total, 120, "the survivor to finish", second)
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.terminate()
+        out, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, out[-3000:]
+    assert "partitions assigned" in out and out.count("partitions assigned") >= 2, "the survivor never took over"
+    outputs = read_ids(broker.bootstrap_servers, topics.output)
+    assert set(outputs) == set(range(1, total + 1))
+    assert sum(outputs.values()) - total <= 3 * 16
