@@ -173,7 +173,7 @@ def _run_extractor(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    run = tf.function(lambda images: extractor(images))
+    run = tf.function(lambda images: extractor(images), reduce_retracing=True)
     done: list[int] = []
     out: list[np.ndarray] = []
     with tqdm(total=len(items), desc="embedding posters", unit="img", disable=not progress) as bar:

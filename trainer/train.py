@@ -161,6 +161,7 @@ class TrainResult:
     version_dir: Path
     metadata: ModelMetadata
     report: dict[str, Any]
+    head: tf_keras.Model  # embeddings -> probabilities (the exported model minus the extractor)
 
 
 def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None) -> TrainResult:
@@ -282,4 +283,4 @@ def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None
             classifier, metadata, settings.model_dir, keep=settings.keep_versions or None,
             extra_files={f"report/{f.name}": f for f in files},
         )
-    return TrainResult(version_dir, metadata, report)
+    return TrainResult(version_dir, metadata, report, head)

@@ -1,0 +1,151 @@
+"""End to end: `genre-trainer train` on synthetic posters, the export contract, the worker's view."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from demo.synthetic import SyntheticDataset, draw_poster, write_dataset
+from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from trainer.data import DataError
+from trainer.embeddings import embed_images
+from trainer.model import load_extractor
+from trainer.settings import HeadSettings, TrainerSettings
+from trainer.train import TrainResult, train
+
+from .conftest import IMAGE_SIZE
+
+HEAD = HeadSettings(epochs=40, patience=10, batch_size=32)
+
+
+def settings_for(data: SyntheticDataset, extractor: Path, root: Path, **extra: object) -> TrainerSettings:
+    values = dict(
+        movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
+        image_size=IMAGE_SIZE, model_dir=root / "models", cache_dir=root / "cache",
+        min_genre_count=3, val_fraction=0.2, test_fraction=0.2, folds=3, head=HEAD, progress=False,
+    )
+    values.update(extra)
+    return TrainerSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    return train(settings_for(synthetic, tiny_extractor, tmp_path_factory.mktemp("run")))
+
+
+def test_training_learns_the_genres(trained: TrainResult) -> None:
+    test = trained.report["test"]
+    assert test["n"] >= 40
+    # six genres, one to three per poster: guessing every genre scores macro F1 ~0.5
+    assert test["macro_f1"] >= 0.8, test
+    assert sum(g["f1"] >= 0.7 for g in test["per_genre"]) >= 5, test["per_genre"]
+    assert trained.metadata.metrics["macro_f1"] == test["macro_f1"]
+
+
+def test_shuffled_labels_do_not_learn(
+    synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
+) -> None:
+    """The control: the same pipeline on labels shuffled across posters stays near chance."""
+    import csv
+    import random
+
+    rows = list(csv.reader(synthetic.movies_csv.open(encoding="utf-8")))
+    genres = [r[2] for r in rows[1:]]
+    random.Random(0).shuffle(genres)
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    with (shuffled / "movies.csv").open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([rows[0], *([*r[:2], g] for r, g in zip(rows[1:], genres, strict=True))])
+    (shuffled / "links.csv").write_bytes(synthetic.links_csv.read_bytes())
+    data = SyntheticDataset(shuffled, shuffled / "movies.csv", shuffled / "links.csv", synthetic.posters_dir)
+    result = train(settings_for(data, tiny_extractor, tmp_path, folds=1))
+    assert result.report["test"]["macro_f1"] < 0.65
+
+
+def test_export_honours_the_contract(trained: TrainResult, synthetic: SyntheticDataset,
+                                     tiny_extractor: Path) -> None:
+    version = trained.version_dir
+    assert version.name == "1" and version.parent.is_dir()
+    assert not [p for p in version.parent.iterdir() if p.name.startswith(".")]
+    metadata = ModelMetadata.read(version)
+    assert metadata.labels == trained.metadata.labels
+    assert sorted(metadata.labels) == ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
+    assert len(metadata.thresholds) == 6 and metadata.thresholds != [0.5] * 6
+    assert tuple(metadata.image_size) == IMAGE_SIZE
+    assert metadata.feature_extractor == str(tiny_extractor)
+    assert metadata.training_data["labelled_movies"] == len(synthetic.labelled)
+    for name in ("metrics.json", "per_genre.png", "curves.png"):
+        assert (version / "report" / name).stat().st_size > 0
+
+    serve = tf.saved_model.load(str(version)).signatures[SIGNATURE]
+    ids = sorted(synthetic.labelled)[:5]
+    images = [(synthetic.posters_dir / f"{i}.jpg").read_bytes() for i in ids]
+    scores = serve(**{INPUT_NAME: tf.constant(images)})[OUTPUT_NAME].numpy()
+    assert scores.shape == (5, 6) and scores.dtype == np.float32
+    assert np.all((scores >= 0) & (scores <= 1))
+    # the signature does its own decoding: its scores equal the head's on the training embeddings
+    extractor = load_extractor(str(tiny_extractor))
+    embedded = embed_images([synthetic.posters_dir / f"{i}.jpg" for i in ids], extractor, IMAGE_SIZE,
+                            progress=False)
+    np.testing.assert_allclose(scores, trained.head.predict(embedded.vectors, verbose=0), atol=1e-4)
+
+
+def test_the_worker_serves_it_with_the_same_scores(trained: TrainResult, synthetic: SyntheticDataset) -> None:
+    classifier_module = pytest.importorskip("worker.classifier")
+    classifier = classifier_module.load_version(trained.version_dir)
+    assert classifier.labels == trained.metadata.labels
+    posters = [draw_poster(["Horror"], (64, 96), seed=s) for s in range(4)]
+    posters += [(synthetic.posters_dir / f"{i}.jpg").read_bytes() for i in sorted(synthetic.labelled)[:4]]
+    serve = tf.saved_model.load(str(trained.version_dir)).signatures[SIGNATURE]
+    expected = serve(**{INPUT_NAME: tf.constant(posters)})[OUTPUT_NAME].numpy()
+    np.testing.assert_allclose(classifier.scores(posters), expected, atol=1e-6)
+    horror = [classifier.genres(row)[0] for row in classifier.scores(posters[:4])]
+    assert sum("Horror" in g for g in horror) >= 3, horror
+
+
+def test_versions_increase_and_old_ones_are_pruned(
+    synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
+) -> None:
+    quick = HeadSettings(epochs=2, patience=0, batch_size=64)
+    settings = settings_for(synthetic, tiny_extractor, tmp_path, folds=1, head=quick, keep_versions=2)
+    made = [train(settings).version_dir.name for _ in range(3)]
+    assert made == ["1", "2", "3"]
+    assert sorted(p.name for p in settings.model_dir.iterdir()) == ["2", "3"]
+
+
+def test_empty_training_set_is_a_clear_error(tiny_extractor: Path, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "ml", n_labelled=0, n_unlabelled=4, n_without_tmdb=2)
+    with pytest.raises(DataError, match="nothing to train on"):
+        train(settings_for(data, tiny_extractor, tmp_path))
+    no_posters = write_dataset(tmp_path / "ml2", n_labelled=5, write_posters=False)
+    with pytest.raises(DataError, match="no poster"):
+        train(settings_for(no_posters, tiny_extractor, tmp_path))
+
+
+def test_command_line_train_and_predict(trained: TrainResult, synthetic: SyntheticDataset,
+                                        tiny_extractor: Path, tmp_path: Path) -> None:
+    """`genre-trainer predict` prints genres and draws them (on the version trained above)."""
+    model_dir = trained.version_dir.parent
+    tmdb_id = sorted(synthetic.labelled)[0]
+    out = tmp_path / "show.png"
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "predict", "--model-dir", str(model_dir), "--offline",
+         "--posters", str(synthetic.posters_dir), "--movielens", str(synthetic.root), "--json",
+         "--show", str(out), str(tmdb_id), str(synthetic.posters_dir / f"{tmdb_id}.jpg")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and lines[0]["scores"] == lines[1]["scores"]
+    assert lines[0]["title"] and set(lines[0]["scores"]) == set(trained.metadata.labels)
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, "-m", "trainer", "predict", "--model-dir", str(model_dir),
+                          "--offline", "--posters", str(tmp_path), "424242"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "no poster for TMDB id 424242" in bad.stderr
