@@ -283,9 +283,8 @@ class CircuitBreaker:
 
     async def admit(self, host: str, max_wait_s: float) -> tuple[float, bool]:
         """Wait until `host` may be requested; return (seconds waited, whether this is the probe)."""
-        circuit = self._circuits.get(host)
         begun = self._clock()
-        while circuit is not None and circuit.open_since is not None:
+        while (circuit := self._circuits.get(host)) is not None and circuit.open_since is not None:
             now = self._clock()
             if not circuit.probing and now >= circuit.retry_at:
                 circuit.probing = True
@@ -311,6 +310,7 @@ class CircuitBreaker:
             return
         if circuit.open_since is not None:
             log.warning("%s answers again after %.1f s: circuit closed", host, self._clock() - circuit.open_since)
+        circuit.open_since = None
         self._circuits.pop(host)
         self._notify(circuit)
 
