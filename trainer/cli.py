@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from trainer.losses import LOSSES
-from trainer.settings import HeadSettings, TrainerSettings
+from trainer.settings import LOSS_NAMES, HeadSettings, TrainerSettings
 
 if TYPE_CHECKING:
     from worker.settings import FetchSettings
@@ -67,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="heads trained by K-fold cross-fitting on train+validation and averaged; "
                         "thresholds tuned on their out-of-fold scores; 1 = one split (%(default)s)")
     t.add_argument("--min-genre-count", type=int, default=_DEFAULTS.min_genre_count, help="%(default)s")
-    t.add_argument("--loss", choices=list(LOSSES), default=_HEAD.loss, help="%(default)s")
+    t.add_argument("--loss", choices=list(LOSS_NAMES), default=_HEAD.loss, help="%(default)s")
     t.add_argument("--epochs", type=int, default=_HEAD.epochs, help="%(default)s")
     t.add_argument("--patience", type=int, default=_HEAD.patience, help="%(default)s")
     t.add_argument("--batch-size", type=int, default=_HEAD.batch_size, help="%(default)s")

@@ -11,7 +11,6 @@ import tf_keras
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
 
 
 def load_extractor(handle: str, trainable: bool = False) -> hub.KerasLayer:

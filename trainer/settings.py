@@ -6,8 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trainer.model import DEFAULT_EXTRACTOR
 from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE
+
+DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
+LOSS_NAMES = ("soft-f1", "bce", "soft-f1+bce")
 
 
 class HeadSettings(BaseModel):
