@@ -147,3 +147,63 @@ def test_a_second_worker_takes_over_when_one_is_killed(broker, topics, model_dir
     outputs = read_ids(broker.bootstrap_servers, topics.output)
     assert set(outputs) == set(range(1, total + 1))
     assert sum(outputs.values()) - total <= 3 * 16
+
+
+def test_the_worker_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path, model_dir: Path, standin_for) -> None:
+    from demo.broker import EmbeddedBroker, create_topics
+    from tests.conftest import Topics, consume_all
+
+    standin = standin_for(range(1, 21))
+    late = EmbeddedBroker()
+    names = Topics("movies.new.late", "movies.genres.late", "movies.new.dlq.late", "g-late")
+    process = start_worker(worker_env(late, names, model_dir, standin))
+    try:
+        time.sleep(8)
+        assert process.poll() is None, "the worker gave up before the broker came"
+        with late:
+            create_topics(late.bootstrap_servers, {names.input: 2, names.output: 1, names.dlq: 1})
+            produce(late.bootstrap_servers, names.input, [event(i) for i in range(1, 21)])
+            outputs = consume_all(late.bootstrap_servers, names.output, 20, timeout_s=90)
+            assert sorted(o["tmdb_id"] for o in outputs) == list(range(1, 21))
+            process.terminate()
+            out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out[-3000:]
+
+
+@pytest.mark.xfail(
+    reason="with the broker gone the worker keeps running but does not exit within 60 s of SIGTERM "
+    "(blocked in kafka-python: producer.flush() without a timeout in Worker._publish, then close()); "
+    "see the lead's patch in the report",
+    strict=True,
+)
+def test_losing_the_broker_mid_run_neither_commits_nor_crash_loops(tmp_path: Path, model_dir: Path, standin_for) -> None:
+    from demo.broker import EmbeddedBroker, create_topics
+    from tests.conftest import Topics, consume_all
+
+    standin = standin_for(range(1, 201))
+    names = Topics("movies.new.lost", "movies.genres.lost", "movies.new.dlq.lost", "g-lost")
+    broker = EmbeddedBroker().start()
+    try:
+        create_topics(broker.bootstrap_servers, {names.input: 2, names.output: 1, names.dlq: 1})
+        produce(broker.bootstrap_servers, names.input, [event(i) for i in range(1, 21)])
+        process = start_worker(worker_env(broker, names, model_dir, standin))
+        assert len(consume_all(broker.bootstrap_servers, names.output, 20, timeout_s=90)) == 20
+        produce(broker.bootstrap_servers, names.input, [event(i) for i in range(21, 201)])
+        broker.stop()
+        time.sleep(10)
+        assert process.poll() is None, "the worker died when the broker went away"
+        process.terminate()
+        try:
+            out, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+            pytest.fail(f"the worker did not exit on SIGTERM without a broker:\n{out[-3000:]}")
+    finally:
+        broker.stop()
+    assert "worker started" in out
+    assert out.count("worker started") == 1, "the worker restarted itself"
+    assert process.returncode == 0, out[-3000:]
