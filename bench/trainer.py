@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default: temporary)")
     parser.add_argument("--epochs", type=int, default=20, help="head epochs timed on the cache")
     parser.add_argument("--uncached-epochs", type=int, default=2, help="epochs timed without the cache")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds averaged for quality")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds averaged for quality; 0 = timing only")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N posters")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         uncached = _time_uncached(ok_paths, y, extractor, image_size, x.shape[1], args.uncached_epochs,
                                   settings)
         log.info("uncached: %.1fs per epoch", uncached)
-        quality = _quality(x, y, labels.names, list(range(42, 42 + args.seeds)))
+        quality = _quality(x, y, labels.names, list(range(42, 42 + args.seeds))) if args.seeds else None
 
     n = args.epochs
     result = {
