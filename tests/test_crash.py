@@ -118,12 +118,6 @@ def test_sigkill_at_random_moments_loses_nothing(broker, topics, tmp_path: Path,
     print(f"crash: {total} events, {kills} SIGKILLs, {duplicates} duplicates, 0 lost, {took:.0f} s")
 
 
-@pytest.mark.xfail(
-    reason="worker/loop.py on_partitions_revoked commits from kafka-python's IO thread, which kafka-python 3 "
-    "refuses ('Cannot block on net.run() from the IO thread'), so the survivor dies on the rebalance; "
-    "see the patch in docs/reliability.md",
-    strict=True,
-)
 def test_a_second_worker_takes_over_when_one_is_killed(broker, topics, model_dir: Path, standin_for) -> None:
     total = 600
     standin = standin_for(range(1, total + 1))
@@ -173,12 +167,6 @@ def test_the_worker_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path, mod
     assert process.returncode == 0, out[-3000:]
 
 
-@pytest.mark.xfail(
-    reason="with the broker gone the worker keeps running but does not exit within 60 s of SIGTERM "
-    "(blocked in kafka-python: producer.flush() without a timeout in Worker._publish, then close()); "
-    "see the lead's patch in the report",
-    strict=True,
-)
 def test_losing_the_broker_mid_run_neither_commits_nor_crash_loops(tmp_path: Path, model_dir: Path, standin_for) -> None:
     from demo.broker import EmbeddedBroker, create_topics
     from tests.conftest import Topics, consume_all

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from kafka import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 
 from worker.classifier import configure_devices
 from worker.clients import build_consumer, build_producer, connect
@@ -46,6 +47,14 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
 
 async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
     return PosterFetcher(settings)
+
+
+def _close(what: str, close: Callable[[], object]) -> None:
+    """Close a Kafka client; with the broker gone that can time out, which is no reason to fail."""
+    try:
+        close()
+    except KafkaError as exc:
+        log.warning("closing the %s: %s (unsent records belong to uncommitted batches)", what, exc)
 
 
 def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_model: float = float("inf")) -> int:
@@ -100,10 +109,8 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
         worker.run(exit_when_idle=exit_when_idle)
         return 0
     finally:
-        if consumer is not None:
-            consumer.close(autocommit=False)
-        if producer is not None:
-            producer.close(timeout=10)
+        _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
+        _close("producer", lambda: producer and producer.close(timeout=10))
         if fetcher is not None:
             runner.run(fetcher.aclose())
         runner.close()

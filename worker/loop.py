@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+KEEP_ALIVE_S = 5.0  # while waiting on posters, poll (partitions paused) this often
+STOP_GRACE_S = 10.0  # how long a stop waits for unacknowledged results before giving up on them
+
 
 class AsyncRunner:
     """An asyncio loop on a daemon thread, so the Kafka thread can hand it coroutines."""
@@ -146,7 +149,7 @@ class Worker:
         self.stats = Stats()
         self._stop = threading.Event()
         self._in_flight: Batch | None = None
-        self._finishing = False
+        self._abandoned = False  # stopped with results unacknowledged: finish nothing more
         self._retries_seen = 0
 
     # -- control -------------------------------------------------------------------------
@@ -168,11 +171,10 @@ class Worker:
         return True, f"model version {self.models.current.version}, {len(self.consumer.assignment())} partitions"
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Finish and commit the batch in hand before another member takes its partitions."""
+        """Note a revocation. kafka-python calls this on its IO thread, where no blocking
+        network call may be made; the batch in hand is finished by the Kafka thread, and if
+        its commit is refused the partitions' new owner processes those records again."""
         log.info("partitions revoked: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
-        if self._in_flight is not None and not self._finishing:
-            batch, self._in_flight = self._in_flight, None
-            self._finish(batch)
         for tp in revoked:
             self.metrics.forget_partition(tp.topic, tp.partition)
 
@@ -204,7 +206,7 @@ class Worker:
                     log.info("input drained and idle for %.1f s: exiting", now - idle_since)
                     break
                 idle_since = now
-        if self._in_flight is not None:
+        if self._in_flight is not None and not self._abandoned:
             batch, self._in_flight = self._in_flight, None
             self._finish(batch)
         log.info("worker stopped: %s", self.stats.summary())
@@ -255,24 +257,29 @@ class Worker:
 
     def _finish(self, batch: Batch) -> None:
         """Wait for the posters, classify them in one call, publish every result, commit."""
-        self._finishing = True
-        try:
-            started = time.monotonic()
-            self._collect_posters(batch)
-            fetched = time.monotonic()
-            classifier = self.models.current
-            self._classify(batch, classifier)
-            classified = time.monotonic()
-            records = [self._result_record(job, classifier) for job in batch.jobs]
-            self._publish(records)
-            published = time.monotonic()
-            self._commit(batch.offsets)
-            self.stats.batches += 1
-            self._log_batch(batch, fetched - started, classified - fetched, published - classified)
-        finally:
-            self._finishing = False
+        started = time.monotonic()
+        self._collect_posters(batch)
+        fetched = time.monotonic()
+        classifier = self.models.current
+        self._classify(batch, classifier)
+        classified = time.monotonic()
+        records = [self._result_record(job, classifier) for job in batch.jobs]
+        if not self._publish(records):
+            self._abandoned = True
+            log.error("stopping with results of %d records unacknowledged: the batch is not committed "
+                      "and will be processed again", len(records))
+            return
+        published = time.monotonic()
+        self._commit(batch.offsets)
+        self.stats.batches += 1
+        self._log_batch(batch, fetched - started, classified - fetched, published - classified)
 
     def _collect_posters(self, batch: Batch) -> None:
+        pending = [job.fetch for job in batch.jobs if job.fetch is not None]
+        while pending:  # long outages must not cost this member its place in the group
+            pending = list(concurrent.futures.wait(pending, timeout=KEEP_ALIVE_S).not_done)
+            if pending:
+                self._keep_alive()
         for job in batch.jobs:
             if job.fetch is None:
                 continue
@@ -358,21 +365,27 @@ class Worker:
             self.settings.dlq_topic, key, letter.model_dump_json().encode(), str(error.code), record.timestamp
         )
 
-    def _publish(self, records: list[Result]) -> None:
+    def _publish(self, records: list[Result]) -> bool:
         """Send every result and wait until the broker acknowledged all of them.
 
         Records the producer could not deliver are sent again (with a pause) until they
-        are acknowledged or the worker is stopped; in the latter case the batch is not
-        committed, and a restart processes it again.
+        are acknowledged. Returns False if the worker was stopped first (after a grace
+        period): then the batch must not be committed, and a restart processes it again.
         """
         pending = records
         delay = 1.0
         while pending:
-            futures = [
-                (rec, self.producer.send(rec.topic, key=rec.key, value=rec.value)) for rec in pending
-            ]
-            self.producer.flush()
-            failed = []
+            futures, failed = [], []
+            for rec in pending:
+                if failed:  # the producer could not even queue one (no metadata): try the rest later
+                    failed.append((rec, failed[0][1]))
+                    continue
+                try:
+                    futures.append((rec, self.producer.send(rec.topic, key=rec.key, value=rec.value)))
+                except KafkaError as exc:
+                    failed.append((rec, exc))
+            if not self._await_acks([future for _, future in futures]):
+                return False
             for rec, future in futures:
                 try:
                     future.get(timeout=0)
@@ -381,14 +394,29 @@ class Worker:
                     continue
                 self._count_result(rec)
             if not failed:
-                return
+                return True
             log.error("%d of %d results were not acknowledged (%s); sending again in %.0f s",
                       len(failed), len(pending), failed[0][1], delay)
             if self._stop.wait(delay):
-                raise RuntimeError("stopped while results were unacknowledged: the batch is not committed")
+                return False
             delay = min(delay * 2, 30.0)
             self._keep_alive()
             pending = [rec for rec, _ in failed]
+        return True
+
+    def _await_acks(self, futures: list[Any]) -> bool:
+        """Flush until every send is settled; give up only when stopped and the grace ran out."""
+        stopped_at: float | None = None
+        while not all(future.is_done for future in futures):
+            try:
+                self.producer.flush(timeout=1.0)
+            except KafkaError:  # a flush timeout: the broker is slow or gone
+                pass
+            if self.stopping:
+                stopped_at = stopped_at or time.monotonic()
+                if time.monotonic() - stopped_at > STOP_GRACE_S:
+                    return False
+        return True
 
     def _count_result(self, rec: Result) -> None:
         if rec.code:
@@ -410,14 +438,24 @@ class Worker:
             self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
 
     def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        if not offsets:
+        assigned = self.consumer.assignment()
+        owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if len(owned) < len(offsets):
+            log.info("not committing %d partition(s) revoked meanwhile; their new owner redoes them",
+                     len(offsets) - len(owned))
+        if not owned:
             return
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in owned.items()}, timeout_ms=30_000
+            )
             self.stats.commits += 1
         except CommitFailedError as exc:
             # The group moved on (a rebalance): another member re-reads these records.
             log.warning("commit refused after a rebalance, the batch will be redelivered: %s", exc)
+        except KafkaError as exc:
+            # Results are stored; only the commit is lost, so these records come again.
+            log.warning("commit failed, the batch will be redelivered: %s", exc)
 
     def _log_batch(self, batch: Batch, fetch_s: float, classify_s: float, publish_s: float) -> None:
         codes = Counter(str(job.error.code) for job in batch.jobs if job.error is not None)
@@ -448,6 +486,10 @@ class Worker:
             self.metrics.set_lag(tp.topic, tp.partition, value)
 
     def _drained(self) -> bool:
-        lag = self._lag()
+        try:
+            lag = self._lag()
+        except KafkaError as exc:
+            log.debug("could not read the consumer lag: %s", exc)
+            return False
         return lag is not None and not any(lag.values())
 

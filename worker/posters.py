@@ -59,7 +59,6 @@ CONTENT_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 15}  # zlib wbits (47:
 BREAKER_THRESHOLD = 5
 BREAKER_COOLDOWN_S = 1.0
 BREAKER_MAX_COOLDOWN_S = 15.0
-MAX_OUTAGE_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -383,11 +382,11 @@ class PosterFetcher:
             resolver,
         )
         self.breaker = CircuitBreaker(
-            getattr(settings, "breaker_threshold", BREAKER_THRESHOLD),
-            getattr(settings, "breaker_cooldown_s", BREAKER_COOLDOWN_S),
-            getattr(settings, "breaker_max_cooldown_s", BREAKER_MAX_COOLDOWN_S),
+            settings.breaker_threshold,
+            settings.breaker_cooldown_s,
+            settings.breaker_max_cooldown_s,
         )
-        self.max_outage_wait_s: float = getattr(settings, "max_outage_wait_s", MAX_OUTAGE_WAIT_S)
+        self.max_outage_wait_s: float = settings.max_outage_wait_s
         self._semaphore = asyncio.Semaphore(settings.fetch_concurrency)
         limits = httpx.Limits(
             max_connections=settings.fetch_concurrency * 2,
