@@ -22,7 +22,11 @@ Phases, in this order, so both sides share the same (noisy) machine state:
      fill excluded), then a steady rate of half that throughput for --latency-s seconds
      (end-to-end latency = output record timestamp - input record timestamp), then
      SIGTERM; peak RSS = VmHWM of the worker process;
-  3. bare model B (same as A); model_eps is the mean of A and B.
+  3. bare model B (same as A).
+model_eps and throughput_ratio use the bare model measured just before and just after each
+saturation burst (`--paired-model-s`, the worker idle meanwhile), because the machine's
+other load changes from minute to minute; A and B are reported too (throughput_ratio_ab).
+worker CPU ms per event vs. the bare model's (cpu_ratio) is a second, load-robust view.
 
 The poster server's CPU time is reported (share of one core during saturation) to show
 it is not the bottleneck; `--server-check` measures its standalone capacity too.
@@ -123,8 +127,12 @@ def _response(status: str, body: bytes, content_type: str) -> bytes:
     return head.encode() + body
 
 
-def serve_posters(poster_dir: Path, port: int) -> None:
-    """Answer pages and posters from memory over HTTP/1.1 keep-alive until killed."""
+def serve_posters(poster_dir: Path, port: int, delay_s: float = 0.0) -> None:
+    """Answer pages and posters from memory over HTTP/1.1 keep-alive until killed.
+
+    `delay_s` holds every answer back that long (an internet round trip), without
+    holding up other connections.
+    """
     posters = [p.read_bytes() for p in sorted(poster_dir.glob("*.jpg"))]
     images = [_response("200 OK", p, "image/jpeg") for p in posters]
     base = f"http://127.0.0.1:{port}"
@@ -154,6 +162,13 @@ def serve_posters(poster_dir: Path, port: int) -> None:
                         out = pages[key] = _response("200 OK", body, "text/html; charset=utf-8")
                 else:
                     out = not_found
+                if delay_s > 0:
+                    asyncio.get_running_loop().call_later(delay_s, self._write, out)
+                else:
+                    self.transport.write(out)  # type: ignore[attr-defined]
+
+        def _write(self, out: bytes) -> None:
+            if not self.transport.is_closing():
                 self.transport.write(out)  # type: ignore[attr-defined]
 
     async def main() -> None:
@@ -169,12 +184,13 @@ def serve_posters(poster_dir: Path, port: int) -> None:
 class PosterServer:
     """The `--serve` process; `cpu_s()` is its user+system CPU time so far."""
 
-    def __init__(self, poster_dir: Path):
+    def __init__(self, poster_dir: Path, delay_ms: float = 0.0):
         from demo.broker import free_port
 
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", str(poster_dir), "--port", str(self.port)],
+            [sys.executable, str(Path(__file__).resolve()), "--serve", str(poster_dir), "--port", str(self.port),
+             "--delay-ms", str(delay_ms)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -265,13 +281,18 @@ def build_model(model_dir: Path) -> Path:
     return export_version(model, metadata, model_dir)
 
 
+_LOADED: dict[Path, Any] = {}
+
+
 def bare_model(version_dir: Path, posters: list[bytes], batch_size: int, seconds: float) -> dict[str, float]:
     """Events/s of the signature alone on the posters, in full batches; and one batch's time."""
     import tensorflow as tf
 
     from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
-    signature = tf.saved_model.load(str(version_dir)).signatures[SIGNATURE]
+    if version_dir not in _LOADED:
+        _LOADED[version_dir] = tf.saved_model.load(str(version_dir))
+    signature = _LOADED[version_dir].signatures[SIGNATURE]
     batches = [
         [posters[(i * batch_size + j) % len(posters)] for j in range(batch_size)]
         for i in range(max(1, len(posters) // batch_size + 1))
@@ -391,6 +412,7 @@ def run_variant(
     server: PosterServer,
     model_dir: Path,
     workdir: Path,
+    measure_model: Any = None,
 ) -> dict[str, Any]:
     from kafka import KafkaProducer
 
@@ -419,8 +441,10 @@ def run_variant(
         HEARTBEAT_INTERVAL_MS="1000",
         BATCH_SIZE=str(args.batch_size),
     )
-    env.update(variant.env)
-    log_path = workdir / f"worker-{variant.name}.log"
+    env.update({k: v for k, v in variant.env.items() if k != "PYTHONPATH"})
+    if "PYTHONPATH" in variant.env:  # extra paths go after the variant's checkout
+        env["PYTHONPATH"] = os.pathsep.join([str(variant.src), variant.env["PYTHONPATH"]])
+    log_path = workdir / f"worker-{variant.name}-{suffix}.log"
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1, linger_ms=0)
     result: dict[str, Any] = {"variant": variant.name, "src": str(variant.src), "env": variant.env}
     with open(log_path, "w") as log_file:
@@ -473,6 +497,9 @@ def run_variant(
             first_out = min(reader.seen[i][0] for i in warm)
             result["warmup_first_output_ms"] = first_out - min(warm.values())
 
+            # -- the bare model just before and after the saturation burst (the worker idles meanwhile),
+            # so the ratio compares the two under the same load from the rest of the machine
+            paired = [measure_model()] if measure_model else []
             # -- saturation
             profiler = start_profiler(args, process.pid, workdir, variant.name)
             cpu0 = proc_cpu_s(process.pid)
@@ -498,6 +525,13 @@ def run_variant(
                 server_cpu_cores=round(scpu / wall, 3),
             )
             rss_peak_sampled = max(rss_peak_sampled, proc_status_kb(process.pid, "VmRSS"))
+            if measure_model:
+                paired.append(measure_model())
+                result["paired_model_eps"] = round(statistics.mean(m["eps"] for m in paired), 2)
+                result["paired_model_cpu_ms_per_event"] = round(
+                    statistics.mean(m["cpu_ms_per_event"] for m in paired), 2
+                )
+                result["paired_ratio"] = round(eps / result["paired_model_eps"], 3)
             print(
                 f"[{variant.name}] saturation: {eps:.1f} events/s (wall {result['worker_eps_wall']}), "
                 f"worker {result['worker_cpu_cores']} cores ({result['worker_cpu_ms_per_event']} CPU ms/event), poster server {result['server_cpu_cores']} cores",
@@ -588,6 +622,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-s", type=float, default=30.0, help="seconds of the half-rate phase")
     p.add_argument("--rate", type=float, default=None, help="events/s of the latency phase (default: half of saturation)")
     p.add_argument("--model-s", type=float, default=12.0, help="seconds of each bare-model measurement")
+    p.add_argument("--paired-model-s", type=float, default=6.0,
+                   help="seconds of the bare-model measurements just before and after each saturation burst")
     p.add_argument("--model-threads", default=None, help="INTRA,INTER for the bare model (default: TF's)")
     p.add_argument("--posters", type=int, default=48, help="distinct posters served")
     p.add_argument("--partitions", type=int, default=2, help="partitions of the input topic")
@@ -596,6 +632,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-dir", type=Path, default=None, help="reuse an exported model folder")
     p.add_argument("--profile", default=None, metavar="DIR", help="py-spy record (raw) each worker during saturation")
     p.add_argument("--native", action="store_true", help="py-spy --native")
+    p.add_argument("--delay-ms", type=float, default=0.0,
+                   help="the poster server holds each answer this long (simulated internet round trip)")
+    p.add_argument("--rounds", type=int, default=1, help="run the variants in turn this many times (A B A B ...)")
     p.add_argument("--server-check", action="store_true", help="also measure the poster server's capacity")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     p.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
@@ -606,7 +645,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve is not None:
-        serve_posters(args.serve, args.port)
+        serve_posters(args.serve, args.port, args.delay_ms / 1000)
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     variants = [Variant.parse(v) for v in args.variant] or [Variant("main", ROOT)]
@@ -641,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         version_dir = build_model(model_root)
     print(f"model {version_dir} ready in {time.monotonic() - begun:.1f} s", flush=True)
 
-    server = PosterServer(poster_dir)
+    server = PosterServer(poster_dir, args.delay_ms)
     results: dict[str, Any] = {"cores": os.cpu_count(), "batch_size": args.batch_size, "events": args.events}
     try:
         if args.server_check:
@@ -653,8 +692,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{model_a['batch_ms']:.0f} ms, {model_a['cpu_ms_per_event']:.1f} CPU ms/event", flush=True)
         runs = []
         with EmbeddedBroker() as broker:
-            for variant in variants:
-                runs.append(run_variant(variant, args, broker, server, model_root, workdir))
+            for round_ in range(args.rounds):
+                for variant in variants:
+                    run = run_variant(
+                        variant, args, broker, server, model_root, workdir,
+                        lambda: bare_model(version_dir, posters, args.batch_size, args.paired_model_s),
+                    )
+                    run["round"] = round_
+                    runs.append(run)
         model_b = bare_model(version_dir, posters, args.batch_size, args.model_s)
         print(f"bare model B: {model_b['eps']:.1f} events/s, one batch of {args.batch_size}: "
               f"{model_b['batch_ms']:.0f} ms, {model_b['cpu_ms_per_event']:.1f} CPU ms/event", flush=True)
@@ -672,26 +717,39 @@ def main(argv: list[str] | None = None) -> int:
         p99_target_ms=round(3 * batch_ms, 1),
     )
     for run in runs:
-        run["throughput_ratio"] = round(run["worker_eps"] / model_eps, 3)
+        # the paired bare-model figure (measured minutes apart from nothing) is the fairer one
+        run["throughput_ratio_ab"] = round(run["worker_eps"] / model_eps, 3)
+        run["throughput_ratio"] = run.get("paired_ratio", run["throughput_ratio_ab"])
         run["p99_over_batch"] = round(run["p99_ms"] / batch_ms, 2)
         # less sensitive to other processes on the machine than events/s: CPU cost per event
-        run["cpu_ratio"] = round(model_cpu / run["worker_cpu_ms_per_event"], 3)
+        run["cpu_ratio"] = round(
+            run.get("paired_model_cpu_ms_per_event", model_cpu) / run["worker_cpu_ms_per_event"], 3
+        )
         print(
-            f"[{run['variant']}] worker {run['worker_eps']} / model {model_eps:.1f} events/s = "
+            f"[{run['variant']}] worker {run['worker_eps']} / model {run.get('paired_model_eps', model_eps):.1f} events/s = "
             f"{run['throughput_ratio']:.3f} (CPU per event: model/worker = {run['cpu_ratio']}); p99 {run['p99_ms']} ms = {run['p99_over_batch']} x one batch; "
             f"peak RSS {run['peak_rss_mb']} MB; ready {run['ready_s']} s; batches {run['batches']}",
             flush=True,
         )
     first = runs[0]
+    if args.rounds > 1:  # per variant: the mean over rounds
+        for variant in variants:
+            mine = [r for r in runs if r["variant"] == variant.name]
+            keys = ("worker_eps", "paired_model_eps", "throughput_ratio", "cpu_ratio", "p50_ms", "p99_ms", "peak_rss_mb", "ready_s")
+            mean = {k: round(statistics.mean(r[k] for r in mine), 3) for k in keys if all(k in r for r in mine)}
+            print(f"[{variant.name}] mean of {len(mine)} rounds: {mean}", flush=True)
+            results.setdefault("means", {})[variant.name] = mean
+        first = {**runs[0], **results["means"][variants[0].name]}
     summary = {
         "worker_eps": first["worker_eps"],
-        "model_eps": round(model_eps, 2),
+        "model_eps": first.get("paired_model_eps", round(model_eps, 2)),
         "throughput_ratio": first["throughput_ratio"],
         "p50_ms": first["p50_ms"],
         "p99_ms": first["p99_ms"],
         "peak_rss_mb": first["peak_rss_mb"],
         "ready_s": first["ready_s"],
-        **results,
+        **{k: v for k, v in results.items() if k != "model_eps"},
+        "model_eps_ab": results["model_eps"],
         "variants": runs,
     }
     if not args.keep:
