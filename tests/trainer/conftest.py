@@ -10,32 +10,17 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from demo.extractor import build_local_extractor  # noqa: E402
 from demo.synthetic import SyntheticDataset, write_dataset  # noqa: E402
 
 IMAGE_SIZE = (32, 32)
 FEATURES = 48
 
 
-def build_tiny_extractor(path: Path, image_size: tuple[int, int] = IMAGE_SIZE) -> Path:
-    """Save a small random-convolution feature vector model [N, h, w, 3] -> [N, FEATURES]."""
-    import tensorflow as tf
-    import tf_keras
-
-    tf_keras.utils.set_random_seed(1)
-    images = tf_keras.Input(shape=(*image_size, 3), dtype=tf.float32)
-    x = tf_keras.layers.Conv2D(FEATURES // 2, 3, activation="relu", padding="same")(images)
-    x = tf_keras.layers.Concatenate()(
-        [tf_keras.layers.GlobalAveragePooling2D()(x), tf_keras.layers.GlobalMaxPooling2D()(x)]
-    )
-    model = tf_keras.Model(images, x)
-    tf.saved_model.save(model, str(path))
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_extractor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that `hub.KerasLayer` loads: float32 [N, 32, 32, 3] in [0, 1] -> [N, 48]."""
-    return build_tiny_extractor(tmp_path_factory.mktemp("extractor") / "tiny")
+    return build_local_extractor(tmp_path_factory.mktemp("extractor") / "tiny", IMAGE_SIZE, FEATURES)
 
 
 @pytest.fixture(scope="session")
