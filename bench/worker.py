@@ -32,7 +32,7 @@ The poster server's CPU time is reported (share of one core during saturation) t
 it is not the bottleneck; `--server-check` measures its standalone capacity too.
 
 A variant runs the worker from another checkout (a git worktree with a patch applied)
-and/or with extra environment: `--variant base=. --variant linger=/tmp/perf-wt,BATCH_LINGER_MS=5`.
+and/or with extra environment: `--variant base=. --variant linger=../other-checkout,BATCH_LINGER_MS=5`.
 The last line printed is one JSON object with worker_eps, model_eps, throughput_ratio,
 p50_ms, p99_ms, peak_rss_mb, ready_s (of the first variant) and every variant's figures.
 """
