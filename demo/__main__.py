@@ -60,11 +60,11 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
     from demo.extractor import build_local_extractor
     from demo.synthetic import write_dataset
 
-    image_size = (64, 64)
-    data = write_dataset(work / "train", n_labelled=400, n_unlabelled=0, n_without_tmdb=0, seed=0)
+    image_size = (96, 96)
+    data = write_dataset(work / "train", n_labelled=800, n_unlabelled=0, n_without_tmdb=0, seed=0)
     extractor = work / "extractor"
     if not (extractor / "saved_model.pb").exists():
-        build_local_extractor(extractor, image_size)
+        build_local_extractor(extractor, image_size, features=96)
     settings = TrainerSettings(
         movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
         image_size=image_size, model_dir=model_dir, cache_dir=work / "cache", test_fraction=0.0,
@@ -74,6 +74,7 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
 
 
 def print_row(record: dict, truth: dict[int, list[str]]) -> None:
+    """One line of the live table: an output with its true genres, or a dead letter."""
     if "genres" in record:
         top = max(record["scores"].values()) if record["scores"] else 0.0
         actual = ", ".join(truth.get(record["tmdb_id"], [])) or "?"
@@ -160,15 +161,23 @@ def main(argv: list[str] | None = None) -> int:
             consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest",
                                      enable_auto_commit=False, group_id=None)
             consumer.assign([TopicPartition("movies.genres", 0), TopicPartition("movies.new.dlq", 0)])
-            seen = 0
+            seen, predicted = 0, []
             deadline = time.monotonic() + 300
             while seen < len(ids) and time.monotonic() < deadline and worker.poll() is None:
                 for records in consumer.poll(timeout_ms=500).values():
                     for record in records:
-                        print_row(json.loads(record.value), truth)
+                        value = json.loads(record.value)
+                        print_row(value, truth)
                         seen += 1
+                        if value.get("tmdb_id") in truth and "genres" in value:
+                            predicted.append((set(value["genres"]), set(truth[value["tmdb_id"]])))
             consumer.close()
             steps.done(began, f"{seen} of {len(ids)} events answered")
+            if predicted:
+                exact = sum(p == t for p, t in predicted)
+                overlap = sum(len(p & t) / len(p | t) for p, t in predicted) / len(predicted)
+                print(f"      genres exactly right for {exact} of {len(predicted)} posters; "
+                      f"mean overlap (Jaccard) {overlap:.2f}", flush=True)
         finally:
             if worker.poll() is None:
                 worker.terminate()
