@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -21,4 +22,6 @@ def test_the_demo_trains_serves_and_prints_every_event(tmp_path):
     assert out.count(" v1 ") == 6
     assert "dead letter: movie_not_found" in out
     assert "worker exited with code 0" in out
+    overlap = float(re.search(r"mean overlap \(Jaccard\) ([0-9.]+)", out).group(1))
+    assert overlap >= 0.5, "the demo model should have learnt the synthetic genres"
     assert (tmp_path / "models" / "1" / "saved_model.pb").is_file()
