@@ -13,7 +13,6 @@ import io
 import logging
 import signal
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Callable

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
 from worker.errors import FetchFailed
-from worker.posters import CircuitBreaker, Poster, PosterFetcher
+from worker.breaker import CircuitBreaker
+from worker.posters import Poster, PosterFetcher
 from worker.settings import FetchSettings
 from tests.conftest import COLOURS, poster_bytes
 

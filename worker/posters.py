@@ -7,7 +7,7 @@ failures into `worker.errors` types; `_get` adds retries with exponential backof
 jitter and `Retry-After`. Connections go through `worker.net.CheckedBackend`, which
 refuses private addresses after DNS and connects to the address it checked.
 
-A per-host circuit breaker (`CircuitBreaker`) keeps an outage of the site from
+A per-host circuit breaker (`worker.breaker.CircuitBreaker`) keeps an outage of the site from
 burning every event's retries: once a host failed `breaker_threshold` times in a row,
 requests to it wait while one probe at a time tests it, for at most
 `max_outage_wait_s` per poster; then the event is dead-lettered as `fetch_failed`.
@@ -24,8 +24,8 @@ import logging
 import random
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urljoin, urlsplit
 
@@ -33,6 +33,7 @@ import httpx
 import parsel
 from PIL import Image, UnidentifiedImageError
 
+from worker.breaker import DEFAULT_PORTS, CircuitBreaker, host_key
 from worker.errors import (
     FetchFailed,
     HostNotAllowed,
@@ -50,15 +51,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
 MAX_CANDIDATES = 20  # poster URLs taken from one page; a page with thousands of img tags is not worse
 CONTENT_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 15}  # zlib wbits (47: gzip or zlib header)
-
-# Circuit breaker defaults, used until WorkerSettings carries these fields.
-BREAKER_THRESHOLD = 5
-BREAKER_COOLDOWN_S = 1.0
-BREAKER_MAX_COOLDOWN_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +133,9 @@ def _display(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+_CONTROL_CHARS = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20))}
+
+
 def poster_candidates(html: str, page_url: str) -> list[str]:
     """Poster URLs found on a movie page, best first.
 
@@ -145,7 +143,7 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
     then the older `div.image_content img/@data-src` layout. Site chrome under
     `/assets/` (the logo TMDB shares when a movie has no poster) is not a poster.
     """
-    sel = parsel.Selector(text=html)
+    sel = parsel.Selector(text=html.translate(_CONTROL_CHARS))  # lxml refuses them in attributes
     found: list[str] = []
     found += sel.xpath('//meta[@property="og:image" or @name="og:image"][1]/@content').getall()[:1]
     for img in sel.css("img.poster")[: MAX_CANDIDATES * 2]:
@@ -222,127 +220,6 @@ def inspect_image(content: bytes, max_pixels: int) -> tuple[str, int, int]:
     if width * height > max_pixels:
         raise PosterTooLarge(f"image is {width}x{height}, over the cap of {max_pixels} pixels")
     return fmt, width, height
-
-
-def host_key(url: str) -> str:
-    """`host:port` of a URL, the unit the circuit breaker tracks."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
-    except ValueError:
-        port = 0
-    return f"{(parts.hostname or '').lower()}:{port}"
-
-
-@dataclass
-class _Circuit:
-    """The health of one host as the breaker sees it."""
-
-    failures: int = 0  # transient failures in a row
-    open_since: float | None = None  # when the circuit opened; None while closed
-    retry_at: float = 0.0  # when the next probe may go out
-    cooldown: float = 0.0
-    probing: bool = False
-    last_error: str = ""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class CircuitBreaker:
-    """Per-host breaker: after `threshold` failures in a row, requests wait for a probe.
-
-    Closed: requests go out; each transient failure (connection error, timeout, 5xx)
-    adds one, any other answer resets the count. Open: requests wait in `admit`; one of
-    them goes out as the probe when the cooldown ends (1 s, doubling to `max_cooldown_s`).
-    A probe that gets an answer closes the circuit and wakes everyone; one that fails
-    doubles the cooldown. No one waits longer than `max_wait_s` in total.
-    """
-
-    def __init__(
-        self,
-        threshold: int = BREAKER_THRESHOLD,
-        cooldown_s: float = BREAKER_COOLDOWN_S,
-        max_cooldown_s: float = BREAKER_MAX_COOLDOWN_S,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.threshold = max(1, threshold)
-        self.cooldown_s = max(0.01, cooldown_s)
-        self.max_cooldown_s = max(self.cooldown_s, max_cooldown_s)
-        self._clock = clock
-        self._circuits: dict[str, _Circuit] = {}
-        self.opened = 0  # times a circuit opened, for metrics and tests
-        self.probes = 0
-
-    def is_open(self, host: str) -> bool:
-        circuit = self._circuits.get(host)
-        return circuit is not None and circuit.open_since is not None
-
-    def _notify(self, circuit: _Circuit) -> None:
-        circuit.changed.set()
-        circuit.changed = asyncio.Event()
-
-    async def admit(self, host: str, max_wait_s: float) -> tuple[float, bool]:
-        """Wait until `host` may be requested; return (seconds waited, whether this is the probe)."""
-        begun = self._clock()
-        while (circuit := self._circuits.get(host)) is not None and circuit.open_since is not None:
-            now = self._clock()
-            if not circuit.probing and now >= circuit.retry_at:
-                circuit.probing = True
-                self.probes += 1
-                return now - begun, True
-            waited = now - begun
-            if waited >= max_wait_s:
-                raise FetchFailed(
-                    f"{host} has been failing for {now - circuit.open_since:.0f} s "
-                    f"(last error: {circuit.last_error}); gave up after waiting {waited:.0f} s for it"
-                )
-            wake = max_wait_s - waited if circuit.probing else min(max_wait_s - waited, circuit.retry_at - now)
-            try:
-                await asyncio.wait_for(circuit.changed.wait(), timeout=max(0.01, wake))
-            except TimeoutError:
-                pass
-        return self._clock() - begun, False
-
-    def success(self, host: str, probe: bool = False) -> None:
-        """`host` answered (anything but a 5xx): close its circuit."""
-        circuit = self._circuits.get(host)
-        if circuit is None:
-            return
-        if circuit.open_since is not None:
-            log.warning("%s answers again after %.1f s: circuit closed", host, self._clock() - circuit.open_since)
-        circuit.open_since = None
-        self._circuits.pop(host)
-        self._notify(circuit)
-
-    def failure(self, host: str, detail: str, probe: bool = False) -> None:
-        """`host` failed transiently: count it, open the circuit at the threshold, back off probes."""
-        circuit = self._circuits.setdefault(host, _Circuit())
-        circuit.failures += 1
-        circuit.last_error = detail
-        now = self._clock()
-        if circuit.open_since is None:
-            if circuit.failures < self.threshold:
-                return
-            circuit.open_since = now
-            circuit.cooldown = self.cooldown_s
-            self.opened += 1
-            log.warning(
-                "%s failed %d times in a row (%s): circuit open, requests wait for a probe",
-                host, circuit.failures, detail,
-            )
-        elif probe:
-            circuit.cooldown = min(circuit.cooldown * 2, self.max_cooldown_s)
-            log.info("probe of %s failed (%s); next probe in %.1f s", host, detail, circuit.cooldown)
-        if probe or circuit.failures == self.threshold:
-            circuit.probing = False
-            circuit.retry_at = now + circuit.cooldown
-            self._notify(circuit)
-
-    def release(self, host: str) -> None:
-        """A probe ended without telling anything about the host (refused locally, cancelled)."""
-        circuit = self._circuits.get(host)
-        if circuit is not None and circuit.probing:
-            circuit.probing = False
-            self._notify(circuit)
 
 
 class _CircuitOpen(Exception):
