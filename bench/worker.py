@@ -671,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
 
     begun = time.monotonic()
     if args.model_dir:
-        from worker.classifier import complete_versions
+        from schemas.model import complete_versions
 
         model_root = args.model_dir
         version_dir = model_root / str(complete_versions(model_root)[-1])

@@ -9,11 +9,13 @@ table as they arrive. `--real` uses themoviedb.org and the TF Hub extractor inst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REAL_MOVIES = {603: "The Matrix", 550: "Fight Club", 13: "Forrest Gump", 862: "Toy Story",
@@ -44,6 +46,21 @@ class Steps:
 
     def done(self, began: float, text: str = "done") -> None:
         print(f"      {text} ({time.monotonic() - began:.1f} s)", flush=True)
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's stderr (TensorFlow's C++ logs included) to a file for a while."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
@@ -96,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.broker import EmbeddedBroker, create_topics, free_port
     from demo.synthetic import write_dataset
     from demo.tmdb import StandInMovie, TmdbStandIn
-    from worker.classifier import complete_versions
+    from schemas.model import complete_versions
 
     work = args.work_dir.resolve()
     model_dir = work / "models"
@@ -111,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.retrain or not complete_versions(model_dir):
             print("      none: training one on synthetic posters (colour and shape tell the genre)"
                   if not args.real else "      none: training one on MovieLens and TMDB posters", flush=True)
-            version = train_demo_model(work, model_dir, args.real)
+            work.mkdir(parents=True, exist_ok=True)
+            print(f"      about half a minute on 2 cores; training log in {work / 'train.log'}", flush=True)
+            with stderr_to(work / "train.log"):
+                version = train_demo_model(work, model_dir, args.real)
             steps.done(began, f"exported {version}")
         else:
             steps.done(began, f"serving version {complete_versions(model_dir)[-1]}")

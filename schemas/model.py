@@ -43,3 +43,14 @@ class ModelMetadata(BaseModel):
     def read(cls, version_dir: Path) -> ModelMetadata:
         """Load and validate `metadata.json` from a version folder."""
         return cls.model_validate_json((version_dir / METADATA_FILE).read_text("utf-8"))
+
+
+def complete_versions(model_dir: Path) -> list[int]:
+    """Integer version folders holding both a SavedModel and metadata, ascending."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(path.name)
+        for path in model_dir.iterdir()
+        if path.name.isdigit() and (path / "saved_model.pb").is_file() and (path / METADATA_FILE).is_file()
+    )

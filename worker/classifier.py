@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 from pydantic import ValidationError
 
-from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata, complete_versions
 from worker.errors import PosterUnreadable, WorkerError
 
 log = logging.getLogger(__name__)
@@ -35,17 +35,6 @@ def configure_devices() -> str:
     device = "GPU:0" if gpus else "CPU:0"
     log.info("TensorFlow %s will run the model on %s", tf.__version__, device)
     return device
-
-
-def complete_versions(model_dir: Path) -> list[int]:
-    """Integer version folders holding both a SavedModel and metadata, ascending."""
-    if not model_dir.is_dir():
-        return []
-    versions = []
-    for path in model_dir.iterdir():
-        if path.name.isdigit() and (path / "saved_model.pb").is_file() and (path / METADATA_FILE).is_file():
-            versions.append(int(path.name))
-    return sorted(versions)
 
 
 def apply_thresholds(row: np.ndarray, labels: list[str], thresholds: np.ndarray) -> list[str]:
