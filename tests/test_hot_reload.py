@@ -78,9 +78,14 @@ def test_versions_switch_mid_stream_without_loss_and_a_broken_one_is_refused(bro
             lambda: metric(get(f"{base}/metrics")[1], "genre_worker_model_reloads_total", 'outcome="refused"') == 1
         )
         producer.join()
-        assert wait_for(
-            lambda: metric(get(f"{base}/metrics")[1], "genre_worker_outputs_produced_total") >= total, timeout=90
-        )
+        def all_done() -> bool:
+            text = get(f"{base}/metrics")[1]
+            return (
+                metric(text, "genre_worker_outputs_produced_total") >= total
+                and metric(text, "genre_worker_dead_letters_total", 'code="poster_not_found"') >= 1
+            )
+
+        assert wait_for(all_done, timeout=90)
         text = get(f"{base}/metrics")[1]
         assert get(f"{base}/readyz")[0] == 200
     finally:
