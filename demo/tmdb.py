@@ -61,6 +61,24 @@ def page_html(movie: StandInMovie, image_url: str | None) -> str:
     return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
 
 
+def respond(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    content_type: str | None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Send a whole response; no Content-Type header at all when `content_type` is None."""
+    handler.send_response(status)
+    if content_type is not None:
+        handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _QuietServer(ThreadingHTTPServer):
     """Clients that hang up mid-reply (timeouts, size caps) are normal here, not errors."""
 
@@ -154,13 +172,7 @@ class TmdbStandIn:
                     self.reply(404, b"not found", "text/plain")
 
             def reply(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, status, body, content_type, headers)
 
             def _movie(self, tmdb_id: int, has_slug: bool) -> None:
                 movie = standin.movies.get(tmdb_id)

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from demo.tmdb import StandInMovie, TmdbStandIn, page_html
+from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
 from schemas import ErrorCode
 from worker.clients import security_config
 from worker.errors import HostNotAllowed, PosterError
@@ -67,17 +67,7 @@ def redirect(location: str, status: int = 302) -> Route:
 def serve(body: bytes, content_type: str | None, headers: dict[str, str] | None = None) -> Route:
     """Answer 200 with `body`; no Content-Type header at all when `content_type` is None."""
 
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        if content_type is not None:
-            h.send_header("Content-Type", content_type)
-        h.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            h.send_header(name, value)
-        h.end_headers()
-        h.wfile.write(body)
-
-    return route
+    return lambda h: respond(h, 200, body, content_type, headers)
 
 
 class Stream:
