@@ -209,3 +209,10 @@ def test_no_poster_on_the_page():
 def test_control_characters_in_a_page_do_not_break_extraction():
     page = NEW_LAYOUT.replace("<body>", "<body>\x00\x1f\x0b", 1).replace('class="poster w-full"', 'class="poster w-full"\x1f')
     assert poster_candidates(page, PAGE)[0] == "https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+
+
+def test_the_locale_language_variable_does_not_leak_into_requests(monkeypatch):
+    monkeypatch.setenv("LANGUAGE", "de_DE:de")
+    assert FetchSettings().tmdb_language == "en-US"
+    monkeypatch.setenv("TMDB_LANGUAGE", "fr-FR")
+    assert FetchSettings().tmdb_language == "fr-FR"

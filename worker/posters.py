@@ -275,7 +275,7 @@ class PosterFetcher:
             follow_redirects=False,
             timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
             limits=limits,
-            headers={"User-Agent": settings.user_agent, "Accept-Language": settings.language},
+            headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
             transport=transport,
             trust_env=False,
         )
@@ -316,7 +316,7 @@ class PosterFetcher:
         return Poster(tmdb_id, image.url, image.content, image.content_type, width, height, budget.attempts)
 
     async def _poster_url_from_page(self, tmdb_id: int, budget: _Budget) -> str:
-        page_url = f"{self.settings.tmdb_base_url}/movie/{tmdb_id}?language={self.settings.language}"
+        page_url = f"{self.settings.tmdb_base_url}/movie/{tmdb_id}?language={self.settings.tmdb_language}"
         page = await self._get(page_url, budget, max_bytes=self.settings.max_page_bytes, accept="text/html")
         try:
             text = page.content.decode(page.encoding or "utf-8", errors="replace")
@@ -338,9 +338,9 @@ class PosterFetcher:
         key = self.settings.tmdb_api_key.get_secret_value()
         url = f"{self.settings.tmdb_api_url}/movie/{tmdb_id}"
         if key.startswith("eyJ"):  # a v4 read access token
-            params, headers = {"language": self.settings.language}, {"Authorization": f"Bearer {key}"}
+            params, headers = {"language": self.settings.tmdb_language}, {"Authorization": f"Bearer {key}"}
         else:
-            params, headers = {"language": self.settings.language, "api_key": key}, {}
+            params, headers = {"language": self.settings.tmdb_language, "api_key": key}, {}
         url = str(httpx.URL(url, params=params))
         response = await self._get(
             url, budget, max_bytes=self.settings.max_page_bytes, accept="application/json", headers=headers

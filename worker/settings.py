@@ -24,7 +24,7 @@ class FetchSettings(BaseSettings):
     tmdb_image_base_url: str = Field(
         "https://image.tmdb.org/t/p/w500", description="Prefix of API `poster_path` values."
     )
-    language: str = "en-US"
+    tmdb_language: str = Field("en-US", description="`?language=` and `Accept-Language` (not the locale's LANGUAGE).")
     user_agent: str = "Mozilla/5.0 (compatible; movie-poster-genres/0.1; poster genre tagger)"
     fetch_concurrency: int = Field(16, ge=1, le=512, description="Posters fetched at once.")
     connect_timeout_s: float = Field(5.0, gt=0)
