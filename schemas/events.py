@@ -91,6 +91,14 @@ class MovieGenres(BaseModel):
     classified_at: datetime = Field(description="When the worker scored the poster (UTC).")
 
 
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class OriginalRecord(BaseModel):
     """Where a dead letter came from, with the raw value kept intact."""
 
@@ -127,27 +135,20 @@ class OriginalRecord(BaseModel):
         if truncated and value is not None:
             value = value[:keep_bytes]
 
-        def text(raw: bytes | None) -> tuple[str | None, bool]:
-            if raw is None:
-                return None, True
-            try:
-                return raw.decode("utf-8"), True
-            except UnicodeDecodeError:
-                return base64.b64encode(raw).decode("ascii"), False
+        as_text = all(raw is None or _is_utf8(raw) for raw in (key, value))
 
-        key_text, key_utf8 = text(key)
-        value_text, value_utf8 = text(value)
-        as_text = key_utf8 and value_utf8
-        if not as_text:
-            key_text = None if key is None else base64.b64encode(key).decode("ascii")
-            value_text = None if value is None else base64.b64encode(value).decode("ascii")
+        def encode(raw: bytes | None) -> str | None:
+            if raw is None:
+                return None
+            return raw.decode("utf-8") if as_text else base64.b64encode(raw).decode("ascii")
+
         return cls(
             topic=topic,
             partition=partition,
             offset=offset,
             timestamp_ms=timestamp_ms,
-            key=key_text,
-            value=value_text,
+            key=encode(key),
+            value=encode(value),
             value_encoding="utf-8" if as_text else "base64",
             value_bytes=size,
             value_truncated=truncated,

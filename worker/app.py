@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -60,11 +61,11 @@ def _close(what: str, close: Callable[[], object]) -> None:
 def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_model: float = float("inf")) -> int:
     """Run until SIGTERM (or idle); return the process exit code."""
     started = time.monotonic()
-    stopping = {"now": False}
+    stopping = threading.Event()
     worker: Worker | None = None
 
     def stop() -> None:
-        stopping["now"] = True
+        stopping.set()
         if worker is not None:
             worker.stop()
 
@@ -88,17 +89,17 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
     runner = AsyncRunner()
     consumer = producer = fetcher = None
     try:
-        if models.load_initial(wait_for_model, should_stop=lambda: stopping["now"]) is None:
+        if models.load_initial(wait_for_model, should_stop=stopping.is_set) is None:
             log.error("no servable model version in %s", settings.model_dir)
-            return 0 if stopping["now"] else 1
+            return 0 if stopping.is_set() else 1
         metrics.model_version.set(models.current.version)  # type: ignore[union-attr]
-        consumer = connect(lambda: build_consumer(settings), "consumer", lambda: stopping["now"])
-        producer = connect(lambda: build_producer(settings), "producer", lambda: stopping["now"])
+        consumer = connect(lambda: build_consumer(settings), "consumer", stopping.is_set)
+        producer = connect(lambda: build_producer(settings), "producer", stopping.is_set)
         if consumer is None or producer is None:
             return 0
         fetcher = runner.run(_make_fetcher(settings))
         worker = Worker(settings, consumer, producer, fetcher, runner, models, metrics)
-        if stopping["now"]:
+        if stopping.is_set():
             worker.stop()
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
         log.info(

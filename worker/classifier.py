@@ -6,6 +6,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,12 @@ class Classifier:
 
     def genres(self, row: np.ndarray) -> tuple[list[str], dict[str, float]]:
         """Apply the per-label thresholds to one row of scores."""
-        thresholds = np.asarray(self.metadata.thresholds, dtype=np.float32)
         scores = {label: round(float(score), 6) for label, score in zip(self.labels, row)}
-        return apply_thresholds(row, self.labels, thresholds), scores
+        return apply_thresholds(row, self.labels, self.thresholds), scores
+
+    @cached_property
+    def thresholds(self) -> np.ndarray:
+        return np.asarray(self.metadata.thresholds, dtype=np.float32)
 
 
 def load_version(path: Path, device: str = "CPU:0") -> Classifier:

@@ -94,7 +94,6 @@ class Batch:
 
     jobs: list[Job]
     offsets: dict[TopicPartition, int]
-    polled_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
