@@ -26,9 +26,9 @@ from pydantic import SecretStr
 
 from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
 from schemas import ErrorCode
-from worker.clients import security_config
+from common.kafka import security_config
 from worker.errors import HostNotAllowed, PosterError
-from worker.logs import RedactFilter
+from common.logs import RedactFilter
 from worker.net import AddressGuard, CheckedBackend, blocked_reason, literal_address
 from worker.posters import PosterFetcher
 from worker.settings import FetchSettings, WorkerSettings

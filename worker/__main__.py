@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from worker.logs import configure_logging
+    from common.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     from worker.app import run

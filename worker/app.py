@@ -13,7 +13,8 @@ from kafka import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from worker.classifier import configure_devices
-from worker.clients import build_consumer, build_producer, connect
+from common.kafka import build_producer, connect
+from worker.clients import build_consumer
 from worker.health import HealthServer
 from worker.loop import AsyncRunner, Worker
 from worker.metrics import WorkerMetrics
@@ -94,7 +95,7 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
             return 0 if stopping.is_set() else 1
         metrics.model_version.set(models.current.version)  # type: ignore[union-attr]
         consumer = connect(lambda: build_consumer(settings), "consumer", stopping.is_set)
-        producer = connect(lambda: build_producer(settings), "producer", stopping.is_set)
+        producer = connect(lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set)
         if consumer is None or producer is None:
             return 0
         fetcher = runner.run(_make_fetcher(settings))

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.kafka import KafkaSettings
+
 
 class FetchSettings(BaseSettings):
     """How posters are fetched; shared by the worker and the trainer."""
@@ -63,17 +65,9 @@ class FetchSettings(BaseSettings):
         return value.rstrip("/")
 
 
-class WorkerSettings(FetchSettings):
+class WorkerSettings(FetchSettings, KafkaSettings):
     """Everything `genre-worker` reads from the environment."""
 
-    kafka_bootstrap_servers: str = "localhost:9092"
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
     input_topic: str = "movies.new"
     output_topic: str = "movies.genres"
     dlq_topic: str = "movies.new.dlq"
