@@ -9,16 +9,20 @@ import httpx
 import pytest
 from PIL import Image
 
-from worker.errors import FetchFailed, HostNotAllowed, MovieNotFound, PosterNotFound, PosterTooLarge, PosterUnreadable
-from worker.posters import (
-    Allowlist,
+from posters import (
+    FetchFailed,
+    FetchSettings,
+    HostNotAllowed,
+    MovieNotFound,
     PosterFetcher,
-    backoff_delay,
-    inspect_image,
-    parse_retry_after,
-    poster_candidates,
+    PosterNotFound,
+    PosterTooLarge,
+    PosterUnreadable,
 )
-from worker.settings import FetchSettings
+from posters.images import inspect_image
+from posters.retry import backoff_delay, parse_retry_after
+from posters.scrape import poster_candidates
+from posters.urls import Allowlist
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 

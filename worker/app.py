@@ -19,7 +19,7 @@ from worker.health import HealthServer
 from worker.loop import AsyncRunner, Worker
 from worker.metrics import WorkerMetrics
 from worker.models import ModelWatcher
-from worker.posters import PosterFetcher
+from posters import PosterFetcher
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
