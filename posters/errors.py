@@ -7,6 +7,7 @@
           ├── PosterUnreadable       poster_unreadable
           ├── PosterTooLarge         poster_too_large
           ├── HostNotAllowed         host_not_allowed
+          ├── InvalidURL             invalid_url         a redirect or the API leads to a bad URL
           ├── FetchFailed            fetch_failed        the tries ran out
           └── TransientError         fetch_failed        retried with backoff
 
@@ -68,6 +69,12 @@ class HostNotAllowed(PosterError):
     """A URL points off the allowlist, uses a scheme other than http(s), or a private address."""
 
     code = ErrorCode.HOST_NOT_ALLOWED
+
+
+class InvalidURL(PosterError):
+    """A URL to request (a redirect's `Location`, an API path) cannot be a URL at all."""
+
+    code = ErrorCode.INVALID_URL
 
 
 class FetchFailed(PosterError):

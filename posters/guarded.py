@@ -15,9 +15,15 @@ import httpx
 
 from posters.body import read_capped
 from posters.breaker import CircuitBreaker, CircuitOpen
-from posters.errors import MovieNotFound, PosterError, PosterNotFound, TransientError
+from posters.errors import (
+    InvalidURL,
+    MovieNotFound,
+    PosterError,
+    PosterNotFound,
+    TransientError,
+)
 from posters.retry import parse_retry_after
-from posters.urls import Allowlist, display_url, host_key
+from posters.urls import Allowlist, display_url, host_key, url_problem
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
@@ -56,13 +62,17 @@ class _HostHealth:
             self.known = True
             self.breaker.failure(self.host, detail, self.probe)
 
+    def up(self) -> None:
+        """The host answered."""
+        self.known = True
+        self.breaker.success(self.host)
+
     def answered(self, status: int) -> None:
         """Any answer but a 5xx shows the host is up, even a 404 or a 429."""
         if status in HOST_DOWN_STATUSES:
             self.failed(f"answered {status}")
         else:
-            self.known = True
-            self.breaker.success(self.host)
+            self.up()
 
     def settle(self) -> None:
         """A probe that learnt nothing (refused locally, say) lets another one go."""
@@ -80,6 +90,8 @@ class GuardedClient:
         breaker: CircuitBreaker,
         max_redirects: int,
     ):
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "response": [*hooks["response"], _refuse_invalid_location]}
         self._client = client
         self.allowlist = allowlist
         self.breaker = breaker
@@ -104,6 +116,8 @@ class GuardedClient:
         self, url: str, headers: dict[str, str], request: Request, probe: bool
     ) -> Response | str:
         """Request `url` once: the final response, or the URL it redirects to."""
+        if problem := url_problem(url):
+            raise InvalidURL(f"cannot request {display_url(url)!r}: {problem}")
         self.allowlist.check(url)
         host = host_key(url)
         if not probe and self.breaker.is_open(host):
@@ -114,7 +128,7 @@ class GuardedClient:
             try:
                 health.answered(response.status_code)
                 if response.is_redirect:
-                    return urljoin(url, response.headers.get("location", ""))
+                    return _redirect_target(url, response.headers["location"])
                 _raise_for_status(response, url, request.image, host)
                 content = await read_capped(response, url, request.max_bytes, request.image)
                 return Response(url, content, _content_type(response), response.charset_encoding)
@@ -135,6 +149,9 @@ class GuardedClient:
         try:
             request = self._client.build_request("GET", url, headers=headers)
             return await self._client.send(request, stream=True)
+        except InvalidURL:  # from `_refuse_invalid_location`: the host did answer
+            health.up()
+            raise
         except httpx.TimeoutException:
             detail = f"timed out requesting {display_url(url)}"
             health.failed(detail)
@@ -143,6 +160,27 @@ class GuardedClient:
             detail = f"could not reach {display_url(url)}: {type(exc).__name__}"
             health.failed(detail)
             raise TransientError(detail, host=health.host) from None
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """Where a redirect from `url` leads; refuse a `Location` that is not a URL."""
+    problem = url_problem(location)
+    if problem is None:
+        try:
+            return urljoin(url, location)
+        except ValueError as exc:
+            problem = str(exc)
+    raise InvalidURL(f"{display_url(url)} redirects to an invalid URL: {problem}")
+
+
+async def _refuse_invalid_location(response: httpx.Response) -> None:
+    """An httpx response hook: refuse a bad `Location` before httpx parses it.
+
+    Even when it does not follow redirects, httpx builds the next request, and a
+    `Location` it cannot parse becomes a protocol error: retried as if the site were down.
+    """
+    if response.has_redirect_location:
+        _redirect_target(str(response.request.url), response.headers["location"])
 
 
 def _content_type(response: httpx.Response) -> str:

@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 
 import parsel
 
-from posters.urls import DEFAULT_PORTS
+from posters.urls import DEFAULT_PORTS, url_problem
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
 MAX_CANDIDATES = 20
@@ -23,7 +23,8 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
 
     Order: the `og:image` meta, then `img.poster` (its `srcset` 2x entry, then `src`),
     then the older `div.image_content img/@data-src` layout. Site chrome under
-    `/assets/` (the logo TMDB shares when a movie has no poster) is not a poster.
+    `/assets/` (the logo TMDB shares when a movie has no poster) is not a poster, and
+    a URL that cannot be requested (DEL in it, say) is skipped.
     """
     sel = parsel.Selector(text=html.translate(_CONTROL_CHARS))  # lxml refuses them in attributes
     found: list[str] = []
@@ -54,7 +55,7 @@ def _srcset_urls(srcset: str, density: str) -> list[str]:
 
 
 def _absolute(raw: str, page_url: str) -> str | None:
-    """`raw` made absolute against the page, if it is an http(s) URL outside `/assets/`."""
+    """`raw` made absolute against the page, if it is a valid http(s) URL outside `/assets/`."""
     if not raw.strip():
         return None
     try:
@@ -64,4 +65,4 @@ def _absolute(raw: str, page_url: str) -> str | None:
         return None
     if parts.scheme not in DEFAULT_PORTS or not parts.netloc or "/assets/" in parts.path:
         return None
-    return url
+    return url if url_problem(url) is None else None

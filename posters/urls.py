@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import httpx
+
 from posters.errors import HostNotAllowed
 from posters.settings import FetchSettings
 
@@ -48,8 +50,25 @@ def host_key(url: str) -> str:
 
 def display_url(url: str) -> str:
     """A URL without its query string (which may hold an API key)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL (see `url_problem`), but it may still carry a key
+        return url.partition("?")[0]
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be requested as it is written, or None if it can.
+
+    What httpx refuses: control characters such as DEL, a port that is not a number
+    below 65536, a broken IPv6 literal, a malformed international host name.
+    """
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        httpx.URL(url).host  # noqa: B018 - so is decoding the host name
+    except (ValueError, httpx.InvalidURL) as exc:  # idna's errors are ValueErrors
+        return str(exc) or type(exc).__name__
+    return None
 
 
 class Allowlist:
@@ -78,10 +97,10 @@ class Allowlist:
 
     def allows(self, url: str) -> bool:
         """Whether `url` is http(s), without user info, to an allowed host and port."""
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username:
-            return False
         try:
+            parts = urlsplit(url)
+            if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username:
+                return False
             port = parts.port or DEFAULT_PORTS[parts.scheme]
         except ValueError:
             return False
