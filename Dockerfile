@@ -29,6 +29,8 @@ RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
 FROM deps AS build
 COPY README.md ./
 COPY schemas ./schemas
+COPY common ./common
+COPY posters ./posters
 COPY worker ./worker
 COPY trainer ./trainer
 COPY demo ./demo

@@ -68,7 +68,7 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from trainer.settings import HeadSettings, TrainerSettings
     from trainer.train import train
-    from worker.settings import FetchSettings
+    from posters import FetchSettings
 
     if real:
         settings = TrainerSettings(download=True, cache_dir=work / "data", posters=work / "data" / "posters",

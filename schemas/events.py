@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     POSTER_UNREADABLE = "poster_unreadable"
     POSTER_TOO_LARGE = "poster_too_large"
     HOST_NOT_ALLOWED = "host_not_allowed"
+    INVALID_URL = "invalid_url"
     FETCH_FAILED = "fetch_failed"
     INTERNAL_ERROR = "internal_error"
 

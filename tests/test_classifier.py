@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from posters import PosterUnreadable
 from tests.conftest import COLOURS, LABELS, build_tiny_model, poster_bytes
 from worker.classifier import (
     ModelLoadError,
@@ -17,7 +18,6 @@ from worker.classifier import (
     load_latest,
     load_version,
 )
-from worker.errors import PosterUnreadable
 from worker.models import ModelWatcher
 
 

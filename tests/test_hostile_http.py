@@ -27,11 +27,10 @@ from pydantic import SecretStr
 from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
 from schemas import ErrorCode
 from common.kafka import security_config
-from worker.errors import HostNotAllowed, PosterError
 from common.logs import RedactFilter
-from worker.net import AddressGuard, CheckedBackend, blocked_reason, literal_address
-from worker.posters import PosterFetcher
-from worker.settings import FetchSettings, WorkerSettings
+from posters import FetchSettings, HostNotAllowed, PosterError, PosterFetcher
+from posters.net import AddressGuard, CheckedBackend, blocked_reason, literal_address
+from worker.settings import WorkerSettings
 from tests.conftest import COLOURS, consume_all, event, poster_bytes, produce, start_worker, worker_env
 from tests.test_hostile_events import rss_kib
 
@@ -365,7 +364,7 @@ def test_the_api_key_appears_in_no_error_detail_or_log_record(key: str) -> None:
         old_level = root.level
         root.addHandler(keep)
         root.setLevel(logging.DEBUG)
-        for name in ("httpx", "httpcore", "worker"):
+        for name in ("httpx", "httpcore", "worker", "posters"):
             logging.getLogger(name).setLevel(logging.DEBUG)
         try:
             results, _, _ = fetch_all(settings, [1, 2, 3])
@@ -376,7 +375,7 @@ def test_the_api_key_appears_in_no_error_detail_or_log_record(key: str) -> None:
         assert [type(results[n]).__name__ for n in (1, 2, 3)] == ["FetchFailed", "HostNotAllowed", "PosterError"]
         for n in (1, 2, 3):
             assert key not in results[n].detail and key not in str(results[n])
-        ours = [r.getMessage() for r in records if r.name.startswith("worker")]
+        ours = [r.getMessage() for r in records if r.name.startswith(("worker", "posters"))]
         assert ours and not any(key in message for message in ours)
         assert records and not any(key in line for line in masked)  # httpx's own lines, once masked
         assert "SECRET" not in repr(settings) and "SIGSECRET" not in str(settings.model_dump())

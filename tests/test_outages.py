@@ -9,10 +9,8 @@ from http.server import BaseHTTPRequestHandler
 
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
-from worker.errors import FetchFailed
-from worker.breaker import CircuitBreaker
-from worker.posters import Poster, PosterFetcher
-from worker.settings import FetchSettings
+from posters import FetchFailed, FetchSettings, Poster, PosterFetcher
+from posters.breaker import CircuitBreaker
 from tests.conftest import COLOURS, poster_bytes
 
 IDS = list(range(1, 21))
@@ -129,7 +127,7 @@ def test_the_breaker_opens_at_the_threshold_probes_once_and_closes_on_an_answer(
         clock["t"] = 3.0
         _, probe = await waiter
         assert probe
-        breaker.success("h:80", probe=True)
+        breaker.success("h:80")
         assert not breaker.is_open("h:80")
         assert await breaker.admit("h:80", 10) == (0.0, False)
         # success resets the count

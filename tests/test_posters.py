@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import io
+from functools import partial
 
 import httpx
 import pytest
 from PIL import Image
 
-from worker.errors import FetchFailed, HostNotAllowed, MovieNotFound, PosterNotFound, PosterTooLarge, PosterUnreadable
-from worker.posters import (
-    Allowlist,
+from demo.tmdb import TmdbStandIn, respond
+from posters import (
+    FetchFailed,
+    FetchSettings,
+    HostNotAllowed,
+    InvalidURL,
+    MovieNotFound,
     PosterFetcher,
-    backoff_delay,
-    inspect_image,
-    parse_retry_after,
-    poster_candidates,
+    PosterNotFound,
+    PosterTooLarge,
+    PosterUnreadable,
 )
-from worker.settings import FetchSettings
+from posters.images import inspect_image
+from posters.retry import backoff_delay, parse_retry_after
+from posters.scrape import poster_candidates
+from posters.urls import Allowlist
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 
@@ -216,3 +223,66 @@ def test_the_locale_language_variable_does_not_leak_into_requests(monkeypatch):
     assert FetchSettings().tmdb_language == "en-US"
     monkeypatch.setenv("TMDB_LANGUAGE", "fr-FR")
     assert FetchSettings().tmdb_language == "fr-FR"
+
+
+def _page_with_og(url: str, img_src: str | None = None) -> str:
+    img = f'<img class="poster" src="{img_src}">' if img_src else ""
+    return f'<html><head><meta property="og:image" content="{url}"></head><body>{img}</body></html>'
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "https://image.tmdb.org/t/p/w500/a\x7fb.jpg",  # DEL
+        "https://image.tmdb.org:99999/t/p/w500/a.jpg",  # a port out of range
+        "https://[::1/t/p/w500/a.jpg",  # a broken IPv6 literal
+        "https://xn--/t/p/w500/a.jpg",  # a malformed international name
+    ],
+)
+def test_candidates_that_are_not_valid_urls_are_skipped(bad: str) -> None:
+    good = "https://image.tmdb.org/t/p/w500/good.jpg"
+    assert poster_candidates(_page_with_og(bad, good), PAGE) == [good]
+    assert poster_candidates(_page_with_og(bad), PAGE) == []
+
+
+def test_a_page_whose_only_poster_url_is_invalid_has_no_poster():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, html=_page_with_og("https://image.tmdb.org/t/p/w500/a\x7f.jpg"))
+
+    with pytest.raises(PosterNotFound, match="no poster on"):
+        _fetch(handler)
+
+
+def test_an_api_poster_path_that_is_not_a_valid_url_is_invalid_url():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"poster_path": "/a\x7fb.jpg"})
+
+    with pytest.raises(InvalidURL) as info:
+        _fetch(handler, tmdb_api_key="k3y")
+    assert info.value.code == "invalid_url" and info.value.attempts == 2  # the API, then refused
+
+
+def test_a_redirect_to_an_invalid_url_is_invalid_url_at_once(tmdb: TmdbStandIn):
+    locations = {
+        1: "/movie/1-bad\x7fslug",
+        2: "http://127.0.0.1:99999/movie/2",
+        3: "http://[::1/movie/3",
+        4: "http://xn--/movie/4",
+    }
+    for tmdb_id, location in locations.items():
+        tmdb.routes[f"/movie/{tmdb_id}"] = partial(
+            respond, status=302, body=b"", content_type="text/html", headers={"Location": location}
+        )
+    settings = FetchSettings(
+        tmdb_base_url=tmdb.base_url, poster_hosts=[tmdb.host], backoff_base_s=0.001
+    )
+
+    async def run() -> list[object]:
+        async with PosterFetcher(settings) as fetcher:
+            return await asyncio.gather(*map(fetcher.fetch, locations), return_exceptions=True)
+
+    for tmdb_id, result in zip(locations, asyncio.run(run())):
+        assert isinstance(result, InvalidURL), (tmdb_id, result)
+        assert result.code == "invalid_url" and result.attempts == 1
+        assert "redirects to an invalid URL" in result.detail
+        assert tmdb.requests[f"/movie/{tmdb_id}"] == 1  # not retried

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from posters.scrape import poster_candidates
+from posters.urls import Allowlist
 from schemas.events import MAX_TMDB_ID, EventDecodeError, NewMovie, decode_new_movie
-from worker.posters import Allowlist, poster_candidates
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix?language=en-US"
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from trainer.settings import LOSS_NAMES, HeadSettings, TrainerSettings
 
 if TYPE_CHECKING:
-    from worker.settings import FetchSettings
+    from posters import FetchSettings
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> 
 
 def fetch_settings(settings: TrainerSettings) -> FetchSettings:
     """The worker's fetch settings (TMDB_BASE_URL, POSTER_HOSTS, ... from the environment)."""
-    from worker.settings import FetchSettings
+    from posters import FetchSettings
 
     overrides = {"fetch_concurrency": settings.fetch_concurrency} if settings.fetch_concurrency else {}
     return FetchSettings(**overrides)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from worker.settings import FetchSettings
+    from posters import FetchSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ async def _fetch_all(
     retry_failed: bool,
     progress: bool,
 ) -> FetchReport:
-    from worker.errors import PosterError
-    from worker.posters import PosterFetcher
+    from posters import PosterError, PosterFetcher
 
     report = FetchReport()
     manifest = cache.failures()

@@ -15,7 +15,7 @@ from trainer.export import version_numbers
 from trainer.posters import PosterCache, fetch_posters
 
 if TYPE_CHECKING:
-    from worker.settings import FetchSettings
+    from posters import FetchSettings
 
 log = logging.getLogger(__name__)
 

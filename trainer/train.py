@@ -26,7 +26,7 @@ from trainer.posters import PosterCache, fetch_posters
 from trainer.settings import HeadSettings, TrainerSettings
 
 if TYPE_CHECKING:
-    from worker.settings import FetchSettings
+    from posters import FetchSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""`genre-worker`: consume movies.new, publish movies.genres (configuration from the environment)."""
+"""`genre-worker`: consume movies.new, publish movies.genres (settings from the environment)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=float("inf"),
         metavar="SECONDS",
-        help="how long to wait for a model version in MODEL_DIR at start (default: as long as it takes)",
+        help="how long to wait for a model version in MODEL_DIR at start "
+        "(default: as long as it takes)",
     )
     return parser.parse_args(argv)
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from kafka import ConsumerRebalanceListener
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from worker.classifier import configure_devices
@@ -19,7 +19,7 @@ from worker.health import HealthServer
 from worker.loop import AsyncRunner, Worker
 from worker.metrics import WorkerMetrics
 from worker.models import ModelWatcher
-from worker.posters import PosterFetcher
+from posters import PosterFetcher
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
     """SIGTERM and SIGINT ask the worker to finish the batch in hand and exit."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.info("received %s: finishing the batch in hand, then exiting", name)
         stop()
 
     signal.signal(signal.SIGTERM, handler)
@@ -48,18 +49,41 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
 
 
 async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
+    """The fetcher, made on the fetch loop that will use it."""
     return PosterFetcher(settings)
 
 
 def _close(what: str, close: Callable[[], object]) -> None:
-    """Close a Kafka client; with the broker gone that can time out, which is no reason to fail."""
+    """Close a Kafka client; with the broker gone that can time out: no reason to fail."""
     try:
         close()
     except KafkaError as exc:
         log.warning("closing the %s: %s (unsent records belong to uncommitted batches)", what, exc)
 
 
-def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_model: float = float("inf")) -> int:
+def _log_started(settings: WorkerSettings, took_s: float) -> None:
+    log.info(
+        "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
+        took_s, settings.input_topic, settings.output_topic,
+        settings.dlq_topic, settings.group_id, settings.batch_size,
+    )
+
+
+def _model_watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWatcher:
+    """Watch MODEL_DIR on the device TensorFlow offers, counting reloads by outcome."""
+    return ModelWatcher(
+        settings.model_dir,
+        configure_devices(),
+        settings.model_poll_s,
+        on_reload=lambda outcome: metrics.model_reloads.labels(outcome=outcome).inc(),
+    )
+
+
+def run(
+    settings: WorkerSettings,
+    exit_when_idle: float | None = None,
+    wait_for_model: float = float("inf"),
+) -> int:
     """Run until SIGTERM (or idle); return the process exit code."""
     started = time.monotonic()
     stopping = threading.Event()
@@ -72,13 +96,7 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
 
     install_stop_handlers(stop)
     metrics = WorkerMetrics()
-    device = configure_devices()
-    models = ModelWatcher(
-        settings.model_dir,
-        device,
-        settings.model_poll_s,
-        on_reload=lambda outcome: metrics.model_reloads.labels(outcome=outcome).inc(),
-    )
+    models = _model_watcher(settings, metrics)
 
     def ready() -> tuple[bool, str]:
         if worker is None:
@@ -95,7 +113,9 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
             return 0 if stopping.is_set() else 1
         metrics.model_version.set(models.current.version)  # type: ignore[union-attr]
         consumer = connect(lambda: build_consumer(settings), "consumer", stopping.is_set)
-        producer = connect(lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set)
+        producer = connect(
+            lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set
+        )
         if consumer is None or producer is None:
             return 0
         fetcher = runner.run(_make_fetcher(settings))
@@ -103,18 +123,26 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
         if stopping.is_set():
             worker.stop()
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
-        log.info(
-            "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
-            time.monotonic() - started, settings.input_topic, settings.output_topic,
-            settings.dlq_topic, settings.group_id, settings.batch_size,
-        )
+        _log_started(settings, time.monotonic() - started)
         worker.run(exit_when_idle=exit_when_idle)
         return 0
     finally:
-        _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
-        _close("producer", lambda: producer and producer.close(timeout=10))
-        if fetcher is not None:
-            runner.run(fetcher.aclose())
-        runner.close()
-        models.close()
-        health.stop()
+        _take_apart(consumer, producer, fetcher, runner, models, health)
+
+
+def _take_apart(
+    consumer: KafkaConsumer | None,
+    producer: KafkaProducer | None,
+    fetcher: PosterFetcher | None,
+    runner: AsyncRunner,
+    models: ModelWatcher,
+    health: HealthServer,
+) -> None:
+    """Close what `run` built, the Kafka clients first (bounded, even with the broker gone)."""
+    _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
+    _close("producer", lambda: producer and producer.close(timeout=10))
+    if fetcher is not None:
+        runner.run(fetcher.aclose())
+    runner.close()
+    models.close()
+    health.stop()

@@ -15,8 +15,16 @@ import tensorflow as tf
 from PIL import Image
 from pydantic import ValidationError
 
-from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata, complete_versions
-from worker.errors import PosterUnreadable, WorkerError
+from schemas.model import (
+    INPUT_NAME,
+    METADATA_FILE,
+    OUTPUT_NAME,
+    SIGNATURE,
+    ModelMetadata,
+    complete_versions,
+)
+from posters import PosterUnreadable
+from worker.errors import WorkerError
 
 log = logging.getLogger(__name__)
 

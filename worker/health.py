@@ -84,7 +84,7 @@ class HealthServer:
 
     @property
     def port(self) -> int:
-        """The bound port once started (the real one when 0 was asked for), else the requested one."""
+        """The bound port once started (the real one when 0 was asked for), else the asked one."""
         return self._port
 
     def start(self) -> HealthServer:

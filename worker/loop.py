@@ -33,7 +33,7 @@ from worker.classifier import Classifier
 from worker.errors import InvalidEvent, WorkerError
 from worker.metrics import WorkerMetrics
 from worker.models import ModelWatcher
-from worker.posters import Poster, PosterFetcher
+from posters import Poster, PosterFetcher
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)

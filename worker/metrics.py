@@ -38,6 +38,30 @@ class WorkerMetrics:
             ["code"],
             registry=r,
         )
+        self._add_histograms(r)
+        self.model_version = Gauge(
+            PREFIX + "model_version", "Version number of the model being served.", registry=r
+        )
+        self.model_reloads = Counter(
+            PREFIX + "model_reloads",
+            "Attempts to load a newer model version, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            PREFIX + "consumer_lag",
+            "Records between the committed offset and the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.fetch_retries = Counter(
+            PREFIX + "fetch_retries",
+            "Poster fetch attempts retried after a transient failure.",
+            registry=r,
+        )
+
+    def _add_histograms(self, r: CollectorRegistry) -> None:
+        """Batch sizes and where the time goes."""
         self.batch_size = Histogram(
             PREFIX + "batch_size",
             "Records per consumed batch.",
@@ -60,26 +84,6 @@ class WorkerMetrics:
             PREFIX + "end_to_end_seconds",
             "From the input record's timestamp to its output being acknowledged.",
             buckets=END_TO_END_BUCKETS,
-            registry=r,
-        )
-        self.model_version = Gauge(
-            PREFIX + "model_version", "Version number of the model being served.", registry=r
-        )
-        self.model_reloads = Counter(
-            PREFIX + "model_reloads",
-            "Attempts to load a newer model version, by outcome.",
-            ["outcome"],
-            registry=r,
-        )
-        self.consumer_lag = Gauge(
-            PREFIX + "consumer_lag",
-            "Records between the committed offset and the end of each assigned partition.",
-            ["topic", "partition"],
-            registry=r,
-        )
-        self.fetch_retries = Counter(
-            PREFIX + "fetch_retries",
-            "Poster fetch attempts retried after a transient failure.",
             registry=r,
         )
 

@@ -37,7 +37,9 @@ class ModelWatcher:
         self._pending: concurrent.futures.Future[Classifier | None] | None = None
         self._next_check = time.monotonic() + poll_s
 
-    def load_initial(self, wait_s: float = 0.0, should_stop: Callable[[], bool] = lambda: False) -> Classifier | None:
+    def load_initial(
+        self, wait_s: float = 0.0, should_stop: Callable[[], bool] = lambda: False
+    ) -> Classifier | None:
         """Load the newest good version, waiting up to `wait_s` for one to appear."""
         deadline = time.monotonic() + wait_s
         announced = False
@@ -65,9 +67,8 @@ class ModelWatcher:
                 self.current = candidate
                 swapped = candidate
                 self._on_reload("loaded")
-                log.info(
-                    "now serving model version %d (was %s)", candidate.version, old.version if old else "none"
-                )
+                was = old.version if old else "none"
+                log.info("now serving model version %d (was %s)", candidate.version, was)
         now = time.monotonic()
         if self._pending is None and now >= self._next_check:
             self._next_check = now + self.poll_s
@@ -82,7 +83,9 @@ class ModelWatcher:
     def _load_newer(self) -> Classifier | None:
         before = len(self.refused)
         current = self.current.version if self.current else 0
-        loaded = load_latest(self.model_dir, newer_than=current, device=self.device, refused=self.refused)
+        loaded = load_latest(
+            self.model_dir, newer_than=current, device=self.device, refused=self.refused
+        )
         if len(self.refused) > before:
             self._on_reload("refused")
         return loaded

@@ -11,7 +11,7 @@ from pathlib import Path
 from demo.synthetic import SyntheticDataset, draw_poster
 from demo.tmdb import StandInMovie, TmdbStandIn
 from trainer.posters import PosterCache, fetch_posters
-from worker.settings import FetchSettings
+from posters import FetchSettings
 
 
 def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:

@@ -1,4 +1,8 @@
-"""Per-host circuit breaker: a failing site makes requests wait instead of burning retries."""
+"""Per-host circuit breaker: a failing site makes requests wait instead of burning retries.
+
+Without it, an outage of the site would use up every event's tries within seconds and
+drain the input into the dead-letter topic. See docs/reliability.md for the policy.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from worker.errors import FetchFailed
+from posters.errors import FetchFailed
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-BREAKER_THRESHOLD = 5
-BREAKER_COOLDOWN_S = 1.0
-BREAKER_MAX_COOLDOWN_S = 15.0
 
+class CircuitOpen(Exception):
+    """A redirect hop reached a host whose circuit is open; the retry loop waits for it."""
 
-def host_key(url: str) -> str:
-    """`host:port` of a URL, the unit the circuit breaker tracks."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
-    except ValueError:
-        port = 0
-    return f"{(parts.hostname or '').lower()}:{port}"
+    def __init__(self, host: str):
+        super().__init__(host)
+        self.host = host
 
 
 @dataclass
@@ -47,16 +43,17 @@ class CircuitBreaker:
 
     Closed: requests go out; each transient failure (connection error, timeout, 5xx)
     adds one, any other answer resets the count. Open: requests wait in `admit`; one of
-    them goes out as the probe when the cooldown ends (1 s, doubling to `max_cooldown_s`).
+    them goes out as the probe when the cooldown ends (`cooldown_s`, doubling to
+    `max_cooldown_s`).
     A probe that gets an answer closes the circuit and wakes everyone; one that fails
     doubles the cooldown. No one waits longer than `max_wait_s` in total.
     """
 
     def __init__(
         self,
-        threshold: int = BREAKER_THRESHOLD,
-        cooldown_s: float = BREAKER_COOLDOWN_S,
-        max_cooldown_s: float = BREAKER_MAX_COOLDOWN_S,
+        threshold: int,
+        cooldown_s: float,
+        max_cooldown_s: float,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.threshold = max(1, threshold)
@@ -68,15 +65,17 @@ class CircuitBreaker:
         self.probes = 0
 
     def is_open(self, host: str) -> bool:
+        """Whether requests to `host` wait for a probe."""
         circuit = self._circuits.get(host)
         return circuit is not None and circuit.open_since is not None
 
     def _notify(self, circuit: _Circuit) -> None:
+        """Wake everyone waiting on `circuit`."""
         circuit.changed.set()
         circuit.changed = asyncio.Event()
 
     async def admit(self, host: str, max_wait_s: float) -> tuple[float, bool]:
-        """Wait until `host` may be requested; return (seconds waited, whether this is the probe)."""
+        """Wait until `host` may be requested; (seconds waited, whether this is the probe)."""
         begun = self._clock()
         while (circuit := self._circuits.get(host)) is not None and circuit.open_since is not None:
             now = self._clock()
@@ -88,28 +87,32 @@ class CircuitBreaker:
             if waited >= max_wait_s:
                 raise FetchFailed(
                     f"{host} has been failing for {now - circuit.open_since:.0f} s "
-                    f"(last error: {circuit.last_error}); gave up after waiting {waited:.0f} s for it"
+                    f"(last error: {circuit.last_error}); "
+                    f"gave up after waiting {waited:.0f} s for it"
                 )
-            wake = max_wait_s - waited if circuit.probing else min(max_wait_s - waited, circuit.retry_at - now)
+            wake = max_wait_s - waited
+            if not circuit.probing:
+                wake = min(wake, circuit.retry_at - now)
             try:
                 await asyncio.wait_for(circuit.changed.wait(), timeout=max(0.01, wake))
             except TimeoutError:
                 pass
         return self._clock() - begun, False
 
-    def success(self, host: str, probe: bool = False) -> None:
+    def success(self, host: str) -> None:
         """`host` answered (anything but a 5xx): close its circuit."""
         circuit = self._circuits.get(host)
         if circuit is None:
             return
         if circuit.open_since is not None:
-            log.warning("%s answers again after %.1f s: circuit closed", host, self._clock() - circuit.open_since)
+            down_for = self._clock() - circuit.open_since
+            log.warning("%s answers again after %.1f s: circuit closed", host, down_for)
         circuit.open_since = None
         self._circuits.pop(host)
         self._notify(circuit)
 
     def failure(self, host: str, detail: str, probe: bool = False) -> None:
-        """`host` failed transiently: count it, open the circuit at the threshold, back off probes."""
+        """`host` failed transiently: count it, open the circuit at the threshold, back off."""
         circuit = self._circuits.setdefault(host, _Circuit())
         circuit.failures += 1
         circuit.last_error = detail
@@ -126,7 +129,9 @@ class CircuitBreaker:
             )
         elif probe:
             circuit.cooldown = min(circuit.cooldown * 2, self.max_cooldown_s)
-            log.info("probe of %s failed (%s); next probe in %.1f s", host, detail, circuit.cooldown)
+            log.info(
+                "probe of %s failed (%s); next probe in %.1f s", host, detail, circuit.cooldown
+            )
         if probe or circuit.failures == self.threshold:
             circuit.probing = False
             circuit.retry_at = now + circuit.cooldown

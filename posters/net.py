@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable
 import httpcore
 import httpx
 
-from worker.errors import HostNotAllowed
+from posters.errors import HostNotAllowed
+from posters.urls import split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -80,21 +81,17 @@ class AddressGuard:
     """Resolve a host once and return only addresses the fetcher may connect to."""
 
     def __init__(self, trusted: Iterable[str] = (), resolver: Resolver | None = None):
-        self.trusted: frozenset[IPAddress] = frozenset(
-            address for address in (literal_address(host) for host in trusted) if address is not None
-        )
+        addresses = (literal_address(host) for host in trusted)
+        self.trusted: frozenset[IPAddress] = frozenset(a for a in addresses if a is not None)
         self._resolver = resolver or system_resolver
 
     @classmethod
-    def from_urls_and_hosts(cls, urls: Iterable[str], hosts: Iterable[str], resolver: Resolver | None = None) -> AddressGuard:
+    def from_urls_and_hosts(
+        cls, urls: Iterable[str], hosts: Iterable[str], resolver: Resolver | None = None
+    ) -> AddressGuard:
         """Trust the literal addresses among the configured site URLs and `host[:port]` entries."""
         names = [httpx.URL(url).host for url in urls]
-        for entry in hosts:
-            entry = entry.strip()
-            if entry.startswith("["):
-                names.append(entry[1 : entry.find("]")])
-            else:
-                names.append(entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry)
+        names += [split_host_port(entry)[0] for entry in hosts]
         return cls(names, resolver)
 
     def check(self, address: IPAddress, host: str) -> None:
@@ -115,7 +112,7 @@ class AddressGuard:
         try:
             answers = await self._resolver(host, port)
         except OSError as exc:
-            raise httpcore.ConnectError(f"could not resolve {host}: {exc}") from None
+            raise httpcore.ConnectError(f"could not resolve {host}: {exc}") from exc
         addresses: list[IPAddress] = []
         for answer in answers:
             address = literal_address(answer)
@@ -135,7 +132,7 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, guard: AddressGuard, inner: httpcore.AsyncNetworkBackend):
         self.guard = guard
         self._inner = inner
-        self.connects: list[tuple[str, str, int]] = []  # (host, address, port), for tests and debugging
+        self.connects: list[tuple[str, str, int]] = []  # (host, address, port): tests, debugging
 
     async def connect_tcp(
         self,
@@ -145,15 +142,18 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        """Resolve and check `host` once, then connect to the first checked address that answers."""
         try:
             async with asyncio.timeout(timeout):
                 addresses = await self.guard.resolve(host, port)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} took over {timeout} s") from None
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} took over {timeout} s") from exc
         error: Exception | None = None
         for address in addresses:
             try:
-                stream = await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
                 continue
@@ -169,6 +169,7 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        """Refused: posters are fetched over TCP only."""
         raise httpcore.ConnectError("unix sockets are not used for posters")
 
     async def sleep(self, seconds: float) -> None:
@@ -183,7 +184,7 @@ def checked_transport(guard: AddressGuard, **kwargs: typing.Any) -> httpx.AsyncH
     """
     transport = httpx.AsyncHTTPTransport(trust_env=False, **kwargs)
     pool = transport._pool
-    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - proxies are never configured
+    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - no proxies
         raise TypeError(f"unexpected connection pool {type(pool).__name__}")
     pool._network_backend = CheckedBackend(guard, pool._network_backend)
     return transport

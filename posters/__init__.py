@@ -1,0 +1,37 @@
+"""Poster fetching, shared by the worker and the trainer: find a movie's poster on
+themoviedb.org (or its API) and download it, within an allowlist, caps and time limits.
+
+    async with PosterFetcher(FetchSettings()) as fetcher:
+        poster = await fetcher.fetch(603)       # a Poster, or a PosterError with a code
+"""
+
+from posters.client import Poster, PosterFetcher
+from posters.errors import (
+    CodedError,
+    FetchFailed,
+    HostNotAllowed,
+    InvalidURL,
+    MovieNotFound,
+    PosterError,
+    PosterNotFound,
+    PosterTooLarge,
+    PosterUnreadable,
+    TransientError,
+)
+from posters.settings import FetchSettings
+
+__all__ = [
+    "CodedError",
+    "FetchFailed",
+    "FetchSettings",
+    "HostNotAllowed",
+    "InvalidURL",
+    "MovieNotFound",
+    "Poster",
+    "PosterError",
+    "PosterFetcher",
+    "PosterNotFound",
+    "PosterTooLarge",
+    "PosterUnreadable",
+    "TransientError",
+]

@@ -1,0 +1,179 @@
+"""Find and download a movie's poster from themoviedb.org (or its API), safely.
+
+One fetcher serves the worker and the trainer. It finds the poster's URL on the movie
+page (or from the API's `poster_path`), downloads it and checks that it is an image
+within the caps. Each request goes through `Retrier` (tries, backoff, the poster's time
+budget, the circuit breaker) around `GuardedClient` (allowlist on every redirect hop,
+byte caps), over connections that `CheckedBackend` makes only to public addresses.
+See docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from posters.breaker import CircuitBreaker
+from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
+from posters.guarded import GuardedClient, Request, Response
+from posters.images import inspect_image
+from posters.net import AddressGuard, Resolver, checked_transport
+from posters.retry import Budget, Retrier
+from posters.scrape import poster_candidates
+from posters.settings import FetchSettings
+from posters.urls import Allowlist, display_url
+
+
+@dataclass(frozen=True)
+class Poster:
+    """A downloaded poster, checked to be an image within the caps."""
+
+    tmdb_id: int
+    url: str
+    content: bytes
+    content_type: str
+    width: int
+    height: int
+    attempts: int
+
+
+class PosterFetcher:
+    """Async poster fetcher with one shared HTTP client; use as `async with`.
+
+    `transport` replaces the network (tests); `resolver` replaces DNS for the SSRF
+    guard (tests), which is bypassed when a transport is given.
+    """
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver | None = None,
+    ):
+        self.settings = settings
+        self.allowlist = Allowlist.from_settings(settings)
+        self.guard = AddressGuard.from_urls_and_hosts(
+            [settings.tmdb_base_url, settings.tmdb_api_url, settings.tmdb_image_base_url],
+            settings.poster_hosts,
+            resolver,
+        )
+        self.breaker = CircuitBreaker(
+            settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
+        )
+        limits = httpx.Limits(
+            max_connections=settings.fetch_concurrency * 2,
+            max_keepalive_connections=settings.fetch_concurrency,
+        )
+        if transport is None:
+            transport = checked_transport(self.guard, limits=limits)
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+            limits=limits,
+            headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
+            transport=transport,
+            trust_env=False,
+        )
+        self._http = GuardedClient(
+            self._client, self.allowlist, self.breaker, settings.max_redirects
+        )
+        self._retrier = Retrier(settings, self.breaker)
+
+    @property
+    def retries(self) -> int:
+        """Transient failures retried so far, for metrics."""
+        return self._retrier.retries
+
+    async def __aenter__(self) -> PosterFetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._client.aclose()
+
+    async def fetch(self, tmdb_id: int) -> Poster:
+        """Find the poster of `tmdb_id` and download it; raise a `PosterError` on failure."""
+        budget = Budget(time.monotonic() + self.settings.fetch_deadline_s)
+        if self.settings.tmdb_api_key is not None:
+            url = await self._poster_url_from_api(tmdb_id, budget)
+        else:
+            url = await self._poster_url_from_page(tmdb_id, budget)
+        request = Request(url, self.settings.max_image_bytes, "image/*", image=True)
+        image = await self._get(request, budget)
+        try:
+            return self._poster(tmdb_id, image, budget)
+        except PosterError as exc:
+            exc.attempts = budget.attempts
+            raise
+
+    def _poster(self, tmdb_id: int, image: Response, budget: Budget) -> Poster:
+        """The downloaded image as a `Poster`, if it is one."""
+        if not image.content_type.startswith("image/"):
+            what = image.content_type or "untyped"
+            raise PosterUnreadable(f"{display_url(image.url)} is {what}, not an image")
+        _, width, height = inspect_image(image.content, self.settings.max_image_pixels)
+        return Poster(
+            tmdb_id, image.url, image.content, image.content_type, width, height, budget.attempts
+        )
+
+    async def _poster_url_from_page(self, tmdb_id: int, budget: Budget) -> str:
+        """The first allowed poster URL on the movie's page."""
+        settings = self.settings
+        page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
+        page = await self._get(Request(page_url, settings.max_page_bytes, "text/html"), budget)
+        try:
+            text = page.content.decode(page.encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = page.content.decode("utf-8", errors="replace")
+        candidates = poster_candidates(text, page.url)
+        allowed = [url for url in candidates if self.allowlist.allows(url)]
+        if allowed:
+            return allowed[0]
+        if candidates:
+            where = display_url(candidates[0])
+            raise HostNotAllowed(
+                f"the poster of movie {tmdb_id} is at {where}, off the allowlist", budget.attempts
+            )
+        raise PosterNotFound(f"no poster on {display_url(page.url)}", budget.attempts)
+
+    async def _poster_url_from_api(self, tmdb_id: int, budget: Budget) -> str:
+        """The image URL of the API's `poster_path` for the movie."""
+        settings = self.settings
+        assert settings.tmdb_api_key is not None
+        key = settings.tmdb_api_key.get_secret_value()
+        params, headers = {"language": settings.tmdb_language}, {}
+        if key.startswith("eyJ"):  # a v4 read access token
+            headers["Authorization"] = f"Bearer {key}"
+        else:
+            params["api_key"] = key
+        url = str(httpx.URL(f"{settings.tmdb_api_url}/movie/{tmdb_id}", params=params))
+        request = Request(url, settings.max_page_bytes, "application/json", headers=headers)
+        response = await self._get(request, budget)
+        try:
+            poster_path = json.loads(response.content).get("poster_path")
+        except (ValueError, AttributeError, RecursionError) as exc:
+            raise PosterError(
+                f"the API answered for movie {tmdb_id} with something not a JSON object",
+                budget.attempts,
+            ) from exc
+        if not poster_path or not isinstance(poster_path, str):
+            raise PosterNotFound(f"the API has no poster for movie {tmdb_id}", budget.attempts)
+        return f"{settings.tmdb_image_base_url}/{poster_path.lstrip('/')}"
+
+    async def _get(self, request: Request, budget: Budget) -> Response:
+        """GET with retries on transient failures, within the poster's time budget."""
+        return await self._retrier.run(
+            request.url, budget, lambda probe: self._http.get(request, probe)
+        )

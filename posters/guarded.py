@@ -1,0 +1,201 @@
+"""One GET through the allowlist and the circuit breaker, with redirects followed by hand.
+
+httpx would follow a redirect to any host; here every hop is checked against the
+allowlist before it is requested, and tells the breaker whether its host is up.
+Connections themselves go through `posters.net.CheckedBackend` (the SSRF guard after DNS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+import httpx
+
+from posters.body import read_capped
+from posters.breaker import CircuitBreaker, CircuitOpen
+from posters.errors import (
+    InvalidURL,
+    MovieNotFound,
+    PosterError,
+    PosterNotFound,
+    TransientError,
+)
+from posters.retry import parse_retry_after
+from posters.urls import Allowlist, display_url, host_key, url_problem
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to GET, the cap on its body, and whether an image is expected."""
+
+    url: str
+    max_bytes: int
+    accept: str
+    image: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    """A final (non-redirect) 2xx answer, its body read within the cap."""
+
+    url: str
+    content: bytes
+    content_type: str
+    encoding: str | None
+
+
+class _HostHealth:
+    """What one hop told the breaker about its host: at most one verdict per hop."""
+
+    def __init__(self, breaker: CircuitBreaker, host: str, probe: bool):
+        self.breaker, self.host, self.probe = breaker, host, probe
+        self.known = False
+
+    def failed(self, detail: str) -> None:
+        if not self.known:
+            self.known = True
+            self.breaker.failure(self.host, detail, self.probe)
+
+    def up(self) -> None:
+        """The host answered."""
+        self.known = True
+        self.breaker.success(self.host)
+
+    def answered(self, status: int) -> None:
+        """Any answer but a 5xx shows the host is up, even a 404 or a 429."""
+        if status in HOST_DOWN_STATUSES:
+            self.failed(f"answered {status}")
+        else:
+            self.up()
+
+    def settle(self) -> None:
+        """A probe that learnt nothing (refused locally, say) lets another one go."""
+        if self.probe and not self.known:
+            self.breaker.release(self.host)
+
+
+class GuardedClient:
+    """GETs over a shared `httpx.AsyncClient`, each hop allowlisted and reported to the breaker."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        allowlist: Allowlist,
+        breaker: CircuitBreaker,
+        max_redirects: int,
+    ):
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "response": [*hooks["response"], _refuse_invalid_location]}
+        self._client = client
+        self.allowlist = allowlist
+        self.breaker = breaker
+        self.max_redirects = max_redirects
+
+    async def get(self, request: Request, probe: bool = False) -> Response:
+        """One GET, following redirects by hand so that every hop is checked.
+
+        `probe`: this request is the one the breaker let out to test a host that is down.
+        """
+        headers = {"Accept": request.accept, **request.headers}
+        headers["Accept-Encoding"] = "identity" if request.image else "gzip, deflate"
+        url = request.url
+        for hop in range(self.max_redirects + 1):
+            answer = await self._hop(url, headers, request, probe and hop == 0)
+            if isinstance(answer, Response):
+                return answer
+            url = answer
+        raise PosterError(f"more than {self.max_redirects} redirects from {display_url(url)}")
+
+    async def _hop(
+        self, url: str, headers: dict[str, str], request: Request, probe: bool
+    ) -> Response | str:
+        """Request `url` once: the final response, or the URL it redirects to."""
+        if problem := url_problem(url):
+            raise InvalidURL(f"cannot request {display_url(url)!r}: {problem}")
+        self.allowlist.check(url)
+        host = host_key(url)
+        if not probe and self.breaker.is_open(host):
+            raise CircuitOpen(host)
+        health = _HostHealth(self.breaker, host, probe)
+        try:
+            response = await self._send(url, headers, health)
+            try:
+                health.answered(response.status_code)
+                if response.is_redirect:
+                    return _redirect_target(url, response.headers["location"])
+                _raise_for_status(response, url, request.image, host)
+                content = await read_capped(response, url, request.max_bytes, request.image)
+                return Response(url, content, _content_type(response), response.charset_encoding)
+            finally:
+                await response.aclose()
+        except asyncio.CancelledError:  # the request timeout (a slow host) or shutdown
+            health.failed(f"no complete answer from {display_url(url)} in time")
+            raise
+        finally:
+            health.settle()
+
+    async def _send(self, url: str, headers: dict[str, str], health: _HostHealth) -> httpx.Response:
+        """Send the request and read the response head; connection failures are transient.
+
+        The httpx error is not chained: its message can quote a request header, and the
+        API token is one.
+        """
+        try:
+            request = self._client.build_request("GET", url, headers=headers)
+            return await self._client.send(request, stream=True)
+        except InvalidURL:  # from `_refuse_invalid_location`: the host did answer
+            health.up()
+            raise
+        except httpx.TimeoutException:
+            detail = f"timed out requesting {display_url(url)}"
+            health.failed(detail)
+            raise TransientError(detail, host=health.host) from None
+        except httpx.TransportError as exc:
+            detail = f"could not reach {display_url(url)}: {type(exc).__name__}"
+            health.failed(detail)
+            raise TransientError(detail, host=health.host) from None
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """Where a redirect from `url` leads; refuse a `Location` that is not a URL."""
+    problem = url_problem(location)
+    if problem is None:
+        try:
+            return urljoin(url, location)
+        except ValueError as exc:
+            problem = str(exc)
+    raise InvalidURL(f"{display_url(url)} redirects to an invalid URL: {problem}")
+
+
+async def _refuse_invalid_location(response: httpx.Response) -> None:
+    """An httpx response hook: refuse a bad `Location` before httpx parses it.
+
+    Even when it does not follow redirects, httpx builds the next request, and a
+    `Location` it cannot parse becomes a protocol error: retried as if the site were down.
+    """
+    if response.has_redirect_location:
+        _redirect_target(str(response.request.url), response.headers["location"])
+
+
+def _content_type(response: httpx.Response) -> str:
+    return response.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _raise_for_status(response: httpx.Response, url: str, image: bool, host: str) -> None:
+    """Raise the error a non-2xx status means: transient, not found, or other."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    what = f"GET {display_url(url)} answered {status}"
+    if status in RETRY_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise TransientError(what, retry_after, host=host)
+    if status in (404, 410):
+        raise PosterNotFound(what) if image else MovieNotFound(what)
+    raise PosterError(what)

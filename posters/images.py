@@ -1,0 +1,37 @@
+"""Is it a poster? The image's header is read, its pixels are not.
+
+Decoding happens inside the model's signature (the worker) or the trainer's input
+pipeline; here only the format and the dimensions are checked, so that a decompression
+bomb is refused before anything inflates it.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, UnidentifiedImageError
+
+from posters.errors import PosterTooLarge, PosterUnreadable
+
+IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
+
+
+def inspect_image(content: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """Format, width and height from the image header; refuse what will not decode or is too big."""
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            fmt, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as exc:
+        raise PosterTooLarge(f"image has too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise PosterUnreadable(f"not an image in a known format ({len(content)} bytes)") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise PosterUnreadable(f"not a readable image: {exc}") from exc
+    if fmt not in IMAGE_FORMATS:
+        formats = ", ".join(sorted(IMAGE_FORMATS))
+        raise PosterUnreadable(f"image format {fmt} is not one of {formats}")
+    if width <= 0 or height <= 0:
+        raise PosterUnreadable(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise PosterTooLarge(f"image is {width}x{height}, over the cap of {max_pixels} pixels")
+    return fmt, width, height

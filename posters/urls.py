@@ -1,0 +1,117 @@
+"""Which URLs poster fetching may request, and how a URL is named in errors and logs.
+
+Every `host:port` entry is read here, once, so that the allowlist and the SSRF guard
+cannot disagree about what an entry means. URLs are shown without their query string
+wherever they end up in an error or a log line: in API mode it carries the key.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+
+from posters.errors import HostNotAllowed
+from posters.settings import FetchSettings
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def split_host_port(entry: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` as (host, port); a bare IPv6 has no port."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if entry.count(":") == 1:
+        host, port = entry.split(":")
+        return host, int(port)
+    return entry, None
+
+
+def origin_entry(url: str) -> str:
+    """The `host[:port]` entry that names the origin of `url`."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def host_key(url: str) -> str:
+    """`host:port` of a URL, the unit the circuit breaker tracks."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError:
+        port = 0
+    return f"{(parts.hostname or '').lower()}:{port}"
+
+
+def display_url(url: str) -> str:
+    """A URL without its query string (which may hold an API key)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL (see `url_problem`), but it may still carry a key
+        return url.partition("?")[0]
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be requested as it is written, or None if it can.
+
+    What httpx refuses: control characters such as DEL, a port that is not a number
+    below 65536, a broken IPv6 literal, a malformed international host name.
+    """
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        httpx.URL(url).host  # noqa: B018 - so is decoding the host name
+    except (ValueError, httpx.InvalidURL) as exc:  # idna's errors are ValueErrors
+        return str(exc) or type(exc).__name__
+    return None
+
+
+class Allowlist:
+    """Hosts that may be requested: `host` (default port only) or `host:port` entries."""
+
+    def __init__(self, entries: list[str]):
+        self._exact: set[tuple[str, int]] = set()
+        self._default_port: set[str] = set()
+        for entry in entries:
+            host, port = split_host_port(entry.lower())
+            if port is None:
+                self._default_port.add(host)
+            else:
+                self._exact.add((host, port))
+
+    @classmethod
+    def from_settings(cls, settings: FetchSettings) -> Allowlist:
+        """The site, the image hosts, and the API host when an API key is set."""
+        entries = [origin_entry(settings.tmdb_base_url), *settings.poster_hosts]
+        if settings.tmdb_api_key is not None:
+            entries += [
+                origin_entry(settings.tmdb_api_url),
+                origin_entry(settings.tmdb_image_base_url),
+            ]
+        return cls(entries)
+
+    def allows(self, url: str) -> bool:
+        """Whether `url` is http(s), without user info, to an allowed host and port."""
+        try:
+            parts = urlsplit(url)
+            if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username:
+                return False
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError:
+            return False
+        host = parts.hostname.lower()
+        if (host, port) in self._exact:
+            return True
+        return host in self._default_port and port == DEFAULT_PORTS[parts.scheme]
+
+    def check(self, url: str) -> None:
+        """Raise `HostNotAllowed` unless the URL may be requested."""
+        if not self.allows(url):
+            raise HostNotAllowed(
+                f"refused to request {display_url(url)}: host not on the allowlist"
+            )
