@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from schemas.model import apply_thresholds
 from tests.conftest import COLOURS, LABELS, build_tiny_model, poster_bytes
 from worker.classifier import (
     ModelLoadError,
-    apply_thresholds,
     complete_versions,
     load_latest,
     load_version,

@@ -143,13 +143,11 @@ def fetch_settings(settings: TrainerSettings) -> FetchSettings:
 
 def run(command: str, settings: TrainerSettings, environ: Mapping[str, str]) -> int:
     """Run one command; returns the exit status."""
-    from trainer.data import DataError
-    from trainer.movielens import MovieLensError
-    from trainer.predict import PredictError
+    from trainer.errors import TrainerError
 
     try:
         return _COMMANDS[command](settings, environ)
-    except (DataError, MovieLensError, PredictError) as exc:
+    except TrainerError as exc:
         log.error("%s", exc)
         return 2
 
@@ -185,9 +183,9 @@ def cmd_predict(settings: TrainerSettings, environ: Mapping[str, str]) -> int:
     """Print the genres of each input; render them with --show."""
     from trainer.movielens import read_movielens
     from trainer.posters import PosterCache
-    from trainer.predict import latest_version, load_images, predict, render
+    from trainer.predict import latest_version_dir, load_images, predict, render
 
-    version = latest_version(settings.model_dir)
+    version = latest_version_dir(settings.model_dir)
     titles = read_movielens(settings.movielens).titles() if settings.movielens else {}
     images = load_images(settings.inputs, PosterCache(settings.posters),
                          None if settings.offline else fetch_settings(settings), titles)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from trainer.preprocess import decode_image
+from trainer.preprocess import read_image
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,10 @@ def _run_extractor(
     indices = np.asarray([i for i, _ in items], dtype=np.int64)
     files = [p for _, p in items]
 
-    def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = decode_image(tf.io.read_file(path), image_size)
-        image.set_shape([*image_size, 3])
-        return index, image
-
     ds = (
         tf.data.Dataset.from_tensor_slices((indices, files))
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda index, path: (index, read_image(path, image_size)),
+             num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)

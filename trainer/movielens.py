@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from trainer.errors import MovieLensError
+
 log = logging.getLogger(__name__)
 
 NO_GENRES = "(no genres listed)"
@@ -24,10 +26,6 @@ MOVIES_COLUMNS = ("movieId", "title", "genres")
 LINKS_COLUMNS = ("movieId", "tmdbId")
 DEFAULT_RELEASE = "ml-latest-small"
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens"
-
-
-class MovieLensError(ValueError):
-    """The MovieLens files are missing, malformed, or failed verification."""
 
 
 @dataclass(frozen=True)
