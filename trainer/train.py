@@ -21,25 +21,14 @@ from trainer.evaluation import evaluate, plot_curves, tune_thresholds, write_rep
 from trainer.export import export_version
 from trainer.losses import get_loss, macro_f1
 from trainer.model import build_classifier, build_head, load_extractor
-from trainer.movielens import Movies, download_movielens, read_movielens
+from trainer.movielens import load_movies
 from trainer.posters import PosterCache, fetch_posters
-from trainer.settings import HeadSettings, TrainerSettings
+from trainer.settings import HeadSettings, TrainSettings
 
 if TYPE_CHECKING:
     from worker.settings import FetchSettings
 
 log = logging.getLogger(__name__)
-
-
-def load_movies(settings: TrainerSettings) -> Movies:
-    """Read the local MovieLens copy, or download (and cache) the release."""
-    if settings.movielens is not None:
-        return read_movielens(settings.movielens)
-    if settings.download:
-        return read_movielens(
-            download_movielens(settings.cache_dir / "movielens", settings.release, settings.movielens_url)
-        )
-    raise DataError("give --movielens DIR or --download")
 
 
 class BestEpoch(tf_keras.callbacks.Callback):
@@ -163,7 +152,7 @@ class TrainResult:
     head: tf_keras.Model  # embeddings -> probabilities (the exported model minus the extractor)
 
 
-def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None) -> TrainResult:
+def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) -> TrainResult:
     """Run the whole training job and export a new model version."""
     started = time.monotonic()
     movies = load_movies(settings)
@@ -198,7 +187,7 @@ def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None
     fractions = [1 - settings.val_fraction - settings.test_fraction, settings.val_fraction]
     if settings.test_fraction:
         fractions.append(settings.test_fraction)
-    parts = stratified_split(y, fractions, settings.split_seed)
+    parts = stratified_split(y, fractions, settings.seed)
     train_idx, val_idx = parts[0], parts[1]
     test_idx = parts[2] if len(parts) > 2 else np.zeros(0, int)
     if len(train_idx) == 0 or len(val_idx) == 0:
@@ -211,7 +200,7 @@ def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None
     if settings.folds > 1:
         fit_idx = np.sort(np.concatenate([train_idx, val_idx]))
         head, val_scores, history, best_epoch = cross_fit(
-            x[fit_idx], y[fit_idx], settings.head, settings.folds, settings.split_seed,
+            x[fit_idx], y[fit_idx], settings.head, settings.folds, settings.seed,
             settings.tensorboard_dir,
         )
         val_y = y[fit_idx]
@@ -260,7 +249,7 @@ def train(settings: TrainerSettings, fetch_settings: FetchSettings | None = None
             "validation": int(len(val_idx)),
             "folds": settings.folds,
             "test": int(len(test_idx)),
-            "split_seed": settings.split_seed,
+            "split_seed": settings.seed,
             "label_counts": {n: int(c) for n, c in zip(labels.names, y.sum(axis=0), strict=True)},
             "min_genre_count": settings.min_genre_count,
             "fetch": fetch_summary,
