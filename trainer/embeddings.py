@@ -59,7 +59,8 @@ class EmbeddingCache:
             for shard in sorted(self.dir.glob("shard-*.npz")):
                 try:
                     with np.load(shard) as data:
-                        self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                        keys, vectors = data["keys"].tolist(), data["vectors"]
+                    self._vectors.update(zip(keys, vectors, strict=True))
                 except (OSError, ValueError, KeyError) as exc:
                     log.warning("ignoring unreadable embedding shard %s: %s", shard, exc)
         return self._vectors
@@ -103,14 +104,7 @@ def embed_images(
     progress: bool = True,
 ) -> Embedded:
     """Embed image files, reusing cached vectors; unreadable images are skipped and reported."""
-    failed: dict[int, str] = {}
-    keys: list[str | None] = []
-    for i, path in enumerate(paths):
-        try:
-            keys.append(content_key(Path(path).read_bytes()))
-        except OSError as exc:
-            keys.append(None)
-            failed[i] = f"cannot read {path}: {exc.strerror or exc}"
+    keys, failed = _content_keys(paths)
     vectors: dict[str, np.ndarray] = {}
     todo: dict[str, int] = {}  # key -> first input index with that content
     for i, key in enumerate(keys):
@@ -148,6 +142,19 @@ def embed_images(
     dim = rows[0].shape[-1] if rows else 0
     matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
     return Embedded(matrix, np.asarray(ok, dtype=int), failed, computed)
+
+
+def _content_keys(paths: Sequence[Path]) -> tuple[list[str | None], dict[int, str]]:
+    """The content key of each file (None if unreadable) and why the unreadable ones are."""
+    failed: dict[int, str] = {}
+    keys: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            keys.append(content_key(Path(path).read_bytes()))
+        except OSError as exc:
+            keys.append(None)
+            failed[i] = f"cannot read {path}: {exc.strerror or exc}"
+    return keys, failed
 
 
 def _run_extractor(
