@@ -15,6 +15,8 @@ from demo.tmdb import TmdbStandIn
 from trainer.cli import COMMANDS, build_parser, parse_args
 from trainer.settings import BackfillSettings, FetchPostersSettings, PredictSettings, TrainSettings
 
+from .conftest import small_movielens
+
 # Runs a command in this interpreter, then reports which TensorFlow modules it loaded.
 LOADED = (
     "import sys\n"
@@ -33,20 +35,6 @@ def run_loaded(args: list[str], env: dict[str, str]) -> tuple[subprocess.Complet
     marker = [line for line in result.stderr.splitlines() if line.startswith("loaded:")]
     assert marker, result.stderr[-2000:]
     return result, marker[-1].removeprefix("loaded:").strip()
-
-
-def small_movielens(synthetic: SyntheticDataset, root: Path, n: int) -> list[int]:
-    """A MovieLens copy with the first `n` labelled movies; returns their TMDB ids."""
-    labelled = sorted(synthetic.labelled)[:n]
-    movies = synthetic.movies_csv.read_text().splitlines()
-    links = synthetic.links_csv.read_text().splitlines()
-    kept_links = [links[0]] + [line for line in links[1:] if int(line.split(",")[2] or 0) in labelled]
-    kept_ids = {line.split(",")[0] for line in kept_links[1:]}
-    root.mkdir(parents=True)
-    (root / "links.csv").write_text("\n".join(kept_links) + "\n")
-    (root / "movies.csv").write_text(
-        "\n".join([movies[0]] + [m for m in movies[1:] if m.split(",")[0] in kept_ids]) + "\n")
-    return labelled
 
 
 def test_backfill_dry_run_loads_no_tensorflow_and_logs_json(synthetic: SyntheticDataset) -> None:
