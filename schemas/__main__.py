@@ -9,6 +9,7 @@ from schemas.events import json_schemas
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print every event's JSON Schema, or one topic's."""
     schemas = json_schemas()
     parser = argparse.ArgumentParser(prog="python -m schemas", description=__doc__)
     parser.add_argument("topic", nargs="?", choices=sorted(schemas), help="one topic only")

@@ -68,7 +68,9 @@ class MovieGenres(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this event's schema.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, description="Version of this event's schema."
+    )
     event_id: str = Field(description="This event's own id.", examples=["9d1c5e0e-..."])
     source_event_id: str = Field(
         description="The `event_id` of the `movies.new` event; deduplicate on it.",
@@ -84,7 +86,9 @@ class MovieGenres(BaseModel):
         description="Every label of the model and its probability.",
         examples=[{"Action": 0.91, "Comedy": 0.04, "Sci-Fi": 0.77}],
     )
-    model_version: int = Field(description="The model version that scored the poster.", examples=[3])
+    model_version: int = Field(
+        description="The model version that scored the poster.", examples=[3]
+    )
     poster_url: str = Field(
         description="The image that was classified.",
         examples=["https://image.tmdb.org/t/p/w500/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"],
@@ -108,7 +112,9 @@ class OriginalRecord(BaseModel):
     offset: int
     timestamp_ms: int | None = Field(default=None, description="The input record's timestamp.")
     key: str | None = Field(description="The record key (text, or base64 when not UTF-8).")
-    value: str | None = Field(description="The raw value: text if it decodes as UTF-8, else base64.")
+    value: str | None = Field(
+        description="The raw value: text if it decodes as UTF-8, else base64."
+    )
     value_encoding: Literal["utf-8", "base64"] = Field(
         description="How `value` (and `key`) hold the original bytes."
     )
@@ -130,7 +136,7 @@ class OriginalRecord(BaseModel):
         timestamp_ms: int | None = None,
         keep_bytes: int = 256 * 1024,
     ) -> OriginalRecord:
-        """Keep the bytes as text when they are UTF-8, as base64 otherwise (the first `keep_bytes`)."""
+        """Keep the first `keep_bytes` as text when they are UTF-8, as base64 otherwise."""
         size = 0 if value is None else len(value)
         truncated = size > keep_bytes
         if truncated and value is not None:
@@ -139,6 +145,7 @@ class OriginalRecord(BaseModel):
         as_text = all(raw is None or _is_utf8(raw) for raw in (key, value))
 
         def encode(raw: bytes | None) -> str | None:
+            """The bytes as text or base64, as decided for the whole record."""
             if raw is None:
                 return None
             return raw.decode("utf-8") if as_text else base64.b64encode(raw).decode("ascii")
@@ -208,7 +215,8 @@ def decode_new_movie(raw: bytes | None, max_bytes: int = 65536) -> NewMovie:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EventDecodeError(f"the value is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        detail = f"{exc.reason} at byte {exc.start}"
+        raise EventDecodeError(f"the value is not UTF-8: {detail}") from None
     try:
         data = json.loads(
             text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys

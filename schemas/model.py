@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 METADATA_FILE = "metadata.json"
@@ -19,12 +21,16 @@ class ModelMetadata(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    labels: list[str] = Field(min_length=1, description="Genre labels, in the model's output order.")
+    labels: list[str] = Field(
+        min_length=1, description="Genre labels, in the model's output order."
+    )
     thresholds: list[float] = Field(description="One decision threshold per label, in [0, 1].")
     image_size: tuple[int, int] = Field(description="Height and width the signature resizes to.")
     feature_extractor: str = Field(description="Handle or path of the feature extractor.")
     metrics: dict[str, Any] = Field(default_factory=dict, description="Validation-split metrics.")
-    training_data: dict[str, Any] = Field(default_factory=dict, description="What it was trained on.")
+    training_data: dict[str, Any] = Field(
+        default_factory=dict, description="What it was trained on."
+    )
     created_at: datetime
 
     @model_validator(mode="after")
@@ -45,12 +51,48 @@ class ModelMetadata(BaseModel):
         return cls.model_validate_json((version_dir / METADATA_FILE).read_text("utf-8"))
 
 
-def complete_versions(model_dir: Path) -> list[int]:
-    """Integer version folders holding both a SavedModel and metadata, ascending."""
+def is_complete(version_dir: Path) -> bool:
+    """Whether a version folder holds both a SavedModel and its metadata."""
+    return (version_dir / "saved_model.pb").is_file() and (version_dir / METADATA_FILE).is_file()
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Integer-named version folders under `model_dir`, complete or not, ascending."""
     if not model_dir.is_dir():
         return []
-    return sorted(
-        int(path.name)
-        for path in model_dir.iterdir()
-        if path.name.isdigit() and (path / "saved_model.pb").is_file() and (path / METADATA_FILE).is_file()
-    )
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def complete_versions(model_dir: Path) -> list[int]:
+    """Integer version folders holding both a SavedModel and metadata, ascending."""
+    return [v for v in version_numbers(model_dir) if is_complete(model_dir / str(v))]
+
+
+def latest_version(model_dir: Path) -> int | None:
+    """The highest complete version under `model_dir`, or None if there is none."""
+    versions = complete_versions(model_dir)
+    return versions[-1] if versions else None
+
+
+def apply_thresholds(
+    row: Sequence[float] | np.ndarray,
+    labels: Sequence[str],
+    thresholds: Sequence[float] | np.ndarray,
+) -> list[str]:
+    """Labels whose score reached their threshold, highest score first (ties by label).
+
+    Scores and thresholds are compared as float32, the signature's output type.
+    """
+    scores = np.asarray(row, dtype=np.float32)
+    chosen = np.flatnonzero(scores >= np.asarray(thresholds, dtype=np.float32))
+    return [labels[i] for i in sorted(chosen, key=lambda i: (-scores[i], labels[i]))]
+
+
+def genres_from_scores(
+    row: Sequence[float] | np.ndarray,
+    labels: Sequence[str],
+    thresholds: Sequence[float] | np.ndarray,
+) -> tuple[list[str], dict[str, float]]:
+    """One image's genres (`apply_thresholds`) and every label's score to 6 places."""
+    scores = {label: round(float(score), 6) for label, score in zip(labels, row, strict=True)}
+    return apply_thresholds(row, labels, thresholds), scores

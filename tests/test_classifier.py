@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from posters import PosterUnreadable
+from schemas.model import apply_thresholds
 from tests.conftest import COLOURS, LABELS, build_tiny_model, poster_bytes
 from worker.classifier import (
     ModelLoadError,
-    apply_thresholds,
     complete_versions,
     load_latest,
     load_version,

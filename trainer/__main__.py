@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tensorflow_hub needs Keras 2 (tf-keras)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, build the settings once and run the command."""
+    """Parse the command line, build the command's settings once, set up logging and run it."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tensorflow_hub needs Keras 2 (tf-keras)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from common.logs import configure_logging
     from trainer import cli
 
-    args = cli.parse_args(sys.argv[1:] if argv is None else argv)
-    cli.configure_logging(args.log_level)
-    settings = cli.settings_from_args(args, os.environ)
-    return cli.run(args.command, settings, os.environ)
+    command, settings = cli.parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    configure_logging(settings.log_level, settings.log_format)
+    return cli.run(command, settings)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from schemas.events import NewMovie
 from trainer.movielens import Movies
+
+if TYPE_CHECKING:
+    from common.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +53,19 @@ def write_events(events: Iterable[NewMovie], out: TextIO) -> int:
 
 def publish_events(
     events: list[NewMovie],
-    bootstrap_servers: str,
+    kafka: KafkaSettings,
     topic: str = "movies.new",
-    producer_factory: Callable[..., Any] | None = None,
     timeout_s: float = 60.0,
 ) -> int:
-    """Produce the events with an idempotent, acks=all producer keyed by TMDB id; wait for all acks."""
-    if producer_factory is None:
-        from kafka import KafkaProducer
+    """Produce the events keyed by TMDB id with the shared idempotent, acks=all producer.
 
-        producer_factory = KafkaProducer
-    producer = producer_factory(
-        bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",") if s.strip()],
-        client_id="genre-trainer-backfill",
-        acks="all",
-        enable_idempotence=True,
+    TLS and SASL come with `kafka`; waits for every acknowledgement.
+    """
+    from common.kafka import build_producer
+
+    producer = build_producer(
+        kafka,
+        "genre-trainer-backfill",
         linger_ms=20,
         key_serializer=lambda k: k.encode("utf-8"),
         value_serializer=lambda v: v.encode("utf-8"),

@@ -10,13 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from trainer.preprocess import decode_image
+from trainer.errors import DataError
+from trainer.preprocess import read_image
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """The training data cannot make a model (empty, or no label with examples)."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +105,8 @@ def image_dataset(
         ds = ds.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path: tf.Tensor, *rest: tf.Tensor) -> tf.Tensor | tuple[tf.Tensor, ...]:
-        image = decode_image(tf.io.read_file(path), image_size)
-        image.set_shape([*image_size, 3])
+        """A path (and its labels) -> the image (and its labels)."""
+        image = read_image(path, image_size)
         return (image, *rest) if rest else image
 
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(

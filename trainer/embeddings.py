@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from trainer.preprocess import decode_image
+from trainer.preprocess import read_image
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class EmbeddingCache:
             for shard in sorted(self.dir.glob("shard-*.npz")):
                 try:
                     with np.load(shard) as data:
-                        self._vectors.update(zip(data["keys"].tolist(), data["vectors"], strict=True))
+                        keys, vectors = data["keys"].tolist(), data["vectors"]
+                    self._vectors.update(zip(keys, vectors, strict=True))
                 except (OSError, ValueError, KeyError) as exc:
                     log.warning("ignoring unreadable embedding shard %s: %s", shard, exc)
         return self._vectors
@@ -103,14 +104,7 @@ def embed_images(
     progress: bool = True,
 ) -> Embedded:
     """Embed image files, reusing cached vectors; unreadable images are skipped and reported."""
-    failed: dict[int, str] = {}
-    keys: list[str | None] = []
-    for i, path in enumerate(paths):
-        try:
-            keys.append(content_key(Path(path).read_bytes()))
-        except OSError as exc:
-            keys.append(None)
-            failed[i] = f"cannot read {path}: {exc.strerror or exc}"
+    keys, failed = _content_keys(paths)
     vectors: dict[str, np.ndarray] = {}
     todo: dict[str, int] = {}  # key -> first input index with that content
     for i, key in enumerate(keys):
@@ -150,6 +144,19 @@ def embed_images(
     return Embedded(matrix, np.asarray(ok, dtype=int), failed, computed)
 
 
+def _content_keys(paths: Sequence[Path]) -> tuple[list[str | None], dict[int, str]]:
+    """The content key of each file (None if unreadable) and why the unreadable ones are."""
+    failed: dict[int, str] = {}
+    keys: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            keys.append(content_key(Path(path).read_bytes()))
+        except OSError as exc:
+            keys.append(None)
+            failed[i] = f"cannot read {path}: {exc.strerror or exc}"
+    return keys, failed
+
+
 def _run_extractor(
     items: list[tuple[int, str]],
     extractor: Extractor,
@@ -161,14 +168,10 @@ def _run_extractor(
     indices = np.asarray([i for i, _ in items], dtype=np.int64)
     files = [p for _, p in items]
 
-    def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = decode_image(tf.io.read_file(path), image_size)
-        image.set_shape([*image_size, 3])
-        return index, image
-
     ds = (
         tf.data.Dataset.from_tensor_slices((indices, files))
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda index, path: (index, read_image(path, image_size)),
+             num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)

@@ -6,10 +6,14 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+if TYPE_CHECKING:
+    from trainer.fit import Fitted
+    from trainer.split import Split
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,10 @@ def tune_thresholds(
 
 
 def evaluate(
-    y: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] | np.ndarray, labels: Sequence[str]
+    y: np.ndarray,
+    scores: np.ndarray,
+    thresholds: Sequence[float] | np.ndarray,
+    labels: Sequence[str],
 ) -> dict[str, Any]:
     """Macro, micro and samples F1, and precision, recall, F1 and support per genre."""
     y = (y > 0).astype(int)
@@ -68,6 +75,40 @@ def evaluate(
     }
 
 
+def evaluate_fit(
+    fitted: Fitted, x: np.ndarray, y: np.ndarray, split: Split, labels: Sequence[str], folds: int
+) -> dict[str, Any]:
+    """The run's report: held-out and test metrics at the tuned thresholds and at 0.5, history."""
+    half = np.full(len(labels), 0.5)
+    report: dict[str, Any] = {
+        "validation": evaluate(fitted.tuned_y, fitted.tuned_scores, fitted.thresholds, labels),
+        "validation_at_0.5": evaluate(fitted.tuned_y, fitted.tuned_scores, half, labels),
+        "folds": folds,
+    }
+    if len(split.test):
+        test_scores = fitted.head.predict(x[split.test], verbose=0)
+        report["test"] = evaluate(y[split.test], test_scores, fitted.thresholds, labels)
+        report["test_at_0.5"] = evaluate(y[split.test], test_scores, half, labels)
+    report["history"] = fitted.history
+    report["best_epoch"] = fitted.best_epoch
+    headline = report.get("test") or report["validation"]
+    log.info("%s macro F1 %.3f, micro F1 %.3f (best epoch %d, head trained in %.1fs)",
+             "test" if "test" in report else "validation", headline["macro_f1"],
+             headline["micro_f1"], fitted.best_epoch, fitted.seconds)
+    return report
+
+
+def write_run_report(
+    report: Mapping[str, Any], skipped: Mapping[int, str], out_dir: Path
+) -> list[Path]:
+    """Write the report (`write_report`), the curves and the skipped posters to `out_dir`."""
+    files = write_report(report, out_dir)
+    files.append(plot_curves(report["history"], out_dir / "curves.png"))
+    skipped_path = out_dir / "skipped_posters.json"
+    skipped_path.write_text(json.dumps(dict(skipped), indent=1), "utf-8")
+    return [*files, skipped_path]
+
+
 def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Write `metrics.json` and `per_genre.png` (precision, recall, F1 per genre) to `out_dir`."""
     import matplotlib
@@ -83,12 +124,14 @@ def write_report(report: Mapping[str, Any], out_dir: Path) -> list[Path]:
     names = [f"{r['genre']} ({r['support']})" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(rows) + 2), 4.5))
-    for k, (key, colour) in enumerate([("precision", "#4c72b0"), ("recall", "#dd8452"), ("f1", "#55a868")]):
+    bars = [("precision", "#4c72b0"), ("recall", "#dd8452"), ("f1", "#55a868")]
+    for k, (key, colour) in enumerate(bars):
         ax.bar(x + (k - 1) * 0.27, [r[key] for r in rows], 0.27, label=key, color=colour)
     ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_ylim(0, 1)
     ax.set_title(
-        f"{'test' if report.get('test') else 'validation'} split: macro F1 {evaluation['macro_f1']:.3f}, "
+        f"{'test' if report.get('test') else 'validation'} split: "
+        f"macro F1 {evaluation['macro_f1']:.3f}, "
         f"micro F1 {evaluation['micro_f1']:.3f}"
     )
     ax.legend(loc="upper right")
@@ -111,7 +154,8 @@ def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> Path:
         for prefix, style in [("", "-"), ("val_", "--")]:
             values = history.get(prefix + metric)
             if values:
-                ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + metric)
+                label = (prefix or "train_") + metric
+                ax.plot(range(1, len(values) + 1), values, style, label=label)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         if ax.lines:

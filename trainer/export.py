@@ -11,7 +11,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from schemas.model import (
+    INPUT_NAME,
+    METADATA_FILE,
+    OUTPUT_NAME,
+    SIGNATURE,
+    ModelMetadata,
+    version_numbers,
+)
 from trainer.preprocess import decode_image
 
 log = logging.getLogger(__name__)
@@ -42,13 +49,6 @@ class ServingModule(tf.Module):
         )
         scores = tf.cast(self.model(images, training=False), tf.float32)
         return {OUTPUT_NAME: scores}
-
-
-def version_numbers(model_dir: Path) -> list[int]:
-    """Integer-named version folders under `model_dir`, ascending (complete or not)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def export_version(

@@ -37,9 +37,14 @@ def soft_f1_bce(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return macro_soft_f1(y_true, y_pred) + tf.reduce_mean(bce)
 
 
+def bce(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Loss: binary cross-entropy, averaged over labels and the batch."""
+    return tf.reduce_mean(tf_keras.losses.binary_crossentropy(tf.cast(y_true, tf.float32), y_pred))
+
+
 LOSSES: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     "soft-f1": macro_soft_f1,
-    "bce": lambda y, p: tf.reduce_mean(tf_keras.losses.binary_crossentropy(tf.cast(y, tf.float32), p)),
+    "bce": bce,
     "soft-f1+bce": soft_f1_bce,
 }
 

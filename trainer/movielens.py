@@ -13,9 +13,15 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pandas as pd
+
+from trainer.errors import MovieLensError
+
+if TYPE_CHECKING:
+    from trainer.settings import MovieLensInput
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +30,6 @@ MOVIES_COLUMNS = ("movieId", "title", "genres")
 LINKS_COLUMNS = ("movieId", "tmdbId")
 DEFAULT_RELEASE = "ml-latest-small"
 DEFAULT_BASE_URL = "https://files.grouplens.org/datasets/movielens"
-
-
-class MovieLensError(ValueError):
-    """The MovieLens files are missing, malformed, or failed verification."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def read_movielens(directory: Path) -> Movies:
     # one movie per poster: when two movies share a TMDB id, keep the first
     shared = table["tmdbId"].notna() & table["tmdbId"].duplicated()
     if shared.any():
-        log.warning("%d movies share a TMDB id with an earlier one; keeping the first", shared.sum())
+        log.warning("%d movies share a TMDB id with an earlier one; keeping the first",
+                    shared.sum())
         table = table[~shared]
     table = table.reset_index(drop=True)
     movies_out = Movies(table)
@@ -119,6 +122,17 @@ def read_movielens(directory: Path) -> Movies:
         int(table["tmdbId"].isna().sum()),
     )
     return movies_out
+
+
+def load_movies(source: MovieLensInput) -> Movies:
+    """Read the local MovieLens copy, or download (and cache) the release."""
+    if source.movielens is not None:
+        return read_movielens(source.movielens)
+    if source.download:
+        return read_movielens(
+            download_movielens(source.cache_dir / "movielens", source.release, source.movielens_url)
+        )
+    raise MovieLensError("give --movielens DIR or --download")
 
 
 def download_movielens(
@@ -138,14 +152,17 @@ def download_movielens(
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     own_client = client is None
-    client = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+    client = client or httpx.Client(
+        timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True
+    )
     zip_url = f"{base_url.rstrip('/')}/{release}.zip"
     tmp_zip = cache_dir / f".{release}.{uuid.uuid4().hex}.zip"
     try:
         try:
             md5_response = client.get(f"{zip_url}.md5")
             md5_response.raise_for_status()
-            expected = md5_response.text.split()[0].strip().lower() if md5_response.text.strip() else ""
+            published = md5_response.text.strip()
+            expected = published.split()[0].lower() if published else ""
             digest = hashlib.md5()
             with client.stream("GET", zip_url) as response:
                 response.raise_for_status()
@@ -175,7 +192,8 @@ def _unpack(archive: Path, release: str, target: Path) -> None:
         with zipfile.ZipFile(archive) as zf:
             names = {Path(n).name: n for n in zf.namelist() if Path(n).name in wanted}
             if set(names) != wanted:
-                raise MovieLensError(f"{archive.name} lacks {', '.join(sorted(wanted - set(names)))}")
+                missing = ", ".join(sorted(wanted - set(names)))
+                raise MovieLensError(f"{archive.name} lacks {missing}")
             tmp_dir.mkdir(parents=True)
             for name, member in names.items():
                 with zf.open(member) as src, (tmp_dir / name).open("wb") as dst:

@@ -71,7 +71,8 @@ class PosterCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / MANIFEST
         tmp = self.dir / f".{MANIFEST}.{uuid.uuid4().hex}"
-        tmp.write_text(json.dumps({str(k): v for k, v in sorted(failures.items())}, indent=1), "utf-8")
+        entries = {str(k): v for k, v in sorted(failures.items())}
+        tmp.write_text(json.dumps(entries, indent=1), "utf-8")
         os.replace(tmp, path)
         return path
 
@@ -118,21 +119,8 @@ async def _fetch_all(
 ) -> FetchReport:
     from posters import PosterError, PosterFetcher
 
-    report = FetchReport()
     manifest = cache.failures()
-    todo = []
-    for tmdb_id in tmdb_ids:
-        if cache.has(tmdb_id):
-            report.cached.append(tmdb_id)
-            manifest.pop(tmdb_id, None)
-        elif (
-            not retry_failed
-            and tmdb_id in manifest
-            and manifest[tmdb_id].get("code") not in RETRYABLE_CODES
-        ):
-            report.skipped.append(tmdb_id)
-        else:
-            todo.append(tmdb_id)
+    report, todo = _triage(tmdb_ids, cache, manifest, retry_failed)
     log.info("posters: %d cached, %d to fetch, %d skipped after a permanent failure",
              len(report.cached), len(todo), len(report.skipped))
     if not todo:
@@ -170,3 +158,27 @@ async def _fetch_all(
         cache.write_failures(manifest)
     log.info("posters: %s", report.summary())
     return report
+
+
+def _triage(
+    tmdb_ids: list[int],
+    cache: PosterCache,
+    manifest: dict[int, dict[str, str]],
+    retry_failed: bool,
+) -> tuple[FetchReport, list[int]]:
+    """Sort ids into cached, skipped (failed for good) and to fetch; cached leave `manifest`."""
+    report = FetchReport()
+    todo = []
+    for tmdb_id in tmdb_ids:
+        if cache.has(tmdb_id):
+            report.cached.append(tmdb_id)
+            manifest.pop(tmdb_id, None)
+        elif (
+            not retry_failed
+            and tmdb_id in manifest
+            and manifest[tmdb_id].get("code") not in RETRYABLE_CODES
+        ):
+            report.skipped.append(tmdb_id)
+        else:
+            todo.append(tmdb_id)
+    return report, todo

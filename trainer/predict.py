@@ -7,21 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import tensorflow as tf
 
-from schemas.model import INPUT_NAME, METADATA_FILE, OUTPUT_NAME, SIGNATURE, ModelMetadata
-from trainer.export import version_numbers
+from schemas.model import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIGNATURE,
+    ModelMetadata,
+    genres_from_scores,
+    latest_version,
+)
+from trainer.errors import PredictError
 from trainer.posters import PosterCache, fetch_posters
 
 if TYPE_CHECKING:
     from posters import FetchSettings
 
 log = logging.getLogger(__name__)
-
-
-class PredictError(ValueError):
-    """No usable model, or an input that names neither a file nor a TMDB id."""
 
 
 @dataclass
@@ -35,13 +37,12 @@ class Prediction:
     scores: dict[str, float]
 
 
-def latest_version(model_dir: Path) -> Path:
+def latest_version_dir(model_dir: Path) -> Path:
     """The highest complete version folder under `model_dir`."""
-    for number in reversed(version_numbers(model_dir)):
-        path = model_dir / str(number)
-        if (path / METADATA_FILE).is_file() and (path / "saved_model.pb").is_file():
-            return path
-    raise PredictError(f"no complete model version under {model_dir}")
+    version = latest_version(model_dir)
+    if version is None:
+        raise PredictError(f"no complete model version under {model_dir}")
+    return model_dir / str(version)
 
 
 def load_images(
@@ -78,14 +79,13 @@ def predict(version_dir: Path, images: list[tuple[str, str | None, bytes]]) -> l
     try:
         scores = serve(**{INPUT_NAME: tf.constant([b for _, _, b in images])})[OUTPUT_NAME].numpy()
     except tf.errors.InvalidArgumentError as exc:
-        raise PredictError(f"an input is not a decodable image: {exc.message.splitlines()[0]}") from None
-    results = []
-    for (source, title, data), row in zip(images, scores, strict=True):
-        order = np.argsort(-row)
-        genres = [metadata.labels[j] for j in order if row[j] >= metadata.thresholds[j]]
-        results.append(Prediction(source, title, data,
-                                  genres, {metadata.labels[j]: round(float(row[j]), 4) for j in order}))
-    return results
+        first_line = exc.message.splitlines()[0]
+        raise PredictError(f"an input is not a decodable image: {first_line}") from exc
+    labels, thresholds = metadata.labels, metadata.thresholds
+    return [
+        Prediction(source, title, data, *genres_from_scores(row, labels, thresholds))
+        for (source, title, data), row in zip(images, scores, strict=True)
+    ]
 
 
 def render(predictions: list[Prediction], path: Path, model_name: str) -> Path:
@@ -106,7 +106,8 @@ def render(predictions: list[Prediction], path: Path, model_name: str) -> Path:
         ax.axis("off")
     for ax, p in zip(axes.ravel(), predictions, strict=False):
         ax.imshow(Image.open(io.BytesIO(p.image)).convert("RGB"))
-        top = ", ".join(f"{g} {p.scores[g]:.2f}" for g in p.genres) or "(no genre over its threshold)"
+        top = (", ".join(f"{g} {p.scores[g]:.2f}" for g in p.genres)
+               or "(no genre over its threshold)")
         ax.set_title(f"{p.title or p.source}\n{top}", fontsize=8, wrap=True)
     fig.suptitle(f"model {model_name}", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))

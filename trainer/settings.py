@@ -1,71 +1,156 @@
-"""The trainer's settings: one object, built from the command line and environment in `__main__`."""
+"""Each command's settings: the fields it reads, declared once for the model and the command line.
+
+`trainer/options.py` makes the options from these fields; `__main__` builds one model per
+run and passes it down. What several commands share (logging, MovieLens input, the
+poster cache) are small base models, each its own group in `--help`.
+"""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from common.kafka import KafkaSettings
 from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE
+from trainer.options import Option
 
 DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
-LOSS_NAMES = ("soft-f1", "bce", "soft-f1+bce")
+LossName = Literal["soft-f1", "bce", "soft-f1+bce"]
+LOSS_NAMES: tuple[str, ...] = typing.get_args(LossName)
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
-class HeadSettings(BaseModel):
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _square(value: object) -> object:
+    """One side -> (side, side): `--image-size 224` means 224x224."""
+    return (value, value) if isinstance(value, int) else value
+
+
+Dir = Annotated[Path, Option(metavar="DIR")]
+OptionalDir = Annotated[Path | None, Option(metavar="DIR")]
+
+
+class Settings(BaseModel):
+    """Frozen; an unknown field is an error rather than a setting silently ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CommandSettings(Settings):
+    """Options of every command."""
+
+    cli_group: ClassVar[str] = "logging"
+
+    log_level: Annotated[
+        LogLevel, BeforeValidator(_upper), Option(env="LOG_LEVEL", parse=str.upper)
+    ] = Field("INFO", description="Least severe log records written to stderr.")
+    log_format: Annotated[Literal["plain", "json"], Option(env="LOG_FORMAT")] = Field(
+        "plain", description="Log lines as plain text or as one JSON object each."
+    )
+    progress: bool = Field(True, description="Draw progress bars on stderr.")
+
+
+class MovieLensInput(Settings):
+    """Where the MovieLens files come from."""
+
+    cli_group: ClassVar[str] = "MovieLens"
+
+    movielens: OptionalDir = Field(None, description="Folder with movies.csv and links.csv.")
+    download: bool = Field(False, description="Download the MovieLens release (cached) instead.")
+    release: str = Field(DEFAULT_RELEASE, description="MovieLens release that --download fetches.")
+    movielens_url: Annotated[str, Option(hidden=True)] = Field(
+        DEFAULT_BASE_URL, description="Where MovieLens releases are downloaded from."
+    )
+    cache_dir: Dir = Field(Path("data"), description="Downloads and the embedding cache.")
+
+
+class PosterInput(Settings):
+    """The poster cache, and how fast it is filled."""
+
+    cli_group: ClassVar[str] = "posters"
+
+    posters: Dir = Field(Path("data/posters"), description="Poster cache: <tmdbId>.jpg files.")
+    concurrency: Annotated[int | None, Option(default_text="FETCH_CONCURRENCY, else 16")] = Field(
+        None, ge=1, description="Posters fetched at once."
+    )
+
+
+class HeadSettings(Settings):
     """How the head is trained on the cached embeddings."""
 
-    model_config = ConfigDict(frozen=True)
+    cli_group: ClassVar[str] = "head training"
 
-    loss: str = Field("soft-f1+bce", description="soft-f1 (the recipe), bce, or soft-f1+bce.")
-    epochs: int = Field(60, ge=1, description="Upper bound; the best epoch on validation is kept.")
-    patience: int = Field(12, ge=0, description="Stop after this many epochs without progress; 0 never.")
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    standardize: bool = Field(True, description="Standardise embeddings (training mean/variance).")
+    loss: LossName = Field(
+        "soft-f1+bce", description="soft-f1 (the recipe's macro soft-F1), bce, or their sum."
+    )
+    epochs: int = Field(60, ge=1, description="Most epochs per head; its best one is kept.")
+    patience: int = Field(
+        12, ge=0, description="Stop a head after this many epochs without progress; 0 never."
+    )
+    batch_size: int = Field(64, ge=1, description="Embeddings per training step.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate.")
+    standardize: bool = Field(
+        True, description="Standardise embeddings by the training mean and variance (in the model)."
+    )
     hidden: int = Field(1024, ge=1, description="Units of the hidden Dense relu layer.")
-    dropout: float = Field(0.5, ge=0, lt=1)
-    l2: float = Field(1e-4, ge=0)
-    seed: int = 42
+    dropout: float = Field(0.5, ge=0, lt=1, description="Dropout before and after that layer.")
+    l2: float = Field(1e-4, ge=0, description="L2 penalty on the Dense layers' weights.")
+    seed: Annotated[int, Option(skip=True)] = Field(42, description="Training seed (--seed).")
 
 
-class TrainerSettings(BaseModel):
-    """Everything `genre-trainer` needs; each command reads the fields it uses."""
+class TrainSettings(CommandSettings, MovieLensInput, PosterInput):
+    """`train`: MovieLens genres and posters -> a new model version."""
 
-    model_config = ConfigDict(frozen=True)
-
-    movielens: Path | None = Field(None, description="Folder with movies.csv and links.csv.")
-    download: bool = Field(False, description="Fetch the MovieLens release instead (cached).")
-    release: str = DEFAULT_RELEASE
-    movielens_url: str = DEFAULT_BASE_URL
-    cache_dir: Path = Field(Path("data"), description="Downloads and the embedding cache.")
-    posters: Path = Field(Path("data/posters"), description="Poster cache, <tmdbId>.jpg.")
-    offline: bool = Field(False, description="Use cached posters only; fetch nothing.")
-    feature_extractor: str = DEFAULT_EXTRACTOR
-    image_size: tuple[int, int] = (224, 224)
-    model_dir: Path = Path("models")
-    keep_versions: int = Field(5, ge=0, description="Versions kept after export; 0 keeps all.")
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-    test_fraction: float = Field(0.15, ge=0, lt=1)
-    split_seed: int = 42
-    folds: int = Field(5, ge=1, description="Cross-fitted heads on train+validation; 1 = one split.")
+    offline: bool = Field(False, description="Use cached posters only; fetch none.")
+    feature_extractor: Annotated[str, Option(metavar="HANDLE")] = Field(
+        DEFAULT_EXTRACTOR,
+        description="Frozen feature extractor: TF Hub / Kaggle handle or local SavedModel folder.",
+    )
+    image_size: Annotated[
+        tuple[int, int],
+        BeforeValidator(_square),
+        Option(parse=int, metavar="PIXELS", default_text="224"),
+    ] = Field((224, 224), description="Side of the square images the extractor takes.")
+    model_dir: Dir = Field(Path("models"), description="Where model versions are exported.")
+    keep_versions: int = Field(
+        5, ge=0, description="Newest versions kept after export; 0 keeps all."
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of movies for validation.")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description=(
+        "Share of movies held out from training and threshold tuning, for the reported "
+        "metrics only; 0 = none."
+    ))
+    seed: int = Field(42, description="Seed of the split and of head training.")
+    folds: int = Field(5, ge=1, description=(
+        "Heads trained by K-fold cross-fitting on train+validation and averaged; thresholds "
+        "tuned on their out-of-fold scores; 1 = one train/validation split."
+    ))
     min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
-    embed_batch_size: int = Field(64, ge=1)
-    tensorboard_dir: Path | None = None
-    head: HeadSettings = HeadSettings()
-    progress: bool = True
-    fetch_concurrency: int | None = Field(None, ge=1, description="Posters fetched at once.")
-    include_unlabelled: bool = Field(False, description="fetch-posters: movies without genres too.")
-    retry_failed: bool = Field(False, description="fetch-posters: retry permanent failures too.")
-    inputs: list[str] = Field(default_factory=list, description="predict: image files or TMDB ids.")
-    show: Path | None = Field(None, description="predict: render the posters and genres to this PNG.")
-    as_json: bool = Field(False, description="predict: print JSON lines.")
-    bootstrap_servers: str = "localhost:9092"
-    topic: str = "movies.new"
-    dry_run: bool = Field(False, description="backfill: print the events instead of producing them.")
+    embed_batch_size: int = Field(64, ge=1, description="Posters per feature-extractor call.")
+    tensorboard_dir: OptionalDir = Field(None, description="Write TensorBoard logs of each head.")
+    head: HeadSettings = Field(default_factory=HeadSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_the_head(cls, data: Any) -> Any:
+        """A `seed` given seeds the head too, unless the head was given its own."""
+        if not isinstance(data, dict) or "seed" not in data:
+            return data
+        head = data.get("head", {})
+        if isinstance(head, HeadSettings) and "seed" not in head.model_fields_set:
+            head = head.model_copy(update={"seed": data["seed"]})
+        elif isinstance(head, dict):
+            head = {"seed": data["seed"], **head}
+        return {**data, "head": head}
 
     @model_validator(mode="after")
-    def _check(self) -> TrainerSettings:
+    def _check(self) -> TrainSettings:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation and test fractions leave too little to train on")
         return self
@@ -74,3 +159,61 @@ class TrainerSettings(BaseModel):
     def embedding_dir(self) -> Path:
         """Where embeddings are cached."""
         return self.cache_dir / "embeddings"
+
+
+TrainerSettings = TrainSettings  # the former name, which demo/ and bench/ use
+
+
+class FetchPostersSettings(CommandSettings, MovieLensInput, PosterInput):
+    """`fetch-posters`: fill the poster cache for the labelled movies."""
+
+    retry_failed: bool = Field(
+        False, description="Also retry movies whose last failure was permanent."
+    )
+    include_unlabelled: Annotated[bool, Option(flags=("--include-unlabelled", "--all"))] = Field(
+        False, description="Also fetch the posters of movies without genres."
+    )
+
+
+class PredictSettings(CommandSettings, PosterInput):
+    """`predict`: the genres of posters, from the newest model version."""
+
+    inputs: Annotated[list[str], Option(positional=True, metavar="IMAGE_OR_TMDB_ID")] = Field(
+        min_length=1, description="Image files, or TMDB ids looked up in the poster cache."
+    )
+    model_dir: Dir = Field(
+        Path("models"), description="Model versions; the newest complete one is used."
+    )
+    offline: bool = Field(False, description="Do not fetch posters missing from the cache.")
+    movielens: OptionalDir = Field(None, description="MovieLens folder, to show titles.")
+    show: Annotated[Path | None, Option(metavar="OUT.png")] = Field(
+        None, description="Draw the posters with their genres into this PNG."
+    )
+    as_json: Annotated[bool, Option(flags=("--json",))] = Field(
+        False, description="Print JSON lines."
+    )
+
+
+class BackfillKafka(KafkaSettings):
+    """The shared Kafka settings (KAFKA_* variables), the brokers also as an option."""
+
+    cli_group: ClassVar[str] = "Kafka"
+
+    kafka_bootstrap_servers: Annotated[
+        str, Option(flags=("--bootstrap-servers",), metavar="HOSTS")
+    ] = Field(
+        KafkaSettings.model_fields["kafka_bootstrap_servers"].default,
+        description="Kafka brokers, host:port, comma-separated.",
+    )
+
+
+class BackfillSettings(CommandSettings, MovieLensInput):
+    """`backfill`: a movies.new event for every movie without genres."""
+
+    kafka: BackfillKafka = Field(
+        default_factory=BackfillKafka, description="Brokers and credentials: KAFKA_* variables."
+    )
+    topic: str = Field("movies.new", description="Topic the events are produced to.")
+    dry_run: bool = Field(
+        False, description="Print the events as JSON lines instead of producing them."
+    )

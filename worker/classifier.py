@@ -22,6 +22,7 @@ from schemas.model import (
     SIGNATURE,
     ModelMetadata,
     complete_versions,
+    genres_from_scores,
 )
 from posters import PosterUnreadable
 from worker.errors import WorkerError
@@ -44,12 +45,6 @@ def configure_devices() -> str:
     device = "GPU:0" if gpus else "CPU:0"
     log.info("TensorFlow %s will run the model on %s", tf.__version__, device)
     return device
-
-
-def apply_thresholds(row: np.ndarray, labels: list[str], thresholds: np.ndarray) -> list[str]:
-    """Labels whose score reached their threshold, highest score first."""
-    chosen = np.flatnonzero(row >= thresholds)
-    return [labels[i] for i in sorted(chosen, key=lambda i: (-row[i], labels[i]))]
 
 
 def warmup_image(image_size: tuple[int, int]) -> bytes:
@@ -101,8 +96,7 @@ class Classifier:
 
     def genres(self, row: np.ndarray) -> tuple[list[str], dict[str, float]]:
         """Apply the per-label thresholds to one row of scores."""
-        scores = {label: round(float(score), 6) for label, score in zip(self.labels, row)}
-        return apply_thresholds(row, self.labels, self.thresholds), scores
+        return genres_from_scores(row, self.labels, self.thresholds)
 
     @cached_property
     def thresholds(self) -> np.ndarray:

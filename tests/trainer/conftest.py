@@ -34,3 +34,17 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticDataset:
         genres=["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"],
         seed=3,
     )
+
+
+def small_movielens(synthetic: SyntheticDataset, root: Path, n: int) -> list[int]:
+    """A MovieLens copy under `root` with the first `n` labelled movies; their TMDB ids."""
+    labelled = sorted(synthetic.labelled)[:n]
+    movies = synthetic.movies_csv.read_text().splitlines()
+    links = synthetic.links_csv.read_text().splitlines()
+    kept_links = [links[0]] + [line for line in links[1:] if int(line.split(",")[2] or 0) in labelled]
+    kept_ids = {line.split(",")[0] for line in kept_links[1:]}
+    root.mkdir(parents=True)
+    (root / "links.csv").write_text("\n".join(kept_links) + "\n")
+    (root / "movies.csv").write_text(
+        "\n".join([movies[0]] + [m for m in movies[1:] if m.split(",")[0] in kept_ids]) + "\n")
+    return labelled

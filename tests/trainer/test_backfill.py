@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from common.kafka import KafkaSettings
 from demo.synthetic import SyntheticDataset
 from schemas.events import NewMovie, decode_new_movie
 from trainer.backfill import backfill_events, publish_events
@@ -64,9 +65,12 @@ class FakeProducer:
         self.closed = True
 
 
-def test_publish_uses_an_idempotent_acks_all_producer(synthetic: SyntheticDataset) -> None:
+def test_publish_uses_an_idempotent_acks_all_producer(
+    synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("common.kafka.KafkaProducer", FakeProducer)  # what build_producer makes
     events = backfill_events(read_movielens(synthetic.root))
-    n = publish_events(events, "h1:9092,h2:9092", "movies.new.test", producer_factory=FakeProducer)
+    n = publish_events(events, KafkaSettings(kafka_bootstrap_servers="h1:9092,h2:9092"), "movies.new.test")
     producer = FakeProducer.instances[-1]
     assert n == len(events) and producer.flushed and producer.closed
     assert producer.config["acks"] == "all" and producer.config["enable_idempotence"] is True

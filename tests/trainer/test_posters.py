@@ -6,12 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import pytest
+
 from demo.synthetic import SyntheticDataset, draw_poster
-from demo.tmdb import StandInMovie, TmdbStandIn
+from demo.tmdb import StandInMovie, TmdbStandIn, respond
 from trainer.posters import PosterCache, fetch_posters
 from posters import FetchSettings
+
+from .conftest import small_movielens
 
 
 def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:
@@ -87,3 +92,40 @@ def test_fetch_posters_command(synthetic: SyntheticDataset, tmp_path: Path) -> N
         assert sorted(int(p.stem) for p in (tmp_path / "posters").glob("*.jpg")) == labelled
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert "0 fetched, 12 already cached" in again.stdout
+
+
+@pytest.mark.parametrize(("level", "fmt"), [("DEBUG", "plain"), ("INFO", "json")])
+def test_the_api_key_is_in_no_log_line(
+    synthetic: SyntheticDataset, tmp_path: Path, level: str, fmt: str
+) -> None:
+    """`fetch-posters` in API mode, as a process with its own logging set-up: the key is masked."""
+    key = "k3y-fake-0123456789-TRAINERSECRET"
+    ids = small_movielens(synthetic, tmp_path / "ml", 4)
+    served = {i: (synthetic.posters_dir / f"{i}.jpg").read_bytes() for i in ids}
+    with TmdbStandIn(posters=served) as server:
+        asked: list[str] = []
+
+        def api(handler: BaseHTTPRequestHandler) -> None:
+            asked.append(handler.path)
+            tmdb_id = handler.path.split("?")[0].rsplit("/", 1)[-1]
+            body = json.dumps({"id": int(tmdb_id), "poster_path": f"/{tmdb_id}.jpg"}).encode()
+            respond(handler, 200, body, "application/json")
+
+        for i in ids:
+            server.routes[f"/3/movie/{i}"] = api
+        env = dict(os.environ, TMDB_API_KEY=key, TMDB_BASE_URL=server.base_url,
+                   TMDB_API_URL=f"{server.base_url}/3",
+                   TMDB_IMAGE_BASE_URL=f"{server.base_url}/t/p/w500",
+                   POSTER_HOSTS=server.host, LOG_FORMAT=fmt)
+        result = subprocess.run(
+            [sys.executable, "-m", "trainer", "fetch-posters", "--movielens", str(tmp_path / "ml"),
+             "--posters", str(tmp_path / "posters"), "--no-progress", "--log-level", level],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "4 fetched" in result.stdout
+    assert len(asked) == 4 and all(f"api_key={key}" in path for path in asked)  # the API was used
+    lines = result.stderr.splitlines()
+    assert lines and not [line for line in lines if key in line]
+    if level == "DEBUG":  # httpx logs every request URL at this level: masked, not dropped
+        assert any("/3/movie/" in line and "api_key=***" in line for line in lines), lines

@@ -1,0 +1,74 @@
+"""What a model version says about itself in `metadata.json`, beyond labels and thresholds.
+
+The worker reads only the contract's fields; the rest (metrics, what the model was
+trained on, head settings, timings) is for the people deciding whether to trust it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.model import ModelMetadata
+from trainer.examples import Examples
+from trainer.fit import Fitted
+from trainer.settings import TrainSettings
+from trainer.split import Split
+
+HEADLINE = ("n", "macro_f1", "micro_f1", "samples_f1")
+
+
+def build_metadata(
+    settings: TrainSettings,
+    examples: Examples,
+    split: Split,
+    fitted: Fitted,
+    report: Mapping[str, Any],
+    total_s: float,
+) -> ModelMetadata:
+    """The metadata of the version this run exports."""
+    return ModelMetadata(
+        labels=examples.labels.names,
+        thresholds=[float(t) for t in fitted.thresholds],
+        image_size=settings.image_size,
+        feature_extractor=settings.feature_extractor,
+        metrics=metrics_summary(report),
+        training_data=training_data(settings, examples, split),
+        created_at=datetime.now(UTC),
+        head=settings.head.model_dump(),
+        best_epoch=fitted.best_epoch,
+        timings_s={"embedding": round(examples.embed_s, 2), "head": round(fitted.seconds, 2),
+                   "total": round(total_s, 2)},
+    )
+
+
+def metrics_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline metrics (test split if held out, else validation) and per genre."""
+    split = "test" if "test" in report else "validation"
+    headline = report[split]
+    return {
+        "split": split,
+        **{k: headline[k] for k in HEADLINE},
+        "validation": {k: report["validation"][k] for k in HEADLINE},
+        "per_genre": headline["per_genre"],
+    }
+
+
+def training_data(settings: TrainSettings, examples: Examples, split: Split) -> dict[str, Any]:
+    """How many movies went where, and where they came from."""
+    names, counts = examples.labels.names, examples.labels.y.sum(axis=0)
+    return {
+        "movielens": str(settings.movielens) if settings.movielens else settings.release,
+        "labelled_movies": examples.labelled,
+        "with_poster": examples.with_poster,
+        "unreadable_posters": len(examples.skipped),
+        "train": len(split.train),
+        "validation": len(split.validation),
+        "folds": settings.folds,
+        "test": len(split.test),
+        "split_seed": settings.seed,
+        "label_counts": {n: int(c) for n, c in zip(names, counts, strict=True)},
+        "min_genre_count": settings.min_genre_count,
+        "fetch": examples.fetch_summary,
+    }
