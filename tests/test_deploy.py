@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.metadata
 import json
 import os
@@ -22,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 GPU_OVERRIDE = ROOT / "deploy" / "compose.gpu.yml"
 CRONJOB = ROOT / "deploy" / "trainer-cronjob.yaml"
+WORKER_MANIFEST = ROOT / "deploy" / "worker-deployment.yaml"
+# The oldest Kubernetes the manifests are meant for and the newest kubernetes-validate knows;
+# .ci/check-contract validates against the same two.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 DOCKERFILE = ROOT / "Dockerfile"
 TOPICS = ("movies.new", "movies.genres", "movies.new.dlq")
 WORKER_ENV = (
@@ -168,7 +173,7 @@ def test_gpu_override_reserves_gpus() -> None:
         assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
 
 
-# --- Kubernetes CronJob ----------------------------------------------------------------------
+# --- Kubernetes ------------------------------------------------------------------------------
 
 
 def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
@@ -186,6 +191,131 @@ def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
     assert "secretKeyRef" in env["TMDB_API_KEY"]["valueFrom"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["restartPolicy"] in ("Never", "OnFailure")
+
+
+def manifest_resources(path: Path) -> list[dict[str, Any]]:
+    """The resources of a (multi-document) Kubernetes manifest."""
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.fixture(scope="module")
+def worker_manifest() -> dict[str, dict[str, Any]]:
+    """kind -> resource of deploy/worker-deployment.yaml."""
+    found = {doc["kind"]: doc for doc in manifest_resources(WORKER_MANIFEST)}
+    assert set(found) == {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service"}
+    return found
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate() -> Any:
+    return pytest.importorskip(
+        "kubernetes_validate",
+        reason="kubernetes-validate (a dev dependency) validates the manifests; .ci/check-contract runs it in CI",
+    )
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_kubernetes(kubernetes_validate: Any, version: str) -> None:
+    """deploy/*.yaml, every document, against the API schemas of `version`; unknown fields refused."""
+    checked = []
+    for path in sorted((ROOT / "deploy").glob("*.yaml")):
+        for resource in manifest_resources(path):
+            kubernetes_validate.validate(resource, version, strict=True)
+            checked.append(resource["kind"])
+    assert {"CronJob", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service"} <= set(checked)
+
+
+def test_a_broken_manifest_is_refused(kubernetes_validate: Any, worker_manifest: dict[str, Any]) -> None:
+    """The validator is real: a wrong type and a misspelt field fail."""
+    version = KUBERNETES_VERSIONS[0]
+    wrong_type = copy.deepcopy(worker_manifest["Deployment"])
+    wrong_type["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError, match="replicas"):
+        kubernetes_validate.validate(wrong_type, version, strict=True)
+    misspelt = copy.deepcopy(worker_manifest["Deployment"])
+    misspelt["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["periodSecond"] = 15
+    with pytest.raises(kubernetes_validate.ValidationError, match="periodSecond"):
+        kubernetes_validate.validate(misspelt, version, strict=True)
+
+
+def worker_container(worker_manifest: dict[str, Any]) -> dict[str, Any]:
+    (container,) = worker_manifest["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_worker_deployment_probes_and_settings(worker_manifest: dict[str, Any]) -> None:
+    from worker.settings import WorkerSettings
+
+    fields = {name.upper() for name in WorkerSettings.model_fields}
+    config = worker_manifest["ConfigMap"]["data"]
+    container = worker_container(worker_manifest)
+    env = {item["name"]: item for item in container["env"]}
+    assert set(config) <= fields, f"not worker settings: {set(config) - fields}"
+    assert set(env) - {"TF_NUM_INTRAOP_THREADS"} <= fields
+    assert (config["INPUT_TOPIC"], config["OUTPUT_TOPIC"], config["DLQ_TOPIC"]) == TOPICS
+    assert config["GROUP_ID"] == WorkerSettings.model_fields["group_id"].default
+    assert config["LOG_FORMAT"] == "json"
+    assert container["envFrom"][0]["configMapRef"]["name"] == worker_manifest["ConfigMap"]["metadata"]["name"]
+    assert container["command"] == ["genre-worker"]
+
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert str(ports["http"]) == config["HTTP_PORT"] == "8080"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert "secretKeyRef" in env["TMDB_API_KEY"]["valueFrom"]
+
+
+def test_worker_deployment_shares_the_trainers_models_read_only(worker_manifest: dict[str, Any]) -> None:
+    pod = worker_manifest["Deployment"]["spec"]["template"]["spec"]
+    container = worker_container(worker_manifest)
+    trainer_pod = load_yaml(CRONJOB)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (trainer,) = trainer_pod["containers"]
+    trainer_models = next(v for v in trainer_pod["volumes"] if v["name"] == "models")
+    models = next(v for v in pod["volumes"] if v["name"] == "models")
+    assert models["persistentVolumeClaim"]["claimName"] == trainer_models["persistentVolumeClaim"]["claimName"]
+    assert models["persistentVolumeClaim"]["readOnly"] is True
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+    assert mount["readOnly"] is True
+    assert mount["mountPath"] == worker_manifest["ConfigMap"]["data"]["MODEL_DIR"]
+    assert container["image"] == trainer["image"]
+
+
+def quantity_bytes(value: str) -> float:
+    """A Kubernetes memory quantity in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 1e3, "M": 1e6, "G": 1e9}
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value).groups()
+    return float(number) * units.get(unit, 1)
+
+
+def test_worker_deployment_resources_security_and_shutdown(worker_manifest: dict[str, Any]) -> None:
+    from worker.settings import WorkerSettings
+
+    pod = worker_manifest["Deployment"]["spec"]["template"]["spec"]
+    container = worker_container(worker_manifest)
+    resources = container["resources"]
+    peak_rss = 1.41e9  # bench/worker.py, MobileNetV2-sized model (README, Performance)
+    assert quantity_bytes(resources["requests"]["memory"]) >= peak_rss * 1.25
+    assert quantity_bytes(resources["limits"]["memory"]) >= quantity_bytes(resources["requests"]["memory"])
+    # A stop finishes the batch in hand: a poster may still be retried for FETCH_DEADLINE_S,
+    # then the flush and the consumer's and producer's closes (10 s each).
+    assert pod["terminationGracePeriodSeconds"] > WorkerSettings.model_fields["fetch_deadline_s"].default + 30
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    strategy = worker_manifest["Deployment"]["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+def test_disruption_budget_and_metrics_service_select_the_workers(worker_manifest: dict[str, Any]) -> None:
+    labels = worker_manifest["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert worker_manifest["Deployment"]["spec"]["selector"]["matchLabels"] == labels
+    assert worker_manifest["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
+    service = worker_manifest["Service"]
+    assert service["spec"]["selector"] == labels
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] in {p["name"] for p in worker_container(worker_manifest)["ports"]}
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
