@@ -170,7 +170,13 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this event's schema.")
-    error: ErrorCode = Field(description="A short stable code.", examples=["movie_not_found"])
+    # An open list: a code added in a later release must not break readers of this version.
+    error: ErrorCode | str = Field(
+        union_mode="left_to_right",  # a known code parses as an ErrorCode
+        description="A short stable code: one of ErrorCode's, or one added later (treat it as an "
+        "unexpected failure).",
+        examples=["movie_not_found"],
+    )
     detail: str = Field(
         description="What went wrong, for a human.",
         examples=["GET https://www.themoviedb.org/movie/99999999 answered 404"],

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from schemas import DeadLetter, EventDecodeError, MovieGenres, NewMovie, OriginalRecord, contract, decode_new_movie
+from schemas import (
+    DeadLetter,
+    ErrorCode,
+    EventDecodeError,
+    MovieGenres,
+    NewMovie,
+    OriginalRecord,
+    contract,
+    decode_new_movie,
+)
 
 
 def test_a_minimal_event_and_a_full_one():
@@ -199,3 +208,14 @@ def test_asyncapi_yaml_reads_back_as_the_document():
     assert yaml.safe_load(text) == contract.asyncapi()
     tricky = {"on": ["yes", 1e-05, 2.5, -3, None, True, "a: b", 'q"\\\n\u00e9'], "$ref": {}, "k": [[1], {"x": []}]}
     assert yaml.safe_load(contract.to_yaml(tricky)) == tricky
+
+
+def test_dead_letter_codes_are_an_open_list():
+    """A code added in a later release reaches older readers as a string, not as an error."""
+    letter = contract.examples()["movies.new.dlq"]
+    assert DeadLetter.model_validate(letter).error is ErrorCode.MOVIE_NOT_FOUND
+    assert DeadLetter.model_validate({**letter, "error": "quota_exceeded"}).error == "quota_exceeded"
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    schema = published_schemas()[contract.schema_file("movies.new.dlq")]
+    jsonschema.Draft202012Validator(schema).validate({**letter, "error": "quota_exceeded"})
+    assert set(schema["$defs"]["ErrorCode"]["enum"]) == {code.value for code in ErrorCode}
