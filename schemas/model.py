@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 METADATA_FILE = "metadata.json"
@@ -74,24 +74,26 @@ def latest_version(model_dir: Path) -> int | None:
     return versions[-1] if versions else None
 
 
+def _float32(value: float) -> float:
+    """`value` rounded to the nearest float32, the signature's output type."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
 def apply_thresholds(
-    row: Sequence[float] | np.ndarray,
-    labels: Sequence[str],
-    thresholds: Sequence[float] | np.ndarray,
+    row: Sequence[float], labels: Sequence[str], thresholds: Sequence[float]
 ) -> list[str]:
     """Labels whose score reached their threshold, highest score first (ties by label).
 
-    Scores and thresholds are compared as float32, the signature's output type.
+    Scores and thresholds are compared as float32, the signature's output type (a numpy
+    row works as a sequence; the schemas package itself needs no numpy).
     """
-    scores = np.asarray(row, dtype=np.float32)
-    chosen = np.flatnonzero(scores >= np.asarray(thresholds, dtype=np.float32))
+    scores = [_float32(float(score)) for score in row]
+    chosen = [i for i, t in enumerate(thresholds) if scores[i] >= _float32(float(t))]
     return [labels[i] for i in sorted(chosen, key=lambda i: (-scores[i], labels[i]))]
 
 
 def genres_from_scores(
-    row: Sequence[float] | np.ndarray,
-    labels: Sequence[str],
-    thresholds: Sequence[float] | np.ndarray,
+    row: Sequence[float], labels: Sequence[str], thresholds: Sequence[float]
 ) -> tuple[list[str], dict[str, float]]:
     """One image's genres (`apply_thresholds`) and every label's score to 6 places."""
     scores = {label: round(float(score), 6) for label, score in zip(labels, row, strict=True)}
