@@ -17,8 +17,8 @@ plain and gzipped. `/movie/<id>` answers page variant `id % variants`.
 
 HTTP/1.1 keep-alive, an accept backlog of 511 (nginx's default). Control on stdin, one
 JSON line back on stdout per command: `stats` (connections accepted, open and peak open,
-requests by kind, bytes sent), `peak` (reset the peak to the connections now open),
-`rtt MS`; `site` describes what is served.
+requests by kind, bytes sent), `peak` (the same, then the peak starts again from the
+connections open now), `rtt MS`; `site` describes what is served.
 """
 
 from __future__ import annotations
@@ -195,14 +195,15 @@ def serve(site: Site, port: int, rtt_s: float, handshake_rtts: int) -> None:
             asyncio.get_running_loop().stop()
             return
         word, *rest = line.split()
-        if word == "rtt":
-            delay["rtt"] = float(rest[0]) / 1000
-        elif word == "peak":
-            stats.peak_open = stats.open
-        elif word == "site":
+        if word == "site":
             print(json.dumps(site.describe()), flush=True)
             return
-        print(json.dumps({**stats.as_dict(), "rtt_ms": delay["rtt"] * 1000}), flush=True)
+        if word == "rtt":
+            delay["rtt"] = float(rest[0]) / 1000
+        answer = {**stats.as_dict(), "rtt_ms": delay["rtt"] * 1000}
+        if word == "peak":
+            stats.peak_open = stats.open
+        print(json.dumps(answer), flush=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -264,6 +265,7 @@ class PosterServer:
         return self.command("stats")
 
     def reset_peak(self) -> dict[str, Any]:
+        """The counters, with the peak of open connections since the last reset; then reset it."""
         return self.command("peak")
 
     def set_rtt(self, ms: float) -> None:
