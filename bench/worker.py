@@ -467,6 +467,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.scenarios = [Scenario(kind, args.rtt_ms or 0.0) for kind in kinds]
     else:
         args.scenarios = Scenario.parse_list(args.runs or DEFAULT_RUNS)
+    if args.events < 10 * args.batch_size:
+        print(f"note: {args.events} events are under 10 batches: saturation events/s will not be a steady state",
+              flush=True)
     if args.cpu_split and py_spy() is None:
         print("py-spy not found (pip install py-spy): no CPU split", flush=True)
         args.cpu_split = False
