@@ -46,10 +46,9 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     postered = postered_movies(settings, fetch_settings)
     extractor = load_extractor(settings.feature_extractor)
     examples = embed_examples(postered, extractor, settings)
-    x, y, labels = examples.x, examples.labels.y, examples.labels.names
-    split = split_examples(y, settings.val_fraction, settings.test_fraction, settings.seed)
-    fitted = fit(x, y, split, settings)
-    report = evaluate_fit(fitted, x, y, split, labels, settings.folds)
+    split = split_examples(examples.tmdb_ids, examples.labels.y, settings)
+    fitted = fit(examples.x, examples.labels.y, split, settings)
+    report = evaluate_fit(fitted, examples, split, settings.folds)
     metadata = build_metadata(settings, examples, split, fitted, report, time.monotonic() - started)
     classifier = build_classifier(extractor, fitted.head, settings.image_size)
     with tempfile.TemporaryDirectory() as tmp:
