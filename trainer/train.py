@@ -17,7 +17,7 @@ import tf_keras
 from schemas.model import ModelMetadata
 from trainer.evaluation import evaluate_fit, write_run_report
 from trainer.examples import embed_examples, postered_movies
-from trainer.export import export_version
+from trainer.export import REPORT_DIR, export_version
 from trainer.fit import cross_fit, fit, fit_head
 from trainer.metadata import build_metadata
 from trainer.model import build_classifier, load_extractor
@@ -55,6 +55,6 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
         files = write_run_report(report, examples.skipped, Path(tmp))
         version_dir = export_version(
             classifier, metadata, settings.model_dir, keep=settings.keep_versions or None,
-            extra_files={f"report/{f.name}": f for f in files},
+            extra_files={f"{REPORT_DIR}/{f.name}": f for f in files},
         )
     return TrainResult(version_dir, metadata, report, fitted.head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,10 @@ def test_versions_increase_and_old_ones_are_pruned(
     settings = settings_for(synthetic, tiny_extractor, tmp_path, folds=1, head=quick, keep_versions=2)
     made = [train(settings).version_dir.name for _ in range(3)]
     assert made == ["1", "2", "3"]
-    assert sorted(p.name for p in settings.model_dir.iterdir()) == ["2", "3"]
+    assert sorted(p.name for p in settings.model_dir.iterdir() if p.name.isdigit()) == ["2", "3"]
+    assert sorted(p.name for p in (settings.model_dir / "reports").iterdir()) == ["1"]
+    shutil.rmtree(settings.model_dir / "3")
+    assert train(settings).version_dir.name == "4"  # a deleted version's number is not reused
 
 
 def test_empty_training_set_is_a_clear_error(tiny_extractor: Path, tmp_path: Path) -> None:
