@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from trainer.split import Split, films_digest
+
 if TYPE_CHECKING:
+    from trainer.examples import Examples
     from trainer.fit import Fitted
-    from trainer.split import Split
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,9 @@ def evaluate(
     }
 
 
-def evaluate_fit(
-    fitted: Fitted, x: np.ndarray, y: np.ndarray, split: Split, labels: Sequence[str], folds: int
-) -> dict[str, Any]:
-    """The run's report: held-out and test metrics at the tuned thresholds and at 0.5, history."""
+def evaluate_fit(fitted: Fitted, examples: Examples, split: Split, folds: int) -> dict[str, Any]:
+    """The report: metrics at tuned thresholds and at 0.5, history, and which films it measured."""
+    x, y, labels = examples.x, examples.labels.y, examples.labels.names
     half = np.full(len(labels), 0.5)
     report: dict[str, Any] = {
         "validation": evaluate(fitted.tuned_y, fitted.tuned_scores, fitted.thresholds, labels),
@@ -91,10 +92,11 @@ def evaluate_fit(
         report["test_at_0.5"] = evaluate(y[split.test], test_scores, half, labels)
     report["history"] = fitted.history
     report["best_epoch"] = fitted.best_epoch
-    headline = report.get("test") or report["validation"]
-    log.info("%s macro F1 %.3f, micro F1 %.3f (best epoch %d, head trained in %.1fs)",
-             "test" if "test" in report else "validation", headline["macro_f1"],
-             headline["micro_f1"], fitted.best_epoch, fitted.seconds)
+    name, rows = ("test", split.test) if len(split.test) else ("validation", fitted.tuned_rows)
+    films = report["evaluation_films"] = {"split": name, **films_digest(examples.tmdb_ids[rows])}
+    log.info("%s macro F1 %.3f, micro F1 %.3f on %d films (sha256 %s; best epoch %d, "
+             "head trained in %.1fs)", name, report[name]["macro_f1"], report[name]["micro_f1"],
+             films["count"], str(films["sha256"])[:12], fitted.best_epoch, fitted.seconds)
     return report
 
 

@@ -1,4 +1,7 @@
-"""Export a model version: SavedModel with a bytes-in signature, metadata, atomic rename."""
+"""Export a model version: SavedModel with a bytes-in signature, metadata, atomic rename.
+
+The version number comes from `trainer/versions.py`, so it is never one used before.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +23,13 @@ from schemas.model import (
     version_numbers,
 )
 from trainer.preprocess import decode_image
+from trainer.versions import publish_version
 
 log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
+REPORT_DIR = "report"  # inside a version folder
+REPORTS_DIR = "reports"  # MODEL_DIR/reports/<version>/: the reports of pruned versions
 
 
 class ServingModule(tf.Module):
@@ -75,15 +81,7 @@ def export_version(
                 raise ValueError(f"extra file {name!r} would land outside the version folder")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        while True:
-            versions = version_numbers(model_dir)
-            final = model_dir / str((versions[-1] if versions else 0) + 1)
-            try:
-                os.rename(tmp, final)  # fails if another exporter took the number
-                break
-            except OSError:
-                if not final.exists():
-                    raise
+        final = publish_version(tmp, model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -94,11 +92,19 @@ def export_version(
 
 
 def prune_versions(model_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` versions; return what was removed."""
+    """Delete all but the newest `keep` versions, keeping their reports; return what went.
+
+    A pruned version's `report/` moves to `MODEL_DIR/reports/<version>/` first.
+    """
     removed = []
     for number in version_numbers(model_dir)[:-keep] if keep > 0 else []:
         path = model_dir / str(number)
+        if (path / REPORT_DIR).is_dir():
+            kept = model_dir / REPORTS_DIR / str(number)
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.parent.mkdir(exist_ok=True)
+            os.rename(path / REPORT_DIR, kept)
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
-        log.info("pruned model version %s", number)
+        log.info("pruned model version %s (its report kept in %s/)", number, REPORTS_DIR)
     return removed

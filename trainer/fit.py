@@ -31,7 +31,8 @@ class Fitted:
 
     head: tf_keras.Model  # embeddings [n, dim] -> probabilities [n, n_labels]
     thresholds: np.ndarray  # [n_labels]
-    tuned_y: np.ndarray  # [m, n_labels] labels of the held-out rows
+    tuned_rows: np.ndarray  # [m] the held-out rows: validation, or train + validation when folded
+    tuned_y: np.ndarray  # [m, n_labels] their labels
     tuned_scores: np.ndarray  # [m, n_labels] their scores: validation or out-of-fold
     history: dict[str, list[float]]  # per epoch (the first fold's, when cross-fitting)
     best_epoch: int
@@ -56,7 +57,7 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
         scores = head.predict(x[rows], verbose=0)
     seconds = time.monotonic() - started
     thresholds = tune_thresholds(y[rows], scores)
-    return Fitted(head, thresholds, y[rows], scores, history, best_epoch, seconds)
+    return Fitted(head, thresholds, rows, y[rows], scores, history, best_epoch, seconds)
 
 
 class BestEpoch(tf_keras.callbacks.Callback):

@@ -52,6 +52,7 @@ def metrics_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         **{k: headline[k] for k in HEADLINE},
         "validation": {k: report["validation"][k] for k in HEADLINE},
         "per_genre": headline["per_genre"],
+        "films": report["evaluation_films"],
     }
 
 
@@ -67,7 +68,8 @@ def training_data(settings: TrainSettings, examples: Examples, split: Split) -> 
         "validation": len(split.validation),
         "folds": settings.folds,
         "test": len(split.test),
-        "split_seed": settings.seed,
+        "split": settings.split,
+        "seed": settings.seed,
         "label_counts": {n: int(c) for n, c in zip(names, counts, strict=True)},
         "min_genre_count": settings.min_genre_count,
         "fetch": examples.fetch_summary,

@@ -129,6 +129,7 @@ async def _fetch_all(
     limit = asyncio.Semaphore(fetch_settings.fetch_concurrency)
 
     async def one(fetcher: PosterFetcher, tmdb_id: int) -> None:
+        """Fetch one poster into the cache, or record why it could not be."""
         async with limit:
             try:
                 poster = await fetcher.fetch(tmdb_id)

@@ -121,12 +121,16 @@ class TrainSettings(CommandSettings, MovieLensInput, PosterInput):
     keep_versions: int = Field(
         5, ge=0, description="Newest versions kept after export; 0 keeps all."
     )
-    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of movies for validation.")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of films for validation.")
     test_fraction: float = Field(0.15, ge=0, lt=1, description=(
-        "Share of movies held out from training and threshold tuning, for the reported "
+        "Share of films held out from training and threshold tuning, for the reported "
         "metrics only; 0 = none."
     ))
-    seed: int = Field(42, description="Seed of the split and of head training.")
+    split: Literal["tmdb-id", "stratified"] = Field("tmdb-id", description=(
+        "How films are assigned to train, validation and test: by a hash of the TMDB id "
+        "(the same films as MovieLens grows), or a seeded split stratified by genre."
+    ))
+    seed: int = Field(42, description="Seed of head training, the folds and a stratified split.")
     folds: int = Field(5, ge=1, description=(
         "Heads trained by K-fold cross-fitting on train+validation and averaged; thresholds "
         "tuned on their out-of-fold scores; 1 = one train/validation split."

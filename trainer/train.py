@@ -17,7 +17,7 @@ import tf_keras
 from schemas.model import ModelMetadata
 from trainer.evaluation import evaluate_fit, write_run_report
 from trainer.examples import embed_examples, postered_movies
-from trainer.export import export_version
+from trainer.export import REPORT_DIR, export_version
 from trainer.fit import cross_fit, fit, fit_head
 from trainer.metadata import build_metadata
 from trainer.model import build_classifier, load_extractor
@@ -46,16 +46,15 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     postered = postered_movies(settings, fetch_settings)
     extractor = load_extractor(settings.feature_extractor)
     examples = embed_examples(postered, extractor, settings)
-    x, y, labels = examples.x, examples.labels.y, examples.labels.names
-    split = split_examples(y, settings.val_fraction, settings.test_fraction, settings.seed)
-    fitted = fit(x, y, split, settings)
-    report = evaluate_fit(fitted, x, y, split, labels, settings.folds)
+    split = split_examples(examples.tmdb_ids, examples.labels.y, settings)
+    fitted = fit(examples.x, examples.labels.y, split, settings)
+    report = evaluate_fit(fitted, examples, split, settings.folds)
     metadata = build_metadata(settings, examples, split, fitted, report, time.monotonic() - started)
     classifier = build_classifier(extractor, fitted.head, settings.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_run_report(report, examples.skipped, Path(tmp))
         version_dir = export_version(
             classifier, metadata, settings.model_dir, keep=settings.keep_versions or None,
-            extra_files={f"report/{f.name}": f for f in files},
+            extra_files={f"{REPORT_DIR}/{f.name}": f for f in files},
         )
     return TrainResult(version_dir, metadata, report, fitted.head)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ def settings_for(data: SyntheticDataset, extractor: Path, root: Path, **extra: o
         movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
         image_size=IMAGE_SIZE, model_dir=root / "models", cache_dir=root / "cache",
         min_genre_count=3, val_fraction=0.2, test_fraction=0.2, folds=3, head=HEAD, progress=False,
+        # the quality bars below were set on the balanced, stratified split; the default split
+        # by TMDB id has a test of its own (test_the_fixed_yardstick_learns_and_names_its_films)
+        split="stratified",
     )
     values.update(extra)
     return TrainerSettings(**values)
@@ -116,7 +120,10 @@ def test_versions_increase_and_old_ones_are_pruned(
     settings = settings_for(synthetic, tiny_extractor, tmp_path, folds=1, head=quick, keep_versions=2)
     made = [train(settings).version_dir.name for _ in range(3)]
     assert made == ["1", "2", "3"]
-    assert sorted(p.name for p in settings.model_dir.iterdir()) == ["2", "3"]
+    assert sorted(p.name for p in settings.model_dir.iterdir() if p.name.isdigit()) == ["2", "3"]
+    assert sorted(p.name for p in (settings.model_dir / "reports").iterdir()) == ["1"]
+    shutil.rmtree(settings.model_dir / "3")
+    assert train(settings).version_dir.name == "4"  # a deleted version's number is not reused
 
 
 def test_empty_training_set_is_a_clear_error(tiny_extractor: Path, tmp_path: Path) -> None:
@@ -149,3 +156,23 @@ def test_command_line_train_and_predict(trained: TrainResult, synthetic: Synthet
                           "--offline", "--posters", str(tmp_path), "424242"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no poster for TMDB id 424242" in bad.stderr
+
+
+def test_the_fixed_yardstick_learns_and_names_its_films(
+    synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
+) -> None:
+    """The default split, by TMDB id: the report says which films its metrics are on."""
+    import hashlib
+
+    from trainer.split import bucket
+
+    result = train(settings_for(synthetic, tiny_extractor, tmp_path, split="tmdb-id"))
+    assert result.report["test"]["macro_f1"] >= 0.8, result.report["test"]
+    films = result.report["evaluation_films"]
+    held_out = sorted(i for i in synthetic.labelled if bucket(i) < 0.2)  # test_fraction=0.2
+    assert films == {"split": "test", "count": len(held_out),
+                     "sha256": hashlib.sha256("".join(f"{i}\n" for i in held_out).encode()).hexdigest()}
+    assert films["count"] == result.report["test"]["n"]
+    assert result.metadata.metrics["films"] == films
+    saved = json.loads((result.version_dir / "report" / "metrics.json").read_text())
+    assert saved["evaluation_films"] == films
