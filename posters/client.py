@@ -64,10 +64,10 @@ class PosterFetcher:
         self.breaker = CircuitBreaker(
             settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
-        limits = httpx.Limits(
-            max_connections=settings.fetch_concurrency * 2,
-            max_keepalive_connections=settings.fetch_concurrency,
-        )
+        # As many connections may stay open as may be open: httpcore (1.0.9) closes idle
+        # connections whenever the pool holds more than `max_keepalive_connections` in all.
+        pool_size = settings.fetch_concurrency * 2
+        limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
         if transport is None:
             transport = checked_transport(self.guard, limits=limits)
         self._client = httpx.AsyncClient(

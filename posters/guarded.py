@@ -26,6 +26,10 @@ from posters.retry import parse_retry_after
 from posters.urls import Allowlist, display_url, host_key, url_problem
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# A redirect's or an error's body is read (and dropped) up to this size, for this long, so
+# that its connection goes back to the pool: httpcore closes one whose body was not read.
+DISCARD_MAX_BYTES = 64 * 1024
+DISCARD_MAX_S = 1.0
 HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
 
 
@@ -127,6 +131,8 @@ class GuardedClient:
             response = await self._send(url, headers, health)
             try:
                 health.answered(response.status_code)
+                if not response.is_success:
+                    await _discard_body(response)
                 if response.is_redirect:
                     return _redirect_target(url, response.headers["location"])
                 _raise_for_status(response, url, request.image, host)
@@ -181,6 +187,25 @@ async def _refuse_invalid_location(response: httpx.Response) -> None:
     """
     if response.has_redirect_location:
         _redirect_target(str(response.request.url), response.headers["location"])
+
+
+async def _discard_body(response: httpx.Response) -> None:
+    """Read a small unwanted body to its end, so that its connection can be used again.
+
+    A body that is large, slow or broken is left unread: the connection is closed then.
+    """
+    declared = response.headers.get("content-length", "0").strip()
+    if response.is_stream_consumed or not declared.isdigit() or int(declared) > DISCARD_MAX_BYTES:
+        return
+    size = 0
+    try:
+        async with asyncio.timeout(DISCARD_MAX_S):
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > DISCARD_MAX_BYTES:
+                    return
+    except (TimeoutError, httpx.TransportError):
+        return
 
 
 def _content_type(response: httpx.Response) -> str:

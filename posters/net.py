@@ -132,7 +132,8 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, guard: AddressGuard, inner: httpcore.AsyncNetworkBackend):
         self.guard = guard
         self._inner = inner
-        self.connects: list[tuple[str, str, int]] = []  # (host, address, port): tests, debugging
+        self.connects: list[tuple[str, str, int]] = []  # (host, address, port): the last 100
+        self.opened = 0  # connections made in all
 
     async def connect_tcp(
         self,
@@ -159,6 +160,7 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
                 continue
             del self.connects[:-100]
             self.connects.append((host, address, port))
+            self.opened += 1
             return stream
         assert error is not None
         raise error

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from demo.tmdb import TmdbStandIn, respond
+from demo.tmdb import StandInMovie, TmdbStandIn, respond
 from posters import (
     FetchFailed,
     FetchSettings,
@@ -286,3 +286,38 @@ def test_a_redirect_to_an_invalid_url_is_invalid_url_at_once(tmdb: TmdbStandIn):
         assert result.code == "invalid_url" and result.attempts == 1
         assert "redirects to an invalid URL" in result.detail
         assert tmdb.requests[f"/movie/{tmdb_id}"] == 1  # not retried
+
+
+def test_a_steady_stream_of_posters_reuses_a_steady_set_of_connections(tmdb: TmdbStandIn):
+    """200 posters (600 requests: slug redirect, page, image on a second host name) at
+    concurrency 8 open no more connections than the pool holds (2 x 8)."""
+    image = _image("JPEG")
+    port = tmdb.host.rsplit(":", 1)[1]
+    for tmdb_id in range(1, 201):
+        url = f"http://images.test:{port}/t/p/w500/{tmdb_id}.jpg"
+        tmdb.movies[tmdb_id] = StandInMovie(image, title=f"Movie {tmdb_id}", poster_url=url)
+    settings = FetchSettings(
+        tmdb_base_url=tmdb.base_url,
+        poster_hosts=[f"images.test:{port}"],
+        fetch_concurrency=8,
+    )
+
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async def run() -> tuple[list[object], int]:
+        async with PosterFetcher(settings, resolver=loopback) as fetcher:
+            limit = asyncio.Semaphore(32)  # a worker's batch at a time
+
+            async def one(tmdb_id: int) -> object:
+                async with limit:
+                    return await fetcher.fetch(tmdb_id)
+
+            results = await asyncio.gather(*map(one, range(1, 201)), return_exceptions=True)
+            backend = fetcher._client._transport._pool._network_backend  # type: ignore[attr-defined]
+            return results, backend.opened
+
+    results, opened = asyncio.run(run())
+    assert all(not isinstance(r, Exception) for r in results), results[:3]
+    assert sum(tmdb.requests.values()) == 600
+    assert opened <= 16, f"{opened} connections for 600 requests"
