@@ -17,13 +17,14 @@ from types import TracebackType
 
 import httpx
 
+from posters.body import Enough
 from posters.breaker import CircuitBreaker
 from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
 from posters.guarded import GuardedClient, Request, Response
 from posters.images import inspect_image
 from posters.net import AddressGuard, Resolver, checked_transport
 from posters.retry import Budget, Retrier
-from posters.scrape import poster_candidates
+from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
 from posters.urls import Allowlist, display_url
 
@@ -132,7 +133,8 @@ class PosterFetcher:
         """The first allowed poster URL on the movie's page."""
         settings = self.settings
         page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
-        page = await self._get(Request(page_url, settings.max_page_bytes, "text/html"), budget)
+        request = Request(page_url, settings.max_page_bytes, "text/html", watch=self._head_watch)
+        page = await self._get(request, budget)
         try:
             text = page.content.decode(page.encoding or "utf-8", errors="replace")
         except LookupError:  # a charset Python does not know
@@ -147,6 +149,10 @@ class PosterFetcher:
                 f"the poster of movie {tmdb_id} is at {where}, off the allowlist", budget.attempts
             )
         raise PosterNotFound(f"no poster on {display_url(page.url)}", budget.attempts)
+
+    def _head_watch(self, page_url: str, encoding: str | None) -> Enough:
+        """Stop reading a page once its head names an allowed poster."""
+        return HeadWatch(page_url, encoding, self.allowlist.allows).feed
 
     async def _poster_url_from_api(self, tmdb_id: int, budget: Budget) -> str:
         """The image URL of the API's `poster_path` for the movie."""

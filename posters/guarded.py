@@ -8,12 +8,13 @@ Connections themselves go through `posters.net.CheckedBackend` (the SSRF guard a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import httpx
 
-from posters.body import read_capped
+from posters.body import Enough, discard_body, read_capped
 from posters.breaker import CircuitBreaker, CircuitOpen
 from posters.errors import (
     InvalidURL,
@@ -26,22 +27,23 @@ from posters.retry import parse_retry_after
 from posters.urls import Allowlist, display_url, host_key, url_problem
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-# A redirect's or an error's body is read (and dropped) up to this size, for this long, so
-# that its connection goes back to the pool: httpcore closes one whose body was not read.
-DISCARD_MAX_BYTES = 64 * 1024
-DISCARD_MAX_S = 1.0
 HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
 
 
 @dataclass(frozen=True)
 class Request:
-    """What to GET, the cap on its body, and whether an image is expected."""
+    """What to GET, the cap on its body, and whether an image is expected.
+
+    `watch(url, encoding)` makes, for each response read, an `Enough` that stops reading
+    once the body so far will do (the final URL and the charset are known by then).
+    """
 
     url: str
     max_bytes: int
     accept: str
     image: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    watch: Callable[[str, str | None], Enough] | None = None
 
 
 @dataclass
@@ -132,12 +134,11 @@ class GuardedClient:
             try:
                 health.answered(response.status_code)
                 if not response.is_success:
-                    await _discard_body(response)
+                    await discard_body(response)  # so that the connection can be reused
                 if response.is_redirect:
                     return _redirect_target(url, response.headers["location"])
                 _raise_for_status(response, url, request.image, host)
-                content = await read_capped(response, url, request.max_bytes, request.image)
-                return Response(url, content, _content_type(response), response.charset_encoding)
+                return await _read(url, response, request)
             finally:
                 await response.aclose()
         except asyncio.CancelledError:  # the request timeout (a slow host) or shutdown
@@ -168,6 +169,14 @@ class GuardedClient:
             raise TransientError(detail, host=health.host) from None
 
 
+async def _read(url: str, response: httpx.Response, request: Request) -> Response:
+    """The body of a 2xx answer, within its cap, no further than `request.watch` needs."""
+    encoding = response.charset_encoding
+    enough = request.watch(url, encoding) if request.watch is not None else None
+    content = await read_capped(response, url, request.max_bytes, request.image, enough)
+    return Response(url, content, _content_type(response), encoding)
+
+
 def _redirect_target(url: str, location: str) -> str:
     """Where a redirect from `url` leads; refuse a `Location` that is not a URL."""
     problem = url_problem(location)
@@ -187,25 +196,6 @@ async def _refuse_invalid_location(response: httpx.Response) -> None:
     """
     if response.has_redirect_location:
         _redirect_target(str(response.request.url), response.headers["location"])
-
-
-async def _discard_body(response: httpx.Response) -> None:
-    """Read a small unwanted body to its end, so that its connection can be used again.
-
-    A body that is large, slow or broken is left unread: the connection is closed then.
-    """
-    declared = response.headers.get("content-length", "0").strip()
-    if response.is_stream_consumed or not declared.isdigit() or int(declared) > DISCARD_MAX_BYTES:
-        return
-    size = 0
-    try:
-        async with asyncio.timeout(DISCARD_MAX_S):
-            async for chunk in response.aiter_raw():
-                size += len(chunk)
-                if size > DISCARD_MAX_BYTES:
-                    return
-    except (TimeoutError, httpx.TransportError):
-        return
 
 
 def _content_type(response: httpx.Response) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from functools import partial
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from posters import (
     HostNotAllowed,
     InvalidURL,
     MovieNotFound,
+    Poster,
     PosterFetcher,
     PosterNotFound,
     PosterTooLarge,
@@ -24,7 +27,7 @@ from posters import (
 )
 from posters.images import inspect_image
 from posters.retry import backoff_delay, parse_retry_after
-from posters.scrape import poster_candidates
+from posters.scrape import HeadWatch, poster_candidates
 from posters.urls import Allowlist
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
@@ -281,7 +284,7 @@ def test_a_redirect_to_an_invalid_url_is_invalid_url_at_once(tmdb: TmdbStandIn):
         async with PosterFetcher(settings) as fetcher:
             return await asyncio.gather(*map(fetcher.fetch, locations), return_exceptions=True)
 
-    for tmdb_id, result in zip(locations, asyncio.run(run())):
+    for tmdb_id, result in zip(locations, asyncio.run(run()), strict=True):
         assert isinstance(result, InvalidURL), (tmdb_id, result)
         assert result.code == "invalid_url" and result.attempts == 1
         assert "redirects to an invalid URL" in result.detail
@@ -321,3 +324,80 @@ def test_a_steady_stream_of_posters_reuses_a_steady_set_of_connections(tmdb: Tmd
     assert all(not isinstance(r, Exception) for r in results), results[:3]
     assert sum(tmdb.requests.values()) == 600
     assert opened <= 16, f"{opened} connections for 600 requests"
+
+
+def test_head_watch_says_enough_once_the_head_names_an_allowed_og_image():
+    allow = Allowlist(["image.tmdb.org"]).allows
+    watch = HeadWatch(PAGE, "utf-8", allow)
+    page = NEW_LAYOUT.encode()
+    cut = page.index(b"</head>") + 3  # "</head>" split across two pieces
+    assert [watch.feed(page[:40]), watch.feed(page[40:cut]), watch.feed(page[cut:])] == [
+        False, False, True
+    ]
+    off_list = HeadWatch(PAGE, "utf-8", allow)
+    assert not off_list.feed(OG_ELSEWHERE.encode()) and off_list.done
+    no_og = HeadWatch(PAGE, None, allow)
+    assert not no_og.feed(IMG_ONLY.encode()) and no_og.done
+    no_head_tag = HeadWatch(PAGE, None, allow)  # the head ends where the body begins
+    assert no_head_tag.feed(NEW_LAYOUT.replace("</head>", "").encode())
+
+
+class SlowTail:
+    """A movie page: its head (with og:image) at once, then `total` bytes of body, slowly."""
+
+    def __init__(self, head: str, total: int = 20 * 1024 * 1024, chunk: int = 16 * 1024):
+        self.head, self.total, self.chunk = head.encode(), total, chunk
+        self.sent = 0
+
+    def __call__(self, h: Any) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html; charset=utf-8")
+        h.send_header("Connection", "close")  # no length: the body runs until the server stops
+        h.end_headers()
+        h.close_connection = True
+        try:
+            h.wfile.write(self.head + b"<body>")
+            while self.sent < self.total:
+                h.wfile.write(b"<p>" + b"x" * self.chunk + b"</p>")
+                h.wfile.flush()
+                self.sent += self.chunk
+                time.sleep(0.05)
+        except OSError:  # the client hung up, as it should
+            pass
+
+
+def test_a_page_is_read_only_up_to_a_head_that_names_the_poster(tmdb: TmdbStandIn):
+    tmdb.movies[901] = StandInMovie(_image("JPEG"))
+    head = f'<html><head><meta property="og:image" content="{tmdb.image_url(901)}"></head>'
+    tmdb.routes["/movie/901"] = tail = SlowTail(head)
+    settings = FetchSettings(tmdb_base_url=tmdb.base_url, poster_hosts=[tmdb.host])
+
+    async def run() -> Poster:
+        async with PosterFetcher(settings) as fetcher:
+            return await fetcher.fetch(901)
+
+    began = time.monotonic()
+    poster = asyncio.run(run())
+    assert poster.url == tmdb.image_url(901)
+    assert tail.sent < 512 * 1024, f"{tail.sent} bytes of the page were sent"
+    assert time.monotonic() - began < 3
+
+
+def test_pages_without_a_usable_og_image_are_read_in_full_and_every_layout_works(tmdb: TmdbStandIn):
+    image = _image("JPEG")
+    for tmdb_id, layout in ((1, "og"), (2, "img"), (3, "old")):
+        tmdb.movies[tmdb_id] = StandInMovie(image, layout=layout)
+    body_poster = f'<img class="poster" src="{tmdb.image_url(4)}">' + "<p>filler</p>" * 20_000
+    tmdb.movies[4] = StandInMovie(image)
+    tmdb.routes["/movie/4"] = partial(  # og:image off the allowlist; the poster after 250 KB
+        respond, status=200, content_type="text/html",
+        body=(OG_ELSEWHERE.replace("<body>", "<body>" + body_poster)).encode(),
+    )
+    settings = FetchSettings(tmdb_base_url=tmdb.base_url, poster_hosts=[tmdb.host])
+
+    async def run() -> list[Poster]:
+        async with PosterFetcher(settings) as fetcher:
+            return [await fetcher.fetch(tmdb_id) for tmdb_id in (1, 2, 3, 4)]
+
+    posters = asyncio.run(run())
+    assert [p.url for p in posters] == [tmdb.image_url(i) for i in (1, 2, 3, 4)]
