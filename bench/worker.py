@@ -138,7 +138,7 @@ def serve_posters(poster_dir: Path, port: int, delay_s: float = 0.0) -> None:
     base = f"http://127.0.0.1:{port}"
     not_found = _response("404 Not Found", b"not found", "text/plain")
     movie = re.compile(rb"GET /movie/(\d+)[^ ]* HTTP")
-    image = re.compile(rb"GET /t/p/w500/(\d+)\.jpg HTTP")
+    image = re.compile(rb"GET /t/p/w\d+/(\d+)\.jpg HTTP")  # any rendition: the same bytes
     pages: dict[bytes, bytes] = {}
 
     class Http(asyncio.Protocol):

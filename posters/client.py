@@ -26,7 +26,7 @@ from posters.net import AddressGuard, Resolver, checked_transport
 from posters.retry import Budget, Retrier
 from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
-from posters.urls import Allowlist, display_url
+from posters.urls import Allowlist, display_url, with_rendition
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class PosterFetcher:
             url = await self._poster_url_from_api(tmdb_id, budget)
         else:
             url = await self._poster_url_from_page(tmdb_id, budget)
+        url = with_rendition(url, self.settings.poster_rendition)
         request = Request(url, self.settings.max_image_bytes, "image/*", image=True)
         image = await self._get(request, budget)
         try:

@@ -31,6 +31,12 @@ class FetchSettings(BaseSettings):
     tmdb_image_base_url: str = Field(
         "https://image.tmdb.org/t/p/w500", description="Prefix of API `poster_path` values."
     )
+    poster_rendition: str = Field(
+        "w342",
+        pattern=r"^(|original|[wh][0-9]+)$",
+        description="TMDB image size asked for (`/t/p/<size>/` in the poster URL): w342 covers "
+        "a 224-pixel model input; empty keeps the size the page or the API names.",
+    )
     tmdb_language: str = Field(
         "en-US", description="`?language=` and `Accept-Language` (not the locale's LANGUAGE)."
     )

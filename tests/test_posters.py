@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
 from posters import (
@@ -28,7 +29,7 @@ from posters import (
 from posters.images import inspect_image
 from posters.retry import backoff_delay, parse_retry_after
 from posters.scrape import HeadWatch, poster_candidates
-from posters.urls import Allowlist
+from posters.urls import Allowlist, with_rendition
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 
@@ -378,7 +379,7 @@ def test_a_page_is_read_only_up_to_a_head_that_names_the_poster(tmdb: TmdbStandI
 
     began = time.monotonic()
     poster = asyncio.run(run())
-    assert poster.url == tmdb.image_url(901)
+    assert poster.url == tmdb.image_url(901).replace("/w500/", "/w342/")
     assert tail.sent < 512 * 1024, f"{tail.sent} bytes of the page were sent"
     assert time.monotonic() - began < 3
 
@@ -400,4 +401,65 @@ def test_pages_without_a_usable_og_image_are_read_in_full_and_every_layout_works
             return [await fetcher.fetch(tmdb_id) for tmdb_id in (1, 2, 3, 4)]
 
     posters = asyncio.run(run())
-    assert [p.url for p in posters] == [tmdb.image_url(i) for i in (1, 2, 3, 4)]
+    urls = [tmdb.image_url(i).replace("/w500/", "/w342/") for i in (1, 2, 3, 4)]
+    assert [p.url for p in posters] == urls
+
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("https://image.tmdb.org/t/p/w780/f89U3.jpg", "https://image.tmdb.org/t/p/w342/f89U3.jpg"),
+        ("https://image.tmdb.org/t/p/original/a.png", "https://image.tmdb.org/t/p/w342/a.png"),
+        (
+            "https://media.themoviedb.org/t/p/w600_and_h900_bestv2/f89U3.jpg",
+            "https://media.themoviedb.org/t/p/w342/f89U3.jpg",
+        ),
+        ("http://127.0.0.1:8080/t/p/w500/1.jpg?x=1", "http://127.0.0.1:8080/t/p/w342/1.jpg?x=1"),
+        ("https://cdn.example.com/share.jpg", "https://cdn.example.com/share.jpg"),
+        ("https://image.tmdb.org/t/p/w500/dir/a.jpg", "https://image.tmdb.org/t/p/w500/dir/a.jpg"),
+        ("https://image.tmdb.org/img/t/p/w500/a.jpg", "https://image.tmdb.org/img/t/p/w500/a.jpg"),
+        ("https://image.tmdb.org/t/p/large/a.jpg", "https://image.tmdb.org/t/p/large/a.jpg"),
+    ],
+)
+def test_the_rendition_rewrites_only_tmdb_shaped_image_urls(url: str, expected: str) -> None:
+    assert with_rendition(url, "w342") == expected
+    assert with_rendition(url, "") == url
+
+
+def _images_asked(page: str | None = None, **settings: Any) -> tuple[Poster, list[str]]:
+    """Fetch movie 603 from a site answering `page` (or from the API); the image paths asked."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host in ("www.themoviedb.org", "api.themoviedb.org"):
+            if page is None:
+                return httpx.Response(200, json={"poster_path": "/f89U3.jpg"})
+            return httpx.Response(200, html=page)
+        asked.append(request.url.path)
+        return httpx.Response(200, content=_image("JPEG"), headers={"content-type": "image/jpeg"})
+
+    poster, _ = _fetch(handler, **settings)
+    return poster, asked
+
+
+def test_the_poster_rendition_is_asked_for_og_image_srcset_and_the_api():
+    poster, asked = _images_asked(NEW_LAYOUT)  # og:image w780
+    assert asked == ["/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+    assert poster.url == "https://image.tmdb.org/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    _, asked = _images_asked(IMG_ONLY)  # srcset 2x: w600_and_h900_bestv2
+    assert asked == ["/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+    _, asked = _images_asked(None, tmdb_api_key="k3y")  # TMDB_IMAGE_BASE_URL ends in /w500
+    assert asked == ["/t/p/w342/f89U3.jpg"]
+    _, asked = _images_asked(NEW_LAYOUT, poster_rendition="original")
+    assert asked == ["/t/p/original/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+    _, asked = _images_asked(NEW_LAYOUT, poster_rendition="")  # as the page names it
+    assert asked == ["/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+
+
+def test_the_poster_rendition_setting(monkeypatch):
+    assert FetchSettings().poster_rendition == "w342"
+    monkeypatch.setenv("POSTER_RENDITION", "w185")
+    assert FetchSettings().poster_rendition == "w185"
+    for bad in ("w342/../x", "342", "W342", "w"):
+        with pytest.raises(ValidationError):
+            FetchSettings(poster_rendition=bad)
