@@ -23,6 +23,7 @@ from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUn
 from posters.guarded import GuardedClient, Request, Response
 from posters.images import inspect_image
 from posters.net import AddressGuard, Resolver, checked_transport
+from posters.pacing import HostPacer
 from posters.retry import Budget, Retrier
 from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
@@ -82,7 +83,8 @@ class PosterFetcher:
         self._http = GuardedClient(
             self._client, self.allowlist, self.breaker, settings.max_redirects
         )
-        self._retrier = Retrier(settings, self.breaker)
+        self.pacer = HostPacer(settings)
+        self._retrier = Retrier(settings, self.breaker, self.pacer)
 
     @property
     def retries(self) -> int:
@@ -182,5 +184,5 @@ class PosterFetcher:
     async def _get(self, request: Request, budget: Budget) -> Response:
         """GET with retries on transient failures, within the poster's time budget."""
         return await self._retrier.run(
-            request.url, budget, lambda probe: self._http.get(request, probe)
+            request.url, budget, lambda probe, pace: self._http.get(request, probe, pace)
         )

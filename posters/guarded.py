@@ -23,7 +23,7 @@ from posters.errors import (
     PosterNotFound,
     TransientError,
 )
-from posters.retry import parse_retry_after
+from posters.retry import Pace, parse_retry_after
 from posters.urls import Allowlist, display_url, host_key, url_problem
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -62,6 +62,7 @@ class _HostHealth:
     def __init__(self, breaker: CircuitBreaker, host: str, probe: bool):
         self.breaker, self.host, self.probe = breaker, host, probe
         self.known = False
+        self.sent = False  # the request went out (it may have waited for its rate limit before)
 
     def failed(self, detail: str) -> None:
         if not self.known:
@@ -103,23 +104,24 @@ class GuardedClient:
         self.breaker = breaker
         self.max_redirects = max_redirects
 
-    async def get(self, request: Request, probe: bool = False) -> Response:
+    async def get(self, request: Request, probe: bool, pace: Pace) -> Response:
         """One GET, following redirects by hand so that every hop is checked.
 
-        `probe`: this request is the one the breaker let out to test a host that is down.
+        `probe`: this request is the one the breaker let out to test a host that is down;
+        `pace(url)` is awaited before each hop is sent (the host's rate limit).
         """
         headers = {"Accept": request.accept, **request.headers}
         headers["Accept-Encoding"] = "identity" if request.image else "gzip, deflate"
         url = request.url
         for hop in range(self.max_redirects + 1):
-            answer = await self._hop(url, headers, request, probe and hop == 0)
+            answer = await self._hop(url, headers, request, probe and hop == 0, pace)
             if isinstance(answer, Response):
                 return answer
             url = answer
         raise PosterError(f"more than {self.max_redirects} redirects from {display_url(url)}")
 
     async def _hop(
-        self, url: str, headers: dict[str, str], request: Request, probe: bool
+        self, url: str, headers: dict[str, str], request: Request, probe: bool, pace: Pace
     ) -> Response | str:
         """Request `url` once: the final response, or the URL it redirects to."""
         if problem := url_problem(url):
@@ -130,6 +132,7 @@ class GuardedClient:
             raise CircuitOpen(host)
         health = _HostHealth(self.breaker, host, probe)
         try:
+            await pace(url)
             response = await self._send(url, headers, health)
             try:
                 health.answered(response.status_code)
@@ -142,7 +145,8 @@ class GuardedClient:
             finally:
                 await response.aclose()
         except asyncio.CancelledError:  # the request timeout (a slow host) or shutdown
-            health.failed(f"no complete answer from {display_url(url)} in time")
+            if health.sent:
+                health.failed(f"no complete answer from {display_url(url)} in time")
             raise
         finally:
             health.settle()
@@ -153,6 +157,7 @@ class GuardedClient:
         The httpx error is not chained: its message can quote a request header, and the
         API token is one.
         """
+        health.sent = True
         try:
             request = self._client.build_request("GET", url, headers=headers)
             return await self._client.send(request, stream=True)

@@ -65,6 +65,15 @@ class FetchSettings(BaseSettings):
     max_outage_wait_s: float = Field(
         120.0, ge=0, description="Longest a poster waits for open circuits."
     )
+    site_rate_limit: float = Field(
+        20.0, ge=0, description="Requests a second to the site (TMDB_BASE_URL); 0: no limit."
+    )
+    image_rate_limit: float = Field(
+        100.0, ge=0, description="Requests a second to each other host (images, API); 0: no limit."
+    )
+    rate_limit_burst: int = Field(
+        5, ge=1, description="Requests a host may get at once after a quiet spell."
+    )
     max_redirects: int = Field(5, ge=0, le=20)
     max_page_bytes: int = Field(2 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)

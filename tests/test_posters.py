@@ -27,6 +27,7 @@ from posters import (
     PosterUnreadable,
 )
 from posters.images import inspect_image
+from posters.pacing import HostPacer, TokenBucket
 from posters.retry import backoff_delay, parse_retry_after
 from posters.scrape import HeadWatch, poster_candidates
 from posters.urls import Allowlist, with_rendition
@@ -304,6 +305,8 @@ def test_a_steady_stream_of_posters_reuses_a_steady_set_of_connections(tmdb: Tmd
         tmdb_base_url=tmdb.base_url,
         poster_hosts=[f"images.test:{port}"],
         fetch_concurrency=8,
+        site_rate_limit=0,  # no pause between requests: connections are what is measured
+        image_rate_limit=0,
     )
 
     async def loopback(host: str, port: int) -> list[str]:
@@ -463,3 +466,45 @@ def test_the_poster_rendition_setting(monkeypatch):
     for bad in ("w342/../x", "342", "W342", "w"):
         with pytest.raises(ValidationError):
             FetchSettings(poster_rendition=bad)
+
+
+def test_the_token_bucket_spends_its_burst_then_spaces_requests_at_the_rate():
+    clock = {"t": 100.0}
+    bucket = TokenBucket(rate=4.0, burst=2, clock=lambda: clock["t"])
+    assert [bucket.reserve() for _ in range(5)] == pytest.approx([0, 0, 0.25, 0.5, 0.75])
+    clock["t"] += 0.75  # the reserved tokens come due; none is saved up
+    assert bucket.reserve() == pytest.approx(0.25)
+    clock["t"] += 10  # a quiet spell saves up no more than the burst
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([0, 0, 0.25])
+
+
+def test_each_host_has_its_own_bucket_and_the_site_the_lower_rate():
+    clock = {"t": 0.0}
+    settings = FetchSettings(site_rate_limit=2, image_rate_limit=10, rate_limit_burst=1)
+    pacer = HostPacer(settings, clock=lambda: clock["t"])
+    site = "https://www.themoviedb.org/movie/1"
+    image = "https://image.tmdb.org/t/p/w342/a.jpg"
+    assert [pacer.reserve(site) for _ in range(3)] == pytest.approx([0, 0.5, 1.0])
+    assert [pacer.reserve(image) for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
+    assert pacer.reserve("https://media.themoviedb.org/a.jpg") == 0  # a bucket of its own
+    unlimited = HostPacer(FetchSettings(site_rate_limit=0), clock=lambda: clock["t"])
+    assert [unlimited.reserve(site) for _ in range(10)] == [0] * 10
+
+
+def test_requests_wait_for_the_rate_limit_without_using_tries_or_the_request_timeout():
+    handler, calls = _site([])
+    settings = FetchSettings(
+        site_rate_limit=10, rate_limit_burst=1, request_timeout_s=0.2, backoff_base_s=0.001
+    )
+
+    async def run() -> tuple[list[Poster], int]:
+        async with PosterFetcher(settings, transport=httpx.MockTransport(handler)) as fetcher:
+            posters = await asyncio.gather(*(fetcher.fetch(i) for i in range(1, 7)))
+            return posters, fetcher.retries
+
+    began = time.monotonic()
+    posters, retries = asyncio.run(run())
+    took = time.monotonic() - began
+    assert calls.count("/movie/1") == 1 and len(calls) == 12  # 6 pages, 6 images
+    assert took >= 0.5, f"6 page requests at 10/s (a burst of 1) took {took:.2f} s"
+    assert retries == 0 and [p.attempts for p in posters] == [2] * 6
