@@ -24,6 +24,7 @@ from posters.guarded import GuardedClient, Request, Response
 from posters.images import inspect_image
 from posters.net import AddressGuard, Resolver, checked_transport
 from posters.pacing import HostPacer
+from posters.proxies import proxy_mounts
 from posters.retry import Budget, Retrier
 from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
@@ -41,6 +42,33 @@ class Poster:
     width: int
     height: int
     attempts: int
+
+
+def _http_client(
+    settings: FetchSettings, guard: AddressGuard, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    """The shared client: its connections (and the proxies', if any) go through the guard."""
+    # As many connections may stay open as may be open: httpcore (1.0.9) closes idle
+    # connections whenever the pool holds more than `max_keepalive_connections` in all.
+    pool_size = settings.fetch_concurrency * 2
+    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    if transport is None:
+        transport = checked_transport(guard, limits=limits)
+        proxies = proxy_mounts(settings)
+        guard.trust_proxies(url for url in proxies.values() if url is not None)
+        for pattern, url in proxies.items():
+            proxied = None if url is None else checked_transport(guard, limits=limits, proxy=url)
+            mounts[pattern] = proxied
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+        limits=limits,
+        headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
+        transport=transport,
+        mounts=mounts,
+        trust_env=False,  # proxies only as `proxy_mounts` says; never .netrc credentials
+    )
 
 
 class PosterFetcher:
@@ -66,20 +94,7 @@ class PosterFetcher:
         self.breaker = CircuitBreaker(
             settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
-        # As many connections may stay open as may be open: httpcore (1.0.9) closes idle
-        # connections whenever the pool holds more than `max_keepalive_connections` in all.
-        pool_size = settings.fetch_concurrency * 2
-        limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
-        if transport is None:
-            transport = checked_transport(self.guard, limits=limits)
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-            limits=limits,
-            headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
-            transport=transport,
-            trust_env=False,
-        )
+        self._client = _http_client(settings, self.guard, transport)
         self._http = GuardedClient(
             self._client, self.allowlist, self.breaker, settings.max_redirects
         )

@@ -74,6 +74,14 @@ class FetchSettings(BaseSettings):
     rate_limit_burst: int = Field(
         5, ge=1, description="Requests a host may get at once after a quiet spell."
     )
+    fetch_use_env_proxy: bool = Field(
+        False, description="Go through HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, but to NO_PROXY hosts."
+    )
+    # The standard proxy variables (either case), used only with `fetch_use_env_proxy`.
+    https_proxy: SecretStr | None = None  # a proxy URL may carry a password
+    http_proxy: SecretStr | None = None
+    all_proxy: SecretStr | None = None
+    no_proxy: str = ""
     max_redirects: int = Field(5, ge=0, le=20)
     max_page_bytes: int = Field(2 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)
