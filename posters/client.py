@@ -3,8 +3,9 @@
 One fetcher serves the worker and the trainer. It finds the poster's URL on the movie
 page (or from the API's `poster_path`), downloads it and checks that it is an image
 within the caps. Each request goes through `Retrier` (tries, backoff, the poster's time
-budget, the circuit breaker) around `GuardedClient` (allowlist on every redirect hop,
-byte caps), over connections that `CheckedBackend` makes only to public addresses.
+budget, the circuit breaker, the hosts' rate limits) around `GuardedClient` (allowlist on
+every redirect hop, byte caps), over connections that `CheckedBackend` makes only to
+public addresses (or to a configured proxy, see `posters.proxies`).
 See docs/reliability.md.
 """
 

@@ -1,8 +1,9 @@
 """One GET through the allowlist and the circuit breaker, with redirects followed by hand.
 
 httpx would follow a redirect to any host; here every hop is checked against the
-allowlist before it is requested, and tells the breaker whether its host is up.
-Connections themselves go through `posters.net.CheckedBackend` (the SSRF guard after DNS).
+allowlist before it is requested, waits for its host's rate limit, and tells the breaker
+whether its host is up. Connections themselves go through `posters.net.CheckedBackend`
+(the SSRF guard after DNS).
 """
 
 from __future__ import annotations
