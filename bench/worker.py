@@ -154,6 +154,8 @@ def worker_env(variant: Variant, args: argparse.Namespace, broker: Any, server: 
         SESSION_TIMEOUT_MS="6000",
         HEARTBEAT_INTERVAL_MS="1000",
         BATCH_SIZE=str(args.batch_size),
+        SITE_RATE_LIMIT="0",  # a loopback server: measure the worker, not the politeness limit
+        IMAGE_RATE_LIMIT="0",
     )
     env.update({k: v for k, v in variant.env.items() if k != "PYTHONPATH"})
     if "PYTHONPATH" in variant.env:  # extra paths go after the variant's checkout

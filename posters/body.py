@@ -1,14 +1,17 @@
-"""Reading a response body within a byte cap, however it is sent.
+"""Reading a response body within a byte cap, however it is sent, and no further than needed.
 
 The cap applies to the bytes after decompression, which happens in bounded steps, so a
 small gzip bomb cannot inflate in memory; a body that passes the cap is refused as soon
-as it does, without reading the rest.
+as it does, without reading the rest. A reader may also stop once it has what it needs
+(a page's head names the poster). A body that is left unread costs its connection
+(httpcore closes it), so a small rest is read and dropped instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 
@@ -17,6 +20,12 @@ from posters.urls import display_url
 
 # zlib wbits of each accepted content-encoding (47: a gzip or a zlib header)
 CONTENT_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 15}
+# An unwanted rest of a body is read and dropped up to this size, for this long, to keep
+# its connection; past that the connection is closed.
+DISCARD_MAX_BYTES = 64 * 1024
+DISCARD_MAX_S = 1.0
+
+Enough = Callable[[bytes], bool]  # fed the body as it arrives; True once the rest is not needed
 
 
 class _CappedBuffer:
@@ -28,22 +37,25 @@ class _CappedBuffer:
         self.chunks: list[bytes] = []
         self.size = 0
 
-    def add(self, raw: bytes) -> None:
-        """Append `raw` (decompressed); stop early once over the cap."""
+    def add(self, raw: bytes) -> bytes:
+        """Append `raw` (decompressed), stopping early once over the cap; the bytes added."""
         if self.decoder is None:
             self.size += len(raw)
             self.chunks.append(raw)
-            return
+            return raw
+        added: list[bytes] = []
         data = raw
         while data:
             out = self.decoder.decompress(data, self.max_bytes - self.size + 1)
             data = self.decoder.unconsumed_tail
             self.size += len(out)
             if self.size > self.max_bytes:
-                return
-            self.chunks.append(out)
+                break
+            added.append(out)
             if self.decoder.eof:
-                return
+                break
+        self.chunks += added
+        return b"".join(added)
 
     @property
     def over(self) -> bool:
@@ -63,24 +75,39 @@ def _decoder(response: httpx.Response, url: str) -> zlib._Decompress | None:
     return None
 
 
-async def read_capped(response: httpx.Response, url: str, max_bytes: int, image: bool) -> bytes:
-    """The body, decompressed in bounded steps, refused as soon as it passes `max_bytes`."""
-    too_big = PosterTooLarge if image else PosterError
+def _declared_length(response: httpx.Response) -> int | None:
     declared = response.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise too_big(f"{display_url(url)} is {int(declared)} bytes, over the cap of {max_bytes}")
+    return int(declared) if declared.isdigit() else None
+
+
+async def read_capped(
+    response: httpx.Response, url: str, max_bytes: int, image: bool, enough: Enough | None = None
+) -> bytes:
+    """The body, decompressed in bounded steps, refused as soon as it passes `max_bytes`.
+
+    With `enough`, reading stops (the rest is dropped) once it says the body so far will do.
+    """
+    too_big = PosterTooLarge if image else PosterError
+    declared = _declared_length(response)
+    if declared is not None and declared > max_bytes:
+        raise too_big(f"{display_url(url)} is {declared} bytes, over the cap of {max_bytes}")
     decoder = _decoder(response, url)
     if response.is_stream_consumed:  # a body already in memory (an in-process transport)
         decoder, source = None, _in_memory(response.content)
     else:
         source = response.aiter_raw()
     body = _CappedBuffer(max_bytes, decoder)
+    raw_size = 0
     try:
         async for raw in source:
-            body.add(raw)
+            raw_size += len(raw)
+            added = body.add(raw)
             if body.over:
                 what = "decompresses to more than" if decoder is not None else "is over"
                 raise too_big(f"{display_url(url)} {what} the cap of {max_bytes} bytes")
+            if enough is not None and enough(added):
+                await drain(source, None if declared is None else declared - raw_size)
+                break
     except httpx.TimeoutException as exc:
         raise TransientError(f"timed out reading {display_url(url)}") from exc
     except zlib.error as exc:
@@ -89,6 +116,31 @@ async def read_capped(response: httpx.Response, url: str, max_bytes: int, image:
         what = type(exc).__name__
         raise TransientError(f"connection lost reading {display_url(url)}: {what}") from exc
     return b"".join(body.chunks)
+
+
+async def drain(chunks: AsyncIterator[bytes], expected: int | None = None) -> None:
+    """Read and drop the rest of a body, so that its connection can be used again.
+
+    Gives up past `DISCARD_MAX_BYTES` or `DISCARD_MAX_S`, or at once when `expected`
+    (the bytes announced) is more than that: the connection is closed then.
+    """
+    if expected is not None and expected > DISCARD_MAX_BYTES:
+        return
+    size = 0
+    try:
+        async with asyncio.timeout(DISCARD_MAX_S):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > DISCARD_MAX_BYTES:
+                    return
+    except (TimeoutError, httpx.TransportError):
+        return
+
+
+async def discard_body(response: httpx.Response) -> None:
+    """Read and drop a small unwanted body (a redirect's, an error's) to keep the connection."""
+    if not response.is_stream_consumed:
+        await drain(response.aiter_raw(), _declared_length(response))
 
 
 async def _in_memory(content: bytes) -> AsyncIterator[bytes]:

@@ -3,8 +3,9 @@
 One fetcher serves the worker and the trainer. It finds the poster's URL on the movie
 page (or from the API's `poster_path`), downloads it and checks that it is an image
 within the caps. Each request goes through `Retrier` (tries, backoff, the poster's time
-budget, the circuit breaker) around `GuardedClient` (allowlist on every redirect hop,
-byte caps), over connections that `CheckedBackend` makes only to public addresses.
+budget, the circuit breaker, the hosts' rate limits) around `GuardedClient` (allowlist on
+every redirect hop, byte caps), over connections that `CheckedBackend` makes only to
+public addresses (or to a configured proxy, see `posters.proxies`).
 See docs/reliability.md.
 """
 
@@ -17,15 +18,18 @@ from types import TracebackType
 
 import httpx
 
+from posters.body import Enough
 from posters.breaker import CircuitBreaker
 from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
 from posters.guarded import GuardedClient, Request, Response
 from posters.images import inspect_image
 from posters.net import AddressGuard, Resolver, checked_transport
+from posters.pacing import HostPacer
+from posters.proxies import proxy_mounts
 from posters.retry import Budget, Retrier
-from posters.scrape import poster_candidates
+from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
-from posters.urls import Allowlist, display_url
+from posters.urls import Allowlist, display_url, with_rendition
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,33 @@ class Poster:
     width: int
     height: int
     attempts: int
+
+
+def _http_client(
+    settings: FetchSettings, guard: AddressGuard, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    """The shared client: its connections (and the proxies', if any) go through the guard."""
+    # As many connections may stay open as may be open: httpcore (1.0.9) closes idle
+    # connections whenever the pool holds more than `max_keepalive_connections` in all.
+    pool_size = settings.fetch_concurrency * 2
+    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    if transport is None:
+        transport = checked_transport(guard, limits=limits)
+        proxies = proxy_mounts(settings)
+        guard.trust_proxies(url for url in proxies.values() if url is not None)
+        for pattern, url in proxies.items():
+            proxied = None if url is None else checked_transport(guard, limits=limits, proxy=url)
+            mounts[pattern] = proxied
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
+        limits=limits,
+        headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
+        transport=transport,
+        mounts=mounts,
+        trust_env=False,  # proxies only as `proxy_mounts` says; never .netrc credentials
+    )
 
 
 class PosterFetcher:
@@ -64,24 +95,12 @@ class PosterFetcher:
         self.breaker = CircuitBreaker(
             settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
-        limits = httpx.Limits(
-            max_connections=settings.fetch_concurrency * 2,
-            max_keepalive_connections=settings.fetch_concurrency,
-        )
-        if transport is None:
-            transport = checked_transport(self.guard, limits=limits)
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-            limits=limits,
-            headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
-            transport=transport,
-            trust_env=False,
-        )
+        self._client = _http_client(settings, self.guard, transport)
         self._http = GuardedClient(
             self._client, self.allowlist, self.breaker, settings.max_redirects
         )
-        self._retrier = Retrier(settings, self.breaker)
+        self.pacer = HostPacer(settings)
+        self._retrier = Retrier(settings, self.breaker, self.pacer)
 
     @property
     def retries(self) -> int:
@@ -110,6 +129,7 @@ class PosterFetcher:
             url = await self._poster_url_from_api(tmdb_id, budget)
         else:
             url = await self._poster_url_from_page(tmdb_id, budget)
+        url = with_rendition(url, self.settings.poster_rendition)
         request = Request(url, self.settings.max_image_bytes, "image/*", image=True)
         image = await self._get(request, budget)
         try:
@@ -132,7 +152,8 @@ class PosterFetcher:
         """The first allowed poster URL on the movie's page."""
         settings = self.settings
         page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
-        page = await self._get(Request(page_url, settings.max_page_bytes, "text/html"), budget)
+        request = Request(page_url, settings.max_page_bytes, "text/html", watch=self._head_watch)
+        page = await self._get(request, budget)
         try:
             text = page.content.decode(page.encoding or "utf-8", errors="replace")
         except LookupError:  # a charset Python does not know
@@ -147,6 +168,10 @@ class PosterFetcher:
                 f"the poster of movie {tmdb_id} is at {where}, off the allowlist", budget.attempts
             )
         raise PosterNotFound(f"no poster on {display_url(page.url)}", budget.attempts)
+
+    def _head_watch(self, page_url: str, encoding: str | None) -> Enough:
+        """Stop reading a page once its head names an allowed poster."""
+        return HeadWatch(page_url, encoding, self.allowlist.allows).feed
 
     async def _poster_url_from_api(self, tmdb_id: int, budget: Budget) -> str:
         """The image URL of the API's `poster_path` for the movie."""
@@ -175,5 +200,5 @@ class PosterFetcher:
     async def _get(self, request: Request, budget: Budget) -> Response:
         """GET with retries on transient failures, within the poster's time budget."""
         return await self._retrier.run(
-            request.url, budget, lambda probe: self._http.get(request, probe)
+            request.url, budget, lambda probe, pace: self._http.get(request, probe, pace)
         )

@@ -1,19 +1,21 @@
 """One GET through the allowlist and the circuit breaker, with redirects followed by hand.
 
 httpx would follow a redirect to any host; here every hop is checked against the
-allowlist before it is requested, and tells the breaker whether its host is up.
-Connections themselves go through `posters.net.CheckedBackend` (the SSRF guard after DNS).
+allowlist before it is requested, waits for its host's rate limit, and tells the breaker
+whether its host is up. Connections themselves go through `posters.net.CheckedBackend`
+(the SSRF guard after DNS).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 import httpx
 
-from posters.body import read_capped
+from posters.body import Enough, discard_body, read_capped
 from posters.breaker import CircuitBreaker, CircuitOpen
 from posters.errors import (
     InvalidURL,
@@ -22,7 +24,7 @@ from posters.errors import (
     PosterNotFound,
     TransientError,
 )
-from posters.retry import parse_retry_after
+from posters.retry import Pace, parse_retry_after
 from posters.urls import Allowlist, display_url, host_key, url_problem
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -31,13 +33,18 @@ HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's
 
 @dataclass(frozen=True)
 class Request:
-    """What to GET, the cap on its body, and whether an image is expected."""
+    """What to GET, the cap on its body, and whether an image is expected.
+
+    `watch(url, encoding)` makes, for each response read, an `Enough` that stops reading
+    once the body so far will do (the final URL and the charset are known by then).
+    """
 
     url: str
     max_bytes: int
     accept: str
     image: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    watch: Callable[[str, str | None], Enough] | None = None
 
 
 @dataclass
@@ -56,6 +63,7 @@ class _HostHealth:
     def __init__(self, breaker: CircuitBreaker, host: str, probe: bool):
         self.breaker, self.host, self.probe = breaker, host, probe
         self.known = False
+        self.sent = False  # the request went out (it may have waited for its rate limit before)
 
     def failed(self, detail: str) -> None:
         if not self.known:
@@ -97,23 +105,24 @@ class GuardedClient:
         self.breaker = breaker
         self.max_redirects = max_redirects
 
-    async def get(self, request: Request, probe: bool = False) -> Response:
+    async def get(self, request: Request, probe: bool, pace: Pace) -> Response:
         """One GET, following redirects by hand so that every hop is checked.
 
-        `probe`: this request is the one the breaker let out to test a host that is down.
+        `probe`: this request is the one the breaker let out to test a host that is down;
+        `pace(url)` is awaited before each hop is sent (the host's rate limit).
         """
         headers = {"Accept": request.accept, **request.headers}
         headers["Accept-Encoding"] = "identity" if request.image else "gzip, deflate"
         url = request.url
         for hop in range(self.max_redirects + 1):
-            answer = await self._hop(url, headers, request, probe and hop == 0)
+            answer = await self._hop(url, headers, request, probe and hop == 0, pace)
             if isinstance(answer, Response):
                 return answer
             url = answer
         raise PosterError(f"more than {self.max_redirects} redirects from {display_url(url)}")
 
     async def _hop(
-        self, url: str, headers: dict[str, str], request: Request, probe: bool
+        self, url: str, headers: dict[str, str], request: Request, probe: bool, pace: Pace
     ) -> Response | str:
         """Request `url` once: the final response, or the URL it redirects to."""
         if problem := url_problem(url):
@@ -124,18 +133,21 @@ class GuardedClient:
             raise CircuitOpen(host)
         health = _HostHealth(self.breaker, host, probe)
         try:
+            await pace(url)
             response = await self._send(url, headers, health)
             try:
                 health.answered(response.status_code)
+                if not response.is_success:
+                    await discard_body(response)  # so that the connection can be reused
                 if response.is_redirect:
                     return _redirect_target(url, response.headers["location"])
                 _raise_for_status(response, url, request.image, host)
-                content = await read_capped(response, url, request.max_bytes, request.image)
-                return Response(url, content, _content_type(response), response.charset_encoding)
+                return await _read(url, response, request)
             finally:
                 await response.aclose()
         except asyncio.CancelledError:  # the request timeout (a slow host) or shutdown
-            health.failed(f"no complete answer from {display_url(url)} in time")
+            if health.sent:
+                health.failed(f"no complete answer from {display_url(url)} in time")
             raise
         finally:
             health.settle()
@@ -146,6 +158,7 @@ class GuardedClient:
         The httpx error is not chained: its message can quote a request header, and the
         API token is one.
         """
+        health.sent = True
         try:
             request = self._client.build_request("GET", url, headers=headers)
             return await self._client.send(request, stream=True)
@@ -160,6 +173,14 @@ class GuardedClient:
             detail = f"could not reach {display_url(url)}: {type(exc).__name__}"
             health.failed(detail)
             raise TransientError(detail, host=health.host) from None
+
+
+async def _read(url: str, response: httpx.Response, request: Request) -> Response:
+    """The body of a 2xx answer, within its cap, no further than `request.watch` needs."""
+    encoding = response.charset_encoding
+    enough = request.watch(url, encoding) if request.watch is not None else None
+    content = await read_capped(response, url, request.max_bytes, request.image, enough)
+    return Response(url, content, _content_type(response), encoding)
 
 
 def _redirect_target(url: str, location: str) -> str:

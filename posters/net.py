@@ -83,6 +83,7 @@ class AddressGuard:
     def __init__(self, trusted: Iterable[str] = (), resolver: Resolver | None = None):
         addresses = (literal_address(host) for host in trusted)
         self.trusted: frozenset[IPAddress] = frozenset(a for a in addresses if a is not None)
+        self.trusted_names: frozenset[str] = frozenset()  # proxies named by the operator
         self._resolver = resolver or system_resolver
 
     @classmethod
@@ -93,6 +94,12 @@ class AddressGuard:
         names = [httpx.URL(url).host for url in urls]
         names += [split_host_port(entry)[0] for entry in hosts]
         return cls(names, resolver)
+
+    def trust_proxies(self, urls: Iterable[str]) -> None:
+        """Let connections to these proxies through, wherever their names resolve to."""
+        hosts = [httpx.URL(url).host.lower() for url in urls]
+        self.trusted |= {a for a in map(literal_address, hosts) if a is not None}
+        self.trusted_names |= {host for host in hosts if literal_address(host) is None}
 
     def check(self, address: IPAddress, host: str) -> None:
         """Raise `HostNotAllowed` if `address` (which `host` named) may not be fetched from."""
@@ -118,7 +125,8 @@ class AddressGuard:
             address = literal_address(answer)
             if address is None:
                 raise HostNotAllowed(f"the resolver answered {answer!r} for {host}, not an address")
-            self.check(address, host)
+            if host.lower() not in self.trusted_names:
+                self.check(address, host)
             if address not in addresses:
                 addresses.append(address)
         if not addresses:
@@ -132,7 +140,8 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, guard: AddressGuard, inner: httpcore.AsyncNetworkBackend):
         self.guard = guard
         self._inner = inner
-        self.connects: list[tuple[str, str, int]] = []  # (host, address, port): tests, debugging
+        self.connects: list[tuple[str, str, int]] = []  # (host, address, port): the last 100
+        self.opened = 0  # connections made in all
 
     async def connect_tcp(
         self,
@@ -159,6 +168,7 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
                 continue
             del self.connects[:-100]
             self.connects.append((host, address, port))
+            self.opened += 1
             return stream
         assert error is not None
         raise error
@@ -184,7 +194,7 @@ def checked_transport(guard: AddressGuard, **kwargs: typing.Any) -> httpx.AsyncH
     """
     transport = httpx.AsyncHTTPTransport(trust_env=False, **kwargs)
     pool = transport._pool
-    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - no proxies
+    if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - proxies' are too
         raise TypeError(f"unexpected connection pool {type(pool).__name__}")
     pool._network_backend = CheckedBackend(guard, pool._network_backend)
     return transport

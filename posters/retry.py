@@ -5,6 +5,8 @@ A poster has a time budget (`fetch_deadline_s`) and each request a number of tri
 jitter, never sooner than the server's `Retry-After`. Time spent waiting for an open
 circuit extends the budget (up to `max_outage_wait_s` per poster) and failures while a
 host is down do not use up the tries: an outage of the site is not the event's fault.
+Waiting for a host's rate limit (`posters.pacing`) is not counted either: it extends the
+request's time limit and the budget by as long as it lasts.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from posters.breaker import CircuitBreaker, CircuitOpen
 from posters.errors import FetchFailed, PosterError, TransientError
+from posters.pacing import HostPacer
 from posters.settings import FetchSettings
 from posters.urls import display_url, host_key
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Pace = Callable[[str], Awaitable[None]]  # wait until `url`'s host may be requested
+Attempt = Callable[[bool, Pace], Awaitable[T]]  # one try: (probe, pace) -> result
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -74,14 +80,18 @@ class Retrier:
     for a circuit or a backoff, so waiting posters do not hold up the others.
     """
 
-    def __init__(self, settings: FetchSettings, breaker: CircuitBreaker):
+    def __init__(self, settings: FetchSettings, breaker: CircuitBreaker, pacer: HostPacer):
         self.settings = settings
         self.breaker = breaker
+        self.pacer = pacer
         self._semaphore = asyncio.Semaphore(settings.fetch_concurrency)
         self.retries = 0  # transient failures retried, for metrics
 
-    async def run(self, url: str, budget: Budget, attempt: Callable[[bool], Awaitable[T]]) -> T:
-        """`attempt(probe)` until it succeeds or fails for good; raise a `PosterError` then."""
+    async def run(self, url: str, budget: Budget, attempt: Attempt[T]) -> T:
+        """`attempt(probe, pace)` until it succeeds or fails for good; a `PosterError` then.
+
+        The attempt awaits `pace(url)` before each request it sends (each redirect hop).
+        """
         tries = 0
         wait_for = host_key(url)
         while True:
@@ -113,18 +123,26 @@ class Retrier:
         budget.deadline += waited
         return probe
 
-    async def _try(
-        self, url: str, budget: Budget, attempt: Callable[[bool], Awaitable[T]], probe: bool
-    ) -> T:
+    async def _try(self, url: str, budget: Budget, attempt: Attempt[T], probe: bool) -> T:
         """One try, within the request timeout and what is left of the poster's budget."""
         async with self._semaphore:
             left = max(0.0, budget.deadline - time.monotonic())
             limit = min(self.settings.request_timeout_s, left)
             try:
-                async with asyncio.timeout(limit):
-                    return await attempt(probe)
+                async with asyncio.timeout(limit) as timer:
+                    return await attempt(probe, partial(self._pace, budget, timer))
             except TimeoutError as exc:
                 raise TransientError(f"{display_url(url)} took over {limit:.1f} s") from exc
+
+    async def _pace(self, budget: Budget, timer: asyncio.Timeout, url: str) -> None:
+        """Wait for a token to request `url`; the wait moves the time limits back as much."""
+        delay = self.pacer.reserve(url)
+        if delay > 0:
+            budget.deadline += delay
+            when = timer.when()
+            if when is not None:
+                timer.reschedule(when + delay)
+            await asyncio.sleep(delay)
 
     async def _back_off(self, url: str, exc: TransientError, tries: int, budget: Budget) -> None:
         """Sleep before the next try, or raise `FetchFailed` if none is left or in time."""

@@ -1,11 +1,15 @@
 """Where a movie page keeps its poster: the layouts themoviedb.org has used, best first.
 
 Kept apart from the HTTP side so that the property-based tests can throw arbitrary
-markup at it: it never raises, and returns only absolute http(s) URLs.
+markup at it: it never raises, and returns only absolute http(s) URLs. `HeadWatch`
+lets the fetcher stop reading a page whose head already names the poster (og:image):
+the rest of a movie page is most of its bytes and most of the parsing.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 import parsel
@@ -16,6 +20,9 @@ from posters.urls import DEFAULT_PORTS, url_problem
 MAX_CANDIDATES = 20
 
 _CONTROL_CHARS = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20))}
+_OG_IMAGE = '//meta[@property="og:image" or @name="og:image"][1]/@content'
+_HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # a head may end without its tag
+MAX_HEAD_BYTES = 512 * 1024  # a page whose head is longer is searched in full
 
 
 def poster_candidates(html: str, page_url: str) -> list[str]:
@@ -26,9 +33,9 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
     `/assets/` (the logo TMDB shares when a movie has no poster) is not a poster, and
     a URL that cannot be requested (DEL in it, say) is skipped.
     """
-    sel = parsel.Selector(text=html.translate(_CONTROL_CHARS))  # lxml refuses them in attributes
+    sel = _selector(html)
     found: list[str] = []
-    found += sel.xpath('//meta[@property="og:image" or @name="og:image"][1]/@content').getall()[:1]
+    found += sel.xpath(_OG_IMAGE).getall()[:1]
     for img in sel.css("img.poster")[: MAX_CANDIDATES * 2]:
         found += _srcset_urls(img.attrib.get("srcset", ""), "2x")
         if src := img.attrib.get("src"):
@@ -42,6 +49,53 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
         if len(urls) >= MAX_CANDIDATES:
             break
     return urls
+
+
+def _selector(html: str) -> parsel.Selector:
+    return parsel.Selector(text=html.translate(_CONTROL_CHARS))  # lxml refuses them in attributes
+
+
+class HeadWatch:
+    """Watches a movie page arrive: `feed` says when its head names a usable og:image.
+
+    Fed the page's bytes in order; returns True once, when the head is complete and its
+    og:image is a valid URL that `usable` accepts (the allowlist). Then the rest of the
+    page need not be read, and `poster_candidates` of what was read puts that URL first.
+    A page whose head has no usable og:image is read in full, every layout searched.
+    """
+
+    def __init__(self, page_url: str, encoding: str | None, usable: Callable[[str], bool]):
+        self.page_url = page_url
+        self.encoding = encoding or "utf-8"
+        self.usable = usable
+        self._head = bytearray()
+        self.done = False  # the head was seen (or is too long to wait for)
+
+    def feed(self, data: bytes) -> bool:
+        """Whether the page read so far (ending with `data`) is enough."""
+        if self.done:
+            return False
+        start = max(0, len(self._head) - len("</head"))
+        self._head += data
+        end = _HEAD_END.search(self._head, start)
+        if end is None:
+            if len(self._head) > MAX_HEAD_BYTES:
+                self.done = True
+                self._head.clear()
+            return False
+        self.done = True
+        head = _decode(bytes(self._head[: end.start()]), self.encoding)
+        self._head.clear()
+        og_image = _selector(head).xpath(_OG_IMAGE).get()
+        url = _absolute(og_image, self.page_url) if og_image else None
+        return url is not None and self.usable(url)
+
+
+def _decode(content: bytes, encoding: str) -> str:
+    try:
+        return content.decode(encoding, errors="replace")
+    except LookupError:  # a charset Python does not know
+        return content.decode("utf-8", errors="replace")
 
 
 def _srcset_urls(srcset: str, density: str) -> list[str]:

@@ -31,6 +31,12 @@ class FetchSettings(BaseSettings):
     tmdb_image_base_url: str = Field(
         "https://image.tmdb.org/t/p/w500", description="Prefix of API `poster_path` values."
     )
+    poster_rendition: str = Field(
+        "w342",
+        pattern=r"^(|original|[wh][0-9]+)$",
+        description="TMDB image size asked for (`/t/p/<size>/` in the poster URL): w342 covers "
+        "a 224-pixel model input; empty keeps the size the page or the API names.",
+    )
     tmdb_language: str = Field(
         "en-US", description="`?language=` and `Accept-Language` (not the locale's LANGUAGE)."
     )
@@ -59,6 +65,23 @@ class FetchSettings(BaseSettings):
     max_outage_wait_s: float = Field(
         120.0, ge=0, description="Longest a poster waits for open circuits."
     )
+    site_rate_limit: float = Field(
+        20.0, ge=0, description="Requests a second to the site (TMDB_BASE_URL); 0: no limit."
+    )
+    image_rate_limit: float = Field(
+        100.0, ge=0, description="Requests a second to each other host (images, API); 0: no limit."
+    )
+    rate_limit_burst: int = Field(
+        5, ge=1, description="Requests a host may get at once after a quiet spell."
+    )
+    fetch_use_env_proxy: bool = Field(
+        False, description="Go through HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, but to NO_PROXY hosts."
+    )
+    # The standard proxy variables (either case), used only with `fetch_use_env_proxy`.
+    https_proxy: SecretStr | None = None  # a proxy URL may carry a password
+    http_proxy: SecretStr | None = None
+    all_proxy: SecretStr | None = None
+    no_proxy: str = ""
     max_redirects: int = Field(5, ge=0, le=20)
     max_page_bytes: int = Field(2 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)

@@ -7,7 +7,8 @@ wherever they end up in an error or a log line: in API mode it carries the key.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -15,6 +16,10 @@ from posters.errors import HostNotAllowed
 from posters.settings import FetchSettings
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# `/t/p/<size>/<file>`: w500, h632, original, w600_and_h900_bestv2, w220_and_h330_face, ...
+_TMDB_IMAGE_SIZE = re.compile(
+    r"^/t/p/(?:original|[wh]\d+|w\d+_and_h\d+(?:_[a-z0-9]+)*)/(?=[^/]+$)"
+)
 
 
 def split_host_port(entry: str) -> tuple[str, int | None]:
@@ -55,6 +60,18 @@ def display_url(url: str) -> str:
     except ValueError:  # not a URL (see `url_problem`), but it may still carry a key
         return url.partition("?")[0]
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def with_rendition(url: str, size: str) -> str:
+    """`url` asking for TMDB image size `size` if it has TMDB's shape; other URLs as they are."""
+    if not size:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    path = _TMDB_IMAGE_SIZE.sub(f"/t/p/{size}/", parts.path, count=1)
+    return url if path == parts.path else urlunsplit(parts._replace(path=path))
 
 
 def url_problem(url: str) -> str | None:

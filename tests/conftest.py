@@ -118,6 +118,8 @@ def worker_env(broker: EmbeddedBroker, topics: Topics, model_dir: Path, tmdb: Tm
         BACKOFF_BASE_S="0.05",
         BACKOFF_MAX_S="1",
         BATCH_SIZE="8",
+        SITE_RATE_LIMIT="0",  # the stand-in is no site to be polite to: thousands of events
+        IMAGE_RATE_LIMIT="0",
     )
     env.update(extra)
     return env

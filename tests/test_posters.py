@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from functools import partial
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
-from demo.tmdb import TmdbStandIn, respond
+from demo.tmdb import StandInMovie, TmdbStandIn, respond
 from posters import (
     FetchFailed,
     FetchSettings,
     HostNotAllowed,
     InvalidURL,
     MovieNotFound,
+    Poster,
     PosterFetcher,
     PosterNotFound,
     PosterTooLarge,
     PosterUnreadable,
 )
 from posters.images import inspect_image
+from posters.pacing import HostPacer, TokenBucket
 from posters.retry import backoff_delay, parse_retry_after
-from posters.scrape import poster_candidates
-from posters.urls import Allowlist
+from posters.scrape import HeadWatch, poster_candidates
+from posters.urls import Allowlist, with_rendition
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 
@@ -281,8 +286,225 @@ def test_a_redirect_to_an_invalid_url_is_invalid_url_at_once(tmdb: TmdbStandIn):
         async with PosterFetcher(settings) as fetcher:
             return await asyncio.gather(*map(fetcher.fetch, locations), return_exceptions=True)
 
-    for tmdb_id, result in zip(locations, asyncio.run(run())):
+    for tmdb_id, result in zip(locations, asyncio.run(run()), strict=True):
         assert isinstance(result, InvalidURL), (tmdb_id, result)
         assert result.code == "invalid_url" and result.attempts == 1
         assert "redirects to an invalid URL" in result.detail
         assert tmdb.requests[f"/movie/{tmdb_id}"] == 1  # not retried
+
+
+def test_a_steady_stream_of_posters_reuses_a_steady_set_of_connections(tmdb: TmdbStandIn):
+    """200 posters (600 requests: slug redirect, page, image on a second host name) at
+    concurrency 8 open no more connections than the pool holds (2 x 8)."""
+    image = _image("JPEG")
+    port = tmdb.host.rsplit(":", 1)[1]
+    for tmdb_id in range(1, 201):
+        url = f"http://images.test:{port}/t/p/w500/{tmdb_id}.jpg"
+        tmdb.movies[tmdb_id] = StandInMovie(image, title=f"Movie {tmdb_id}", poster_url=url)
+    settings = FetchSettings(
+        tmdb_base_url=tmdb.base_url,
+        poster_hosts=[f"images.test:{port}"],
+        fetch_concurrency=8,
+        site_rate_limit=0,  # no pause between requests: connections are what is measured
+        image_rate_limit=0,
+    )
+
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async def run() -> tuple[list[object], int]:
+        async with PosterFetcher(settings, resolver=loopback) as fetcher:
+            limit = asyncio.Semaphore(32)  # a worker's batch at a time
+
+            async def one(tmdb_id: int) -> object:
+                async with limit:
+                    return await fetcher.fetch(tmdb_id)
+
+            results = await asyncio.gather(*map(one, range(1, 201)), return_exceptions=True)
+            backend = fetcher._client._transport._pool._network_backend  # type: ignore[attr-defined]
+            return results, backend.opened
+
+    results, opened = asyncio.run(run())
+    assert all(not isinstance(r, Exception) for r in results), results[:3]
+    assert sum(tmdb.requests.values()) == 600
+    assert opened <= 16, f"{opened} connections for 600 requests"
+
+
+def test_head_watch_says_enough_once_the_head_names_an_allowed_og_image():
+    allow = Allowlist(["image.tmdb.org"]).allows
+    watch = HeadWatch(PAGE, "utf-8", allow)
+    page = NEW_LAYOUT.encode()
+    cut = page.index(b"</head>") + 3  # "</head>" split across two pieces
+    assert [watch.feed(page[:40]), watch.feed(page[40:cut]), watch.feed(page[cut:])] == [
+        False, False, True
+    ]
+    off_list = HeadWatch(PAGE, "utf-8", allow)
+    assert not off_list.feed(OG_ELSEWHERE.encode()) and off_list.done
+    no_og = HeadWatch(PAGE, None, allow)
+    assert not no_og.feed(IMG_ONLY.encode()) and no_og.done
+    no_head_tag = HeadWatch(PAGE, None, allow)  # the head ends where the body begins
+    assert no_head_tag.feed(NEW_LAYOUT.replace("</head>", "").encode())
+
+
+class SlowTail:
+    """A movie page: its head (with og:image) at once, then `total` bytes of body, slowly."""
+
+    def __init__(self, head: str, total: int = 20 * 1024 * 1024, chunk: int = 16 * 1024):
+        self.head, self.total, self.chunk = head.encode(), total, chunk
+        self.sent = 0
+
+    def __call__(self, h: Any) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "text/html; charset=utf-8")
+        h.send_header("Connection", "close")  # no length: the body runs until the server stops
+        h.end_headers()
+        h.close_connection = True
+        try:
+            h.wfile.write(self.head + b"<body>")
+            while self.sent < self.total:
+                h.wfile.write(b"<p>" + b"x" * self.chunk + b"</p>")
+                h.wfile.flush()
+                self.sent += self.chunk
+                time.sleep(0.05)
+        except OSError:  # the client hung up, as it should
+            pass
+
+
+def test_a_page_is_read_only_up_to_a_head_that_names_the_poster(tmdb: TmdbStandIn):
+    tmdb.movies[901] = StandInMovie(_image("JPEG"))
+    head = f'<html><head><meta property="og:image" content="{tmdb.image_url(901)}"></head>'
+    tmdb.routes["/movie/901"] = tail = SlowTail(head)
+    settings = FetchSettings(tmdb_base_url=tmdb.base_url, poster_hosts=[tmdb.host])
+
+    async def run() -> Poster:
+        async with PosterFetcher(settings) as fetcher:
+            return await fetcher.fetch(901)
+
+    began = time.monotonic()
+    poster = asyncio.run(run())
+    assert poster.url == tmdb.image_url(901).replace("/w500/", "/w342/")
+    assert tail.sent < 512 * 1024, f"{tail.sent} bytes of the page were sent"
+    assert time.monotonic() - began < 3
+
+
+def test_pages_without_a_usable_og_image_are_read_in_full_and_every_layout_works(tmdb: TmdbStandIn):
+    image = _image("JPEG")
+    for tmdb_id, layout in ((1, "og"), (2, "img"), (3, "old")):
+        tmdb.movies[tmdb_id] = StandInMovie(image, layout=layout)
+    body_poster = f'<img class="poster" src="{tmdb.image_url(4)}">' + "<p>filler</p>" * 20_000
+    tmdb.movies[4] = StandInMovie(image)
+    tmdb.routes["/movie/4"] = partial(  # og:image off the allowlist; the poster after 250 KB
+        respond, status=200, content_type="text/html",
+        body=(OG_ELSEWHERE.replace("<body>", "<body>" + body_poster)).encode(),
+    )
+    settings = FetchSettings(tmdb_base_url=tmdb.base_url, poster_hosts=[tmdb.host])
+
+    async def run() -> list[Poster]:
+        async with PosterFetcher(settings) as fetcher:
+            return [await fetcher.fetch(tmdb_id) for tmdb_id in (1, 2, 3, 4)]
+
+    posters = asyncio.run(run())
+    urls = [tmdb.image_url(i).replace("/w500/", "/w342/") for i in (1, 2, 3, 4)]
+    assert [p.url for p in posters] == urls
+
+
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("https://image.tmdb.org/t/p/w780/f89U3.jpg", "https://image.tmdb.org/t/p/w342/f89U3.jpg"),
+        ("https://image.tmdb.org/t/p/original/a.png", "https://image.tmdb.org/t/p/w342/a.png"),
+        (
+            "https://media.themoviedb.org/t/p/w600_and_h900_bestv2/f89U3.jpg",
+            "https://media.themoviedb.org/t/p/w342/f89U3.jpg",
+        ),
+        ("http://127.0.0.1:8080/t/p/w500/1.jpg?x=1", "http://127.0.0.1:8080/t/p/w342/1.jpg?x=1"),
+        ("https://cdn.example.com/share.jpg", "https://cdn.example.com/share.jpg"),
+        ("https://image.tmdb.org/t/p/w500/dir/a.jpg", "https://image.tmdb.org/t/p/w500/dir/a.jpg"),
+        ("https://image.tmdb.org/img/t/p/w500/a.jpg", "https://image.tmdb.org/img/t/p/w500/a.jpg"),
+        ("https://image.tmdb.org/t/p/large/a.jpg", "https://image.tmdb.org/t/p/large/a.jpg"),
+    ],
+)
+def test_the_rendition_rewrites_only_tmdb_shaped_image_urls(url: str, expected: str) -> None:
+    assert with_rendition(url, "w342") == expected
+    assert with_rendition(url, "") == url
+
+
+def _images_asked(page: str | None = None, **settings: Any) -> tuple[Poster, list[str]]:
+    """Fetch movie 603 from a site answering `page` (or from the API); the image paths asked."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host in ("www.themoviedb.org", "api.themoviedb.org"):
+            if page is None:
+                return httpx.Response(200, json={"poster_path": "/f89U3.jpg"})
+            return httpx.Response(200, html=page)
+        asked.append(request.url.path)
+        return httpx.Response(200, content=_image("JPEG"), headers={"content-type": "image/jpeg"})
+
+    poster, _ = _fetch(handler, **settings)
+    return poster, asked
+
+
+def test_the_poster_rendition_is_asked_for_og_image_srcset_and_the_api():
+    poster, asked = _images_asked(NEW_LAYOUT)  # og:image w780
+    assert asked == ["/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+    assert poster.url == "https://image.tmdb.org/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    _, asked = _images_asked(IMG_ONLY)  # srcset 2x: w600_and_h900_bestv2
+    assert asked == ["/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+    _, asked = _images_asked(None, tmdb_api_key="k3y")  # TMDB_IMAGE_BASE_URL ends in /w500
+    assert asked == ["/t/p/w342/f89U3.jpg"]
+    _, asked = _images_asked(NEW_LAYOUT, poster_rendition="original")
+    assert asked == ["/t/p/original/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+    _, asked = _images_asked(NEW_LAYOUT, poster_rendition="")  # as the page names it
+    assert asked == ["/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"]
+
+
+def test_the_poster_rendition_setting(monkeypatch):
+    assert FetchSettings().poster_rendition == "w342"
+    monkeypatch.setenv("POSTER_RENDITION", "w185")
+    assert FetchSettings().poster_rendition == "w185"
+    for bad in ("w342/../x", "342", "W342", "w"):
+        with pytest.raises(ValidationError):
+            FetchSettings(poster_rendition=bad)
+
+
+def test_the_token_bucket_spends_its_burst_then_spaces_requests_at_the_rate():
+    clock = {"t": 100.0}
+    bucket = TokenBucket(rate=4.0, burst=2, clock=lambda: clock["t"])
+    assert [bucket.reserve() for _ in range(5)] == pytest.approx([0, 0, 0.25, 0.5, 0.75])
+    clock["t"] += 0.75  # the reserved tokens come due; none is saved up
+    assert bucket.reserve() == pytest.approx(0.25)
+    clock["t"] += 10  # a quiet spell saves up no more than the burst
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([0, 0, 0.25])
+
+
+def test_each_host_has_its_own_bucket_and_the_site_the_lower_rate():
+    clock = {"t": 0.0}
+    settings = FetchSettings(site_rate_limit=2, image_rate_limit=10, rate_limit_burst=1)
+    pacer = HostPacer(settings, clock=lambda: clock["t"])
+    site = "https://www.themoviedb.org/movie/1"
+    image = "https://image.tmdb.org/t/p/w342/a.jpg"
+    assert [pacer.reserve(site) for _ in range(3)] == pytest.approx([0, 0.5, 1.0])
+    assert [pacer.reserve(image) for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
+    assert pacer.reserve("https://media.themoviedb.org/a.jpg") == 0  # a bucket of its own
+    unlimited = HostPacer(FetchSettings(site_rate_limit=0), clock=lambda: clock["t"])
+    assert [unlimited.reserve(site) for _ in range(10)] == [0] * 10
+
+
+def test_requests_wait_for_the_rate_limit_without_using_tries_or_the_request_timeout():
+    handler, calls = _site([])
+    settings = FetchSettings(
+        site_rate_limit=10, rate_limit_burst=1, request_timeout_s=0.2, backoff_base_s=0.001
+    )
+
+    async def run() -> tuple[list[Poster], int]:
+        async with PosterFetcher(settings, transport=httpx.MockTransport(handler)) as fetcher:
+            posters = await asyncio.gather(*(fetcher.fetch(i) for i in range(1, 7)))
+            return posters, fetcher.retries
+
+    began = time.monotonic()
+    posters, retries = asyncio.run(run())
+    took = time.monotonic() - began
+    assert calls.count("/movie/1") == 1 and len(calls) == 12  # 6 pages, 6 images
+    assert took >= 0.5, f"6 page requests at 10/s (a burst of 1) took {took:.2f} s"
+    assert retries == 0 and [p.attempts for p in posters] == [2] * 6

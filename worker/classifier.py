@@ -111,26 +111,26 @@ def load_version(path: Path, device: str = "CPU:0") -> Classifier:
         raise ModelLoadError(f"{path} has no saved_model.pb")
     try:
         metadata = ModelMetadata.read(path)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} has no {METADATA_FILE}") from None
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path} has no {METADATA_FILE}") from exc
     except OSError as exc:
-        raise ModelLoadError(f"{path / METADATA_FILE} cannot be read: {exc}") from None
+        raise ModelLoadError(f"{path / METADATA_FILE} cannot be read: {exc}") from exc
     except (ValidationError, ValueError) as exc:
-        raise ModelLoadError(f"{path / METADATA_FILE} is invalid: {exc}") from None
+        raise ModelLoadError(f"{path / METADATA_FILE} is invalid: {exc}") from exc
     started = time.perf_counter()
     try:
         with tf.device(device):
             loaded = tf.saved_model.load(str(path))
         signature = loaded.signatures[SIGNATURE]
-    except KeyError:
-        raise ModelLoadError(f"{path} has no {SIGNATURE!r} signature") from None
+    except KeyError as exc:
+        raise ModelLoadError(f"{path} has no {SIGNATURE!r} signature") from exc
     except Exception as exc:  # TensorFlow raises many types for a broken SavedModel
-        raise ModelLoadError(f"{path} does not load as a SavedModel: {exc}") from None
+        raise ModelLoadError(f"{path} does not load as a SavedModel: {exc}") from exc
     classifier = Classifier(int(path.name), path, metadata, signature, loaded, device)
     try:
         scores = classifier.scores([warmup_image(metadata.image_size)] * 2)
     except Exception as exc:
-        raise ModelLoadError(f"{path} failed its warm-up: {str(exc)[:300]}") from None
+        raise ModelLoadError(f"{path} failed its warm-up: {str(exc)[:300]}") from exc
     if scores.shape != (2, len(metadata.labels)):
         raise ModelLoadError(
             f"{path} outputs {scores.shape[-1] if scores.ndim == 2 else scores.shape} scores "
