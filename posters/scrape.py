@@ -19,7 +19,10 @@ from posters.urls import DEFAULT_PORTS, url_problem
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
 MAX_CANDIDATES = 20
 
-_CONTROL_CHARS = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20))}
+# C0 controls but tab, newline and carriage return; a regex, since str.translate takes a
+# per-character slow path on any page with one non-ASCII character (17 ms against 2 ms
+# for a 240 KB page).
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _OG_IMAGE = '//meta[@property="og:image" or @name="og:image"][1]/@content'
 _HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # a head may end without its tag
 MAX_HEAD_BYTES = 512 * 1024  # a page whose head is longer is searched in full
@@ -52,7 +55,7 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
 
 
 def _selector(html: str) -> parsel.Selector:
-    return parsel.Selector(text=html.translate(_CONTROL_CHARS))  # lxml refuses them in attributes
+    return parsel.Selector(text=_CONTROL_CHARS.sub("", html))  # lxml refuses them in attributes
 
 
 class HeadWatch:
