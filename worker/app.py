@@ -6,33 +6,36 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 
-from kafka import ConsumerRebalanceListener
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 
-from worker.classifier import configure_devices
 from common.kafka import build_producer, connect
+from worker.classifier import configure_devices
 from worker.clients import build_consumer
+from worker.fetching import AsyncRunner
 from worker.health import HealthServer
-from worker.loop import AsyncRunner, Worker
+from worker.loop import Worker
 from worker.metrics import WorkerMetrics
-from worker.models import ModelWatcher
 from worker.posters import PosterFetcher
+from worker.reload import ModelWatcher
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
 class _Listener(ConsumerRebalanceListener):
+    """Hands kafka-python's rebalance callbacks to the worker."""
+
     def __init__(self, worker: Worker):
         self.worker = worker
 
-    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         self.worker.on_partitions_revoked(set(revoked))
 
-    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.worker.on_partitions_assigned(set(assigned))
 
 
@@ -40,7 +43,8 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
     """SIGTERM and SIGINT ask the worker to finish the batch in hand and exit."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.info("received %s: finishing the batch in hand, then exiting", name)
         stop()
 
     signal.signal(signal.SIGTERM, handler)
@@ -52,14 +56,36 @@ async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
 
 
 def _close(what: str, close: Callable[[], object]) -> None:
-    """Close a Kafka client; with the broker gone that can time out, which is no reason to fail."""
+    """Close a Kafka client; with the broker gone that can time out: no reason to fail."""
     try:
         close()
     except KafkaError as exc:
         log.warning("closing the %s: %s (unsent records belong to uncommitted batches)", what, exc)
 
 
-def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_model: float = float("inf")) -> int:
+def _watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWatcher:
+    """The model watcher, counting reloads by outcome in the metrics."""
+    return ModelWatcher(
+        settings.model_dir,
+        configure_devices(),
+        settings.model_poll_s,
+        on_reload=lambda outcome: metrics.model_reloads.labels(outcome=outcome).inc(),
+    )
+
+
+def _serve_health(
+    settings: WorkerSettings, metrics: WorkerMetrics, ready: Callable[[], tuple[bool, str]]
+) -> HealthServer:
+    """Start the health, readiness and metrics port."""
+    health = HealthServer(settings.http_host, settings.http_port, metrics, ready).start()
+    log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
+    return health
+
+
+def run(
+    settings: WorkerSettings, exit_when_idle: float | None = None,
+    wait_for_model: float = float("inf"),
+) -> int:
     """Run until SIGTERM (or idle); return the process exit code."""
     started = time.monotonic()
     stopping = threading.Event()
@@ -72,21 +98,10 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
 
     install_stop_handlers(stop)
     metrics = WorkerMetrics()
-    device = configure_devices()
-    models = ModelWatcher(
-        settings.model_dir,
-        device,
-        settings.model_poll_s,
-        on_reload=lambda outcome: metrics.model_reloads.labels(outcome=outcome).inc(),
+    models = _watcher(settings, metrics)
+    health = _serve_health(
+        settings, metrics, lambda: worker.ready() if worker is not None else (False, "starting")
     )
-
-    def ready() -> tuple[bool, str]:
-        if worker is None:
-            return False, "starting"
-        return worker.ready()
-
-    health = HealthServer(settings.http_host, settings.http_port, metrics, ready).start()
-    log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
     runner = AsyncRunner()
     consumer = producer = fetcher = None
     try:
@@ -95,7 +110,9 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
             return 0 if stopping.is_set() else 1
         metrics.model_version.set(models.current.version)  # type: ignore[union-attr]
         consumer = connect(lambda: build_consumer(settings), "consumer", stopping.is_set)
-        producer = connect(lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set)
+        producer = connect(
+            lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set
+        )
         if consumer is None or producer is None:
             return 0
         fetcher = runner.run(_make_fetcher(settings))
@@ -103,11 +120,7 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
         if stopping.is_set():
             worker.stop()
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
-        log.info(
-            "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
-            time.monotonic() - started, settings.input_topic, settings.output_topic,
-            settings.dlq_topic, settings.group_id, settings.batch_size,
-        )
+        _log_start(settings, time.monotonic() - started)
         worker.run(exit_when_idle=exit_when_idle)
         return 0
     finally:
@@ -118,3 +131,11 @@ def run(settings: WorkerSettings, exit_when_idle: float | None = None, wait_for_
         runner.close()
         models.close()
         health.stop()
+
+
+def _log_start(settings: WorkerSettings, took_s: float) -> None:
+    log.info(
+        "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
+        took_s, settings.input_topic, settings.output_topic,
+        settings.dlq_topic, settings.group_id, settings.batch_size,
+    )
