@@ -18,7 +18,7 @@ from worker.classifier import (
     load_latest,
     load_version,
 )
-from worker.models import ModelWatcher
+from worker.reload import ModelWatcher
 
 
 def test_thresholds_pick_labels_by_descending_score():

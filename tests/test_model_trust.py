@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import build_tiny_model
 from worker.classifier import ModelLoadError, complete_versions, load_latest, load_version
-from worker.models import ModelWatcher
+from worker.reload import ModelWatcher
 
 
 @pytest.fixture(scope="module")

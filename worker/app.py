@@ -6,33 +6,36 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 
-from worker.classifier import configure_devices
 from common.kafka import build_producer, connect
+from worker.classifier import configure_devices
 from worker.clients import build_consumer
+from worker.fetching import AsyncRunner
 from worker.health import HealthServer
-from worker.loop import AsyncRunner, Worker
+from worker.loop import Worker
 from worker.metrics import WorkerMetrics
-from worker.models import ModelWatcher
 from posters import PosterFetcher
+from worker.reload import ModelWatcher
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
 class _Listener(ConsumerRebalanceListener):
+    """Hands kafka-python's rebalance callbacks to the worker."""
+
     def __init__(self, worker: Worker):
         self.worker = worker
 
-    def on_partitions_revoked(self, revoked):  # type: ignore[no-untyped-def]
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         self.worker.on_partitions_revoked(set(revoked))
 
-    def on_partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.worker.on_partitions_assigned(set(assigned))
 
 
@@ -49,7 +52,6 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
 
 
 async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
-    """The fetcher, made on the fetch loop that will use it."""
     return PosterFetcher(settings)
 
 
@@ -61,16 +63,8 @@ def _close(what: str, close: Callable[[], object]) -> None:
         log.warning("closing the %s: %s (unsent records belong to uncommitted batches)", what, exc)
 
 
-def _log_started(settings: WorkerSettings, took_s: float) -> None:
-    log.info(
-        "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
-        took_s, settings.input_topic, settings.output_topic,
-        settings.dlq_topic, settings.group_id, settings.batch_size,
-    )
-
-
-def _model_watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWatcher:
-    """Watch MODEL_DIR on the device TensorFlow offers, counting reloads by outcome."""
+def _watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWatcher:
+    """The model watcher, counting reloads by outcome in the metrics."""
     return ModelWatcher(
         settings.model_dir,
         configure_devices(),
@@ -79,9 +73,17 @@ def _model_watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWat
     )
 
 
+def _serve_health(
+    settings: WorkerSettings, metrics: WorkerMetrics, ready: Callable[[], tuple[bool, str]]
+) -> HealthServer:
+    """Start the health, readiness and metrics port."""
+    health = HealthServer(settings.http_host, settings.http_port, metrics, ready).start()
+    log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
+    return health
+
+
 def run(
-    settings: WorkerSettings,
-    exit_when_idle: float | None = None,
+    settings: WorkerSettings, exit_when_idle: float | None = None,
     wait_for_model: float = float("inf"),
 ) -> int:
     """Run until SIGTERM (or idle); return the process exit code."""
@@ -96,15 +98,10 @@ def run(
 
     install_stop_handlers(stop)
     metrics = WorkerMetrics()
-    models = _model_watcher(settings, metrics)
-
-    def ready() -> tuple[bool, str]:
-        if worker is None:
-            return False, "starting"
-        return worker.ready()
-
-    health = HealthServer(settings.http_host, settings.http_port, metrics, ready).start()
-    log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
+    models = _watcher(settings, metrics)
+    health = _serve_health(
+        settings, metrics, lambda: worker.ready() if worker is not None else (False, "starting")
+    )
     runner = AsyncRunner()
     consumer = producer = fetcher = None
     try:
@@ -123,26 +120,22 @@ def run(
         if stopping.is_set():
             worker.stop()
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
-        _log_started(settings, time.monotonic() - started)
+        _log_start(settings, time.monotonic() - started)
         worker.run(exit_when_idle=exit_when_idle)
         return 0
     finally:
-        _take_apart(consumer, producer, fetcher, runner, models, health)
+        _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
+        _close("producer", lambda: producer and producer.close(timeout=10))
+        if fetcher is not None:
+            runner.run(fetcher.aclose())
+        runner.close()
+        models.close()
+        health.stop()
 
 
-def _take_apart(
-    consumer: KafkaConsumer | None,
-    producer: KafkaProducer | None,
-    fetcher: PosterFetcher | None,
-    runner: AsyncRunner,
-    models: ModelWatcher,
-    health: HealthServer,
-) -> None:
-    """Close what `run` built, the Kafka clients first (bounded, even with the broker gone)."""
-    _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
-    _close("producer", lambda: producer and producer.close(timeout=10))
-    if fetcher is not None:
-        runner.run(fetcher.aclose())
-    runner.close()
-    models.close()
-    health.stop()
+def _log_start(settings: WorkerSettings, took_s: float) -> None:
+    log.info(
+        "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
+        took_s, settings.input_topic, settings.output_topic,
+        settings.dlq_topic, settings.group_id, settings.batch_size,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -38,9 +39,16 @@ class WorkerMetrics:
             ["code"],
             registry=r,
         )
-        self._add_histograms(r)
-        self.model_version = Gauge(
-            PREFIX + "model_version", "Version number of the model being served.", registry=r
+        self.batches = Counter(
+            PREFIX + "batches", "Batches whose every result the broker acknowledged.", registry=r
+        )
+        self.commits = Counter(
+            PREFIX + "commits", "Offset commits the broker accepted.", registry=r
+        )
+        self.fetch_retries = Counter(
+            PREFIX + "fetch_retries",
+            "Poster fetch attempts retried after a transient failure.",
+            registry=r,
         )
         self.model_reloads = Counter(
             PREFIX + "model_reloads",
@@ -48,20 +56,11 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
-        self.consumer_lag = Gauge(
-            PREFIX + "consumer_lag",
-            "Records between the committed offset and the end of each assigned partition.",
-            ["topic", "partition"],
-            registry=r,
-        )
-        self.fetch_retries = Counter(
-            PREFIX + "fetch_retries",
-            "Poster fetch attempts retried after a transient failure.",
-            registry=r,
-        )
+        self._add_histograms_and_gauges()
 
-    def _add_histograms(self, r: CollectorRegistry) -> None:
-        """Batch sizes and where the time goes."""
+    def _add_histograms_and_gauges(self) -> None:
+        """The histograms and gauges (apart from `__init__` to keep each part short)."""
+        r = self.registry
         self.batch_size = Histogram(
             PREFIX + "batch_size",
             "Records per consumed batch.",
@@ -86,6 +85,39 @@ class WorkerMetrics:
             buckets=END_TO_END_BUCKETS,
             registry=r,
         )
+        self.model_version = Gauge(
+            PREFIX + "model_version", "Version number of the model being served.", registry=r
+        )
+        self.consumer_lag = Gauge(
+            PREFIX + "consumer_lag",
+            "Records between the committed offset and the end of each assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+    def consumed(self, records: int) -> None:
+        """Count one polled batch of `records` input records."""
+        self.events_consumed.inc(records)
+        self.batch_size.observe(records)
+
+    def acknowledged(self, code: str, input_timestamp_ms: int | None) -> None:
+        """Count one result the broker acknowledged: an output (`code` empty) or a dead letter."""
+        if code:
+            self.dead_letters.labels(code=code).inc()
+        else:
+            self.outputs_produced.inc()
+        if input_timestamp_ms is not None and input_timestamp_ms > 0:
+            self.end_to_end_seconds.observe(max(0.0, time.time() - input_timestamp_ms / 1000))
+
+    def summary(self) -> str:
+        """The counters of the exit log line."""
+        letters = {labels["code"]: n for labels, n in _totals(self.dead_letters)}
+        codes = ", ".join(f"{code}={n}" for code, n in sorted(letters.items())) or "none"
+        return (
+            f"consumed={_total(self.events_consumed)} produced={_total(self.outputs_produced)} "
+            f"dead_letters={sum(letters.values())} ({codes}) "
+            f"batches={_total(self.batches)} commits={_total(self.commits)}"
+        )
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         """Record the lag of one partition."""
@@ -101,3 +133,18 @@ class WorkerMetrics:
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""
         return generate_latest(self.registry)
+
+
+def _totals(counter: Counter) -> list[tuple[dict[str, str], int]]:
+    """(labels, count) of each series of a counter."""
+    return [
+        (sample.labels, int(sample.value))
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    ]
+
+
+def _total(counter: Counter) -> int:
+    """The sum over every series of a counter."""
+    return sum(n for _, n in _totals(counter))

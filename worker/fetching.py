@@ -1,0 +1,109 @@
+"""Download a batch's posters on an asyncio thread while the Kafka thread does other work.
+
+The Kafka thread starts the downloads of batch N+1 right after polling it, then goes
+on to classify and publish batch N; collecting the posters later is the only wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from worker.errors import WorkerError
+from worker.jobs import Batch, Job
+from worker.metrics import WorkerMetrics
+from posters import Poster, PosterFetcher
+from worker.results import error_summary
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+KEEP_ALIVE_S = 5.0  # while waiting on posters, poll (partitions paused) this often
+
+
+class AsyncRunner:
+    """An asyncio loop on a daemon thread, so the Kafka thread can hand it coroutines."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="fetch-loop", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule `coro` on the loop; its future can be waited on from any thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for its result."""
+        return self.submit(coro).result()
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+class PosterDownloads:
+    """Starts the poster downloads of a batch, and later collects them into its jobs."""
+
+    def __init__(
+        self,
+        fetcher: PosterFetcher,
+        runner: AsyncRunner,
+        metrics: WorkerMetrics,
+        keep_alive_s: float = KEEP_ALIVE_S,
+    ):
+        self.fetcher = fetcher
+        self.runner = runner
+        self.metrics = metrics
+        self.keep_alive_s = keep_alive_s
+        self._retries_seen = 0
+
+    def start(self, batch: Batch) -> None:
+        """Start downloading the poster of every valid event of the batch."""
+        for job in batch.jobs:
+            if job.event is not None and job.error is None:
+                job.fetch = self.runner.submit(self._fetch(job.event.tmdb_id))
+
+    async def _fetch(self, tmdb_id: int) -> Poster:
+        begun = time.monotonic()
+        try:
+            return await self.fetcher.fetch(tmdb_id)
+        finally:
+            self.metrics.poster_fetch_seconds.observe(time.monotonic() - begun)
+
+    def collect(self, batch: Batch, keep_alive: Callable[[], None]) -> None:
+        """Wait for every download (calling `keep_alive` meanwhile); set posters or errors."""
+        pending = [job.fetch for job in batch.jobs if job.fetch is not None]
+        while pending:  # long outages must not cost this member its place in the group
+            waited = concurrent.futures.wait(pending, timeout=self.keep_alive_s)
+            pending = list(waited.not_done)
+            if pending:
+                keep_alive()
+        for job in batch.jobs:
+            if job.fetch is not None:
+                _take_poster(job, job.fetch)
+        retries = self.fetcher.retries
+        self.metrics.fetch_retries.inc(retries - self._retries_seen)
+        self._retries_seen = retries
+
+
+def _take_poster(job: Job, fetch: concurrent.futures.Future[Poster]) -> None:
+    """Move a finished download into the job: its poster, or why there is none."""
+    try:
+        job.poster = fetch.result()
+    except WorkerError as exc:
+        job.error = exc
+    except Exception as exc:  # a bug in fetching must not take the batch down
+        tmdb_id = job.event and job.event.tmdb_id
+        log.exception("unexpected error fetching the poster of %s", tmdb_id)
+        job.error = WorkerError(f"unexpected error fetching the poster: {error_summary(exc)}")
