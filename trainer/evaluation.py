@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from trainer.split import Split, films_digest
+from trainer.thresholds import macro_thresholds
 
 if TYPE_CHECKING:
     from trainer.examples import Examples
@@ -19,30 +20,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
-
-
-def tune_thresholds(
-    y: np.ndarray, scores: np.ndarray, default: float = 0.5, grid: np.ndarray = THRESHOLD_GRID
-) -> np.ndarray:
-    """One threshold per label that maximises that label's F1 on (`y`, `scores`).
-
-    Among equally good thresholds the middle one is taken; a label without positives
-    keeps `default`.
-    """
-    y = y > 0
-    thresholds = np.full(y.shape[1], default, dtype=np.float64)
-    for j in range(y.shape[1]):
-        positives = y[:, j].sum()
-        if positives == 0:
-            continue
-        decisions = scores[:, j][None, :] > grid[:, None]  # [grid, n]
-        tp = (decisions & y[:, j]).sum(axis=1)
-        fp = (decisions & ~y[:, j]).sum(axis=1)
-        f1 = 2 * tp / np.maximum(2 * tp + fp + (positives - tp), 1)
-        best = np.flatnonzero(f1 >= f1.max() - 1e-12)
-        thresholds[j] = float(grid[best[len(best) // 2]])
-    return thresholds
+def tune_thresholds(y: np.ndarray, scores: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """One threshold per label that maximises that label's F1 (the `macro` objective)."""
+    return macro_thresholds(y, scores, default)
 
 
 def evaluate(

@@ -2,7 +2,10 @@
 
 One head on the train part, stopped at its best epoch on validation; or, with K folds,
 K heads cross-fitted on train + validation and averaged, whose out-of-fold scores (each
-movie scored by the head that did not see it) give thresholds many more examples.
+movie scored by the head that did not see it) give thresholds many more examples. With R
+repeats the K-fold cross-fit runs R times on other fold splits: R x K heads are averaged,
+and each movie's out-of-fold score is the mean over repeats, which steadies both the
+ensemble and the thresholds (docs/trainer.md has what each bought).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from trainer.losses import get_loss, macro_f1
 from trainer.model import build_head
 from trainer.settings import HeadSettings, TrainSettings
 from trainer.split import Split
+from trainer.thresholds import choose_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
         rows = np.sort(np.concatenate([split.train, split.validation]))
         head, scores, history, best_epoch = cross_fit(
             x[rows], y[rows], settings.head, settings.folds, settings.seed,
-            settings.tensorboard_dir,
+            settings.tensorboard_dir, settings.repeats,
         )
     else:
         rows = split.validation
@@ -56,7 +60,7 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
         )
         scores = head.predict(x[rows], verbose=0)
     seconds = time.monotonic() - started
-    thresholds = tune_thresholds(y[rows], scores)
+    thresholds = choose_thresholds(y[rows], scores, settings.objective, settings.macro_weight)
     return Fitted(head, thresholds, rows, y[rows], scores, history, best_epoch, seconds)
 
 
@@ -136,29 +140,31 @@ def cross_fit(
     folds: int,
     seed: int,
     tensorboard_dir: Path | None = None,
+    repeats: int = 1,
 ) -> tuple[tf_keras.Model, np.ndarray, dict[str, list[float]], int]:
     """Train one head per stratified fold, each validated (best epoch) on its held-out fold.
 
     Returns the heads' average as one model, the out-of-fold scores [len(x), n_labels]
-    (every row scored by the head that did not train on it: what thresholds are tuned on),
-    the first fold's history and the median best epoch.
+    (every row scored by the heads that did not train on it, averaged over `repeats`
+    fold splits: what thresholds are tuned on), the first fold's history and the median
+    best epoch.
     """
-    parts = stratified_split(y, [1 / folds] * folds, seed)
     out_of_fold = np.zeros(y.shape, np.float32)
     heads, epochs = [], []
     history: dict[str, list[float]] = {}
-    for k, held in enumerate(parts):
-        fit_rows = np.setdiff1d(np.arange(len(y)), held)
-        settings_k = head_settings.model_copy(update={"seed": head_settings.seed + k})
-        head, hist, best = fit_head(
-            x[fit_rows], y[fit_rows], x[held], y[held], settings_k,
-            tensorboard_dir=tensorboard_dir / f"fold{k}" if tensorboard_dir else None,
-        )
-        out_of_fold[held] = head.predict(x[held], verbose=0)
-        heads.append(head)
-        epochs.append(best)
-        history = history or hist
-        log.info("fold %d/%d: best epoch %d", k + 1, folds, best)
+    for r in range(repeats):
+        for k, held in enumerate(stratified_split(y, [1 / folds] * folds, seed + r)):
+            fit_rows = np.setdiff1d(np.arange(len(y)), held)
+            settings_k = head_settings.model_copy(update={"seed": head_settings.seed + 100 * r + k})
+            head, hist, best = fit_head(
+                x[fit_rows], y[fit_rows], x[held], y[held], settings_k,
+                tensorboard_dir=tensorboard_dir / f"r{r}fold{k}" if tensorboard_dir else None,
+            )
+            out_of_fold[held] += head.predict(x[held], verbose=0) / repeats
+            heads.append(head)
+            epochs.append(best)
+            history = history or hist
+            log.info("repeat %d/%d, fold %d/%d: best epoch %d", r + 1, repeats, k + 1, folds, best)
     return average_heads(heads), out_of_fold, history, int(np.median(epochs))
 
 

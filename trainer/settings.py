@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from common.kafka import KafkaSettings
 from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE
 from trainer.options import Option
+from trainer.thresholds import MACRO_WEIGHT, Objective
 
 DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
 LossName = Literal["soft-f1", "bce", "soft-f1+bce"]
@@ -134,6 +135,18 @@ class TrainSettings(CommandSettings, MovieLensInput, PosterInput):
     folds: int = Field(5, ge=1, description=(
         "Heads trained by K-fold cross-fitting on train+validation and averaged; thresholds "
         "tuned on their out-of-fold scores; 1 = one train/validation split."
+    ))
+    repeats: int = Field(3, ge=1, description=(
+        "Times the K-fold cross-fit runs on other fold splits; all heads are averaged and "
+        "out-of-fold scores are averaged over repeats (no effect with --folds 1)."
+    ))
+    objective: Objective = Field("balanced", description=(
+        "What the per-genre thresholds maximise on out-of-fold scores: each genre's F1 "
+        "(macro), micro F1 with one threshold for all (micro), or a mix of the two weighted "
+        "by --macro-weight (balanced)."
+    ))
+    macro_weight: float = Field(MACRO_WEIGHT, ge=0, le=1, description=(
+        "Weight of macro F1 against micro F1 in the balanced objective."
     ))
     min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
     embed_batch_size: int = Field(64, ge=1, description="Posters per feature-extractor call.")

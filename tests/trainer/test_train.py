@@ -30,6 +30,7 @@ def settings_for(data: SyntheticDataset, extractor: Path, root: Path, **extra: o
         movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
         image_size=IMAGE_SIZE, model_dir=root / "models", cache_dir=root / "cache",
         min_genre_count=3, val_fraction=0.2, test_fraction=0.2, folds=3, head=HEAD, progress=False,
+        repeats=1,  # repeated cross-fitting has its own test (test_fit.py); this keeps the suite quick
         # the quality bars below were set on the balanced, stratified split; the default split
         # by TMDB id has a test of its own (test_the_fixed_yardstick_learns_and_names_its_films)
         split="stratified",
