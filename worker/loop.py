@@ -23,7 +23,7 @@ from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
 from worker.partitions import commit_owned, keep_alive, read_lag
 from worker.posters import PosterFetcher
-from worker.publisher import Publisher
+from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
 from worker.results import ResultBuilder
 from worker.settings import WorkerSettings
@@ -53,8 +53,13 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self._stop = threading.Event()
         self.downloads = PosterDownloads(fetcher, runner, self.metrics)
-        self.results = ResultBuilder(settings.output_topic, settings.dlq_topic)
-        self.publisher = Publisher(producer, self.metrics, self._stop, self._keep_alive)
+        self.results = ResultBuilder(
+            settings.output_topic, settings.dlq_topic, settings.max_dead_letter_bytes
+        )
+        self.publisher = Publisher(
+            producer, self.metrics, self._stop, self._keep_alive, shrink=self.results.refused
+        )
+        self.exit_code = 0  # 1 once a batch's results could not be stored at all
         self._in_flight: Batch | None = None
         self._idle_since = time.monotonic()
         self._next_lag_check = 0.0
@@ -133,7 +138,7 @@ class Worker:
         return batch
 
     def _finish(self, batch: Batch) -> bool:
-        """Collect posters, classify, publish, commit; False if stopped before the broker acked."""
+        """Collect posters, classify, publish, commit; False if the results were not all stored."""
         started = time.monotonic()
         self.downloads.collect(batch, self._keep_alive)
         fetched = time.monotonic()
@@ -141,7 +146,15 @@ class Worker:
         classify_batch(batch, classifier, self.metrics)
         classified = time.monotonic()
         results = [self.results.build(job, classifier) for job in batch.jobs]
-        if not self.publisher.publish(results):
+        outcome = self.publisher.publish(results)
+        if outcome is Outcome.UNDELIVERABLE:
+            self.exit_code = 1
+            log.critical(
+                "exiting with an error: a result of this batch of %d records cannot be stored; "
+                "its offsets are not committed", len(results),
+            )
+            return False
+        if outcome is Outcome.STOPPED:
             log.error(
                 "stopping with results of %d records unacknowledged: the batch is not "
                 "committed and will be processed again", len(results),
