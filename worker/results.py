@@ -13,14 +13,13 @@ from __future__ import annotations
 import copy
 import logging
 import traceback
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from schemas import DeadLetter, MovieGenres, OriginalRecord
 from worker.classifier import Classifier
 from worker.errors import WorkerError
-from worker.jobs import Job
+from worker.jobs import Job, output_event_id
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,10 @@ class ResultBuilder:
         if job.scores is None or job.poster is None or job.event is None or classifier is None:
             raise RuntimeError("the event has neither scores nor an error")
         genres, by_label = classifier.genres(job.scores)
+        source_event_id = job.event_id or ""
         output = MovieGenres(
-            event_id=str(uuid.uuid4()),
-            source_event_id=job.event_id or "",
+            event_id=output_event_id(source_event_id, classifier.version),
+            source_event_id=source_event_id,
             tmdb_id=job.event.tmdb_id,
             title=job.event.title,
             genres=genres,
