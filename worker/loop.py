@@ -17,15 +17,16 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from worker.classifier import Classifier
 from worker.fetching import AsyncRunner, PosterDownloads
-from worker.inference import classify_batch
+from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
 from worker.partitions import commit_owned, keep_alive, read_lag
 from worker.posters import PosterFetcher
 from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
-from worker.results import ResultBuilder
+from worker.results import Result, ResultBuilder
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Worker:
         self.publisher = Publisher(
             producer, self.metrics, self._stop, self._keep_alive, shrink=self.results.refused
         )
-        self.exit_code = 0  # 1 once a batch's results could not be stored at all
+        self.exit_code = 0  # 1 once a batch could not be scored or its results not stored
         self._in_flight: Batch | None = None
         self._idle_since = time.monotonic()
         self._next_lag_check = 0.0
@@ -143,22 +144,10 @@ class Worker:
         self.downloads.collect(batch, self._keep_alive)
         fetched = time.monotonic()
         classifier = self.models.current
-        classify_batch(batch, classifier, self.metrics)
-        classified = time.monotonic()
-        results = [self.results.build(job, classifier) for job in batch.jobs]
-        outcome = self.publisher.publish(results)
-        if outcome is Outcome.UNDELIVERABLE:
-            self.exit_code = 1
-            log.critical(
-                "exiting with an error: a result of this batch of %d records cannot be stored; "
-                "its offsets are not committed", len(results),
-            )
+        if not self._classify(batch, classifier):
             return False
-        if outcome is Outcome.STOPPED:
-            log.error(
-                "stopping with results of %d records unacknowledged: the batch is not "
-                "committed and will be processed again", len(results),
-            )
+        classified = time.monotonic()
+        if not self._publish([self.results.build(job, classifier) for job in batch.jobs]):
             return False
         published = time.monotonic()
         if commit_owned(self.consumer, batch.offsets):
@@ -166,6 +155,32 @@ class Worker:
         self.metrics.batches.inc()
         _log_batch(batch, fetched - started, classified - fetched, published - classified)
         return True
+
+    def _classify(self, batch: Batch, classifier: Classifier | None) -> bool:
+        """Score the batch; False (and exit code 1) if the device cannot."""
+        try:
+            classify_batch(batch, classifier, self.metrics)
+        except DeviceFailed as exc:
+            self.exit_code = 1
+            log.critical("exiting with an error, the batch uncommitted: %s", exc)
+            return False
+        return True
+
+    def _publish(self, results: list[Result]) -> bool:
+        """Store every result; False when stopped first or when one cannot be stored."""
+        outcome = self.publisher.publish(results)
+        if outcome is Outcome.UNDELIVERABLE:
+            self.exit_code = 1
+            log.critical(
+                "exiting with an error: a result of this batch of %d records cannot be stored; "
+                "its offsets are not committed", len(results),
+            )
+        elif outcome is Outcome.STOPPED:
+            log.error(
+                "stopping with results of %d records unacknowledged: the batch is not "
+                "committed and will be processed again", len(results),
+            )
+        return outcome is Outcome.ACKNOWLEDGED
 
     # -- housekeeping --------------------------------------------------------------------
 
