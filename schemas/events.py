@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     POSTER_TOO_LARGE = "poster_too_large"
     HOST_NOT_ALLOWED = "host_not_allowed"
     FETCH_FAILED = "fetch_failed"
+    INVALID_SCORES = "invalid_scores"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import tensorflow as tf
 from kafka import TopicPartition
@@ -21,6 +24,7 @@ from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import decode_batch
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
+from worker.results import ResultBuilder
 from worker.settings import WorkerSettings
 
 
@@ -93,3 +97,22 @@ def test_other_model_errors_still_dead_letter_the_batch():
     classify_batch(batch, classifier, WorkerMetrics(), pause_s=0)
     assert classifier.calls == [2]
     assert all("a bug" in job.error.detail for job in batch.jobs)
+
+
+def test_a_poster_with_nan_or_infinite_scores_becomes_an_invalid_scores_dead_letter():
+    class Broken(FakeClassifier):
+        def classify(self, images):
+            rows = list(self.scores(images))
+            rows[1][2] = np.nan
+            rows[2][0] = np.inf
+            return rows
+
+    batch = batch_of(3)
+    classify_batch(batch, Broken(), WorkerMetrics(), pause_s=0)
+    assert batch.jobs[0].error is None and batch.jobs[0].scores is not None
+    for job, label in ((batch.jobs[1], "Blue"), (batch.jobs[2], "Red")):
+        assert job.scores is None and job.error is not None
+        assert job.error.code == "invalid_scores" and label in job.error.detail
+        assert job.error.attempts == 1
+    letter = json.loads(ResultBuilder("out", "dlq").build(batch.jobs[1], None).value)
+    assert letter["error"] == "invalid_scores"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from schemas import ErrorCode
 from worker.classifier import Classifier
 from worker.errors import WorkerError
 from worker.jobs import Batch
@@ -39,6 +40,12 @@ Scored = list[np.ndarray | WorkerError]
 
 class DeviceFailed(RuntimeError):
     """The device kept failing on a single poster: stop without dead-lettering it."""
+
+
+class InvalidScores(WorkerError):
+    """The model gave a poster scores that are not finite numbers (NaN or infinity)."""
+
+    code = ErrorCode.INVALID_SCORES
 
 
 def classify_batch(
@@ -68,7 +75,7 @@ def classify_batch(
         detail = f"the model failed on the batch: {error_summary(exc)}"
         results = [WorkerError(detail) for _ in jobs]
     metrics.inference_seconds.observe(time.monotonic() - begun)
-    for job, result in zip(jobs, results):
+    for job, result in zip(jobs, _checked(results, classifier.labels)):
         if isinstance(result, WorkerError):
             job.error = result
             job.error.attempts = job.poster.attempts if job.poster is not None else 0
@@ -98,6 +105,18 @@ def classify_resilient(classifier: Classifier, images: Sequence[bytes], pause_s:
     return classify_resilient(classifier, images[:half], pause_s) + classify_resilient(
         classifier, images[half:], pause_s
     )
+
+
+def _checked(results: Scored, labels: list[str]) -> Scored:
+    """The results, with rows that hold NaN or infinity replaced by `InvalidScores`."""
+    checked: Scored = []
+    for result in results:
+        if isinstance(result, np.ndarray) and not np.all(np.isfinite(result)):
+            bad = [label for label, score in zip(labels, result) if not np.isfinite(score)]
+            shown = ", ".join(bad[:10]) + (", ..." if len(bad) > 10 else "")
+            result = InvalidScores(f"the model gave non-finite scores (NaN or inf) for: {shown}")
+        checked.append(result)
+    return checked
 
 
 def _first_line(exc: BaseException) -> str:
