@@ -22,7 +22,7 @@ from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
-from worker.partitions import commit_owned, keep_alive, read_lag
+from worker.partitions import commit_owned, drained, keep_alive, read_lag
 from worker.posters import PosterFetcher
 from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
@@ -195,7 +195,8 @@ class Worker:
             return
         self._next_lag_check = now + LAG_CHECK_S
         for tp, value in (read_lag(self.consumer) or {}).items():
-            self.metrics.set_lag(tp.topic, tp.partition, value)
+            if value is not None:
+                self.metrics.set_lag(tp.topic, tp.partition, value)
 
     def _idle_for(self, seconds: float, batch: Batch | None) -> bool:
         """True when nothing arrived for `seconds` and the input is drained (exit when idle)."""
@@ -205,8 +206,7 @@ class Worker:
             return False
         if now - self._idle_since < seconds:
             return False
-        lag = read_lag(self.consumer)
-        if lag is not None and not any(lag.values()):
+        if drained(read_lag(self.consumer)):
             log.info("input drained and idle for %.1f s: exiting", now - self._idle_since)
             return True
         self._idle_since = now

@@ -16,6 +16,9 @@ from kafka.structs import OffsetAndMetadata
 log = logging.getLogger(__name__)
 
 COMMIT_TIMEOUT_MS = 30_000
+# Bound on each lag query: without one, `position` waits for the group coordinator for as
+# long as it is away, and the loop could not see a SIGTERM meanwhile.
+LAG_TIMEOUT_MS = 1_000
 
 
 def commit_owned(consumer: KafkaConsumer, offsets: dict[TopicPartition, int]) -> bool:
@@ -55,19 +58,31 @@ def keep_alive(consumer: KafkaConsumer) -> None:
         consumer.resume(*[tp for tp in assigned if tp in consumer.assignment()])
 
 
-def lag(consumer: KafkaConsumer) -> dict[TopicPartition, int] | None:
-    """Records between the position and the end of each assigned partition (None: none)."""
+def lag(consumer: KafkaConsumer) -> dict[TopicPartition, int | None] | None:
+    """Records between the position and the end of each assigned partition (None: none).
+
+    A partition whose position is not known within the bound has lag None.
+    """
     assigned = list(consumer.assignment())
     if not assigned:
         return None
-    ends = consumer.end_offsets(assigned)
-    return {tp: max(0, ends[tp] - consumer.position(tp)) for tp in assigned}
+    ends = consumer.end_offsets(assigned, timeout_ms=LAG_TIMEOUT_MS)
+    lags: dict[TopicPartition, int | None] = {}
+    for tp in assigned:
+        position = consumer.position(tp, timeout_ms=LAG_TIMEOUT_MS)
+        lags[tp] = None if position is None else max(0, ends[tp] - position)
+    return lags
 
 
-def read_lag(consumer: KafkaConsumer) -> dict[TopicPartition, int] | None:
+def read_lag(consumer: KafkaConsumer) -> dict[TopicPartition, int | None] | None:
     """`lag`, or None when the broker does not answer (logged at debug level)."""
     try:
         return lag(consumer)
     except KafkaError as exc:
         log.debug("could not read the consumer lag: %s", exc)
         return None
+
+
+def drained(lags: dict[TopicPartition, int | None] | None) -> bool:
+    """Every assigned partition is known to be read to its end."""
+    return lags is not None and all(value == 0 for value in lags.values())
