@@ -61,16 +61,19 @@ def keep_alive(consumer: KafkaConsumer) -> None:
 def lag(consumer: KafkaConsumer) -> dict[TopicPartition, int | None] | None:
     """Records between the position and the end of each assigned partition (None: none).
 
-    A partition whose position is not known within the bound has lag None.
+    A partition whose position is not known within the bound has lag None, and so have
+    the partitions after it: the coordinator that did not answer would not answer them.
     """
     assigned = list(consumer.assignment())
     if not assigned:
         return None
     ends = consumer.end_offsets(assigned, timeout_ms=LAG_TIMEOUT_MS)
-    lags: dict[TopicPartition, int | None] = {}
+    lags: dict[TopicPartition, int | None] = dict.fromkeys(assigned)
     for tp in assigned:
         position = consumer.position(tp, timeout_ms=LAG_TIMEOUT_MS)
-        lags[tp] = None if position is None else max(0, ends[tp] - position)
+        if position is None:
+            break
+        lags[tp] = max(0, ends[tp] - position)
     return lags
 
 
