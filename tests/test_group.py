@@ -7,7 +7,15 @@ import time
 
 from kafka import TopicPartition
 
-from tests.fakes import FakeClassifier, FakeConsumer, FakeFetcher, FakeModels, FakeProducer
+from tests.fakes import (
+    FakeClassifier,
+    FakeConsumer,
+    FakeFetcher,
+    FakeModels,
+    FakeProducer,
+    event_record,
+    poster,
+)
 from worker.fetching import AsyncRunner
 from worker.loop import Worker
 from worker.partitions import drained, lag
@@ -50,3 +58,73 @@ def test_sigterm_is_handled_while_the_coordinator_is_away():
         runner.close()
     assert time.monotonic() - began < 4  # one bounded position query per lag check
     assert worker.exit_code == 0
+
+
+class RebalancingFetcher(FakeFetcher):
+    """While a poster downloads, the group takes a partition away and gives it back."""
+
+    def __init__(self, answers, during_fetch):
+        super().__init__(answers)
+        self.during_fetch = during_fetch
+
+    async def fetch(self, tmdb_id: int):
+        self.during_fetch()
+        return await super().fetch(tmdb_id)
+
+
+def run_with_rebalance(rebalances: bool) -> tuple[Worker, list[dict]]:
+    """Poll a batch of TP0 and TP1; maybe move TP0 A -> B -> A while it is fetched; finish it."""
+    consumer = FakeConsumer(
+        assigned={TP0, TP1},
+        polls=[[event_record(0, 1, partition=0), event_record(0, 2, partition=1)]],
+        ends={TP0: 1, TP1: 1},
+    )
+    runner = AsyncRunner()
+    worker: Worker
+    done: list[bool] = []
+
+    def rebalance() -> None:  # eager protocol, as kafka-python's IO thread calls the listener
+        if done or not rebalances:
+            return
+        done.append(True)
+        worker.on_partitions_revoked({TP0, TP1})
+        consumer.assigned = {TP1}
+        worker.on_partitions_assigned({TP1})  # B joined and got TP0
+        worker.on_partitions_revoked({TP1})
+        consumer.assigned = {TP0, TP1}
+        worker.on_partitions_assigned({TP0, TP1})  # B left: TP0 is back
+
+    fetcher = RebalancingFetcher({1: poster(1), 2: poster(2)}, rebalance)
+    worker = Worker(WorkerSettings(batch_linger_ms=0), consumer, FakeProducer(), fetcher, runner,
+                    FakeModels(FakeClassifier()))
+    worker.on_partitions_assigned({TP0, TP1})
+    try:
+        worker.run(exit_when_idle=0.0)
+    finally:
+        runner.close()
+    return worker, consumer.commits
+
+
+def test_a_batch_whose_partitions_were_reassigned_while_it_ran_is_not_committed(caplog):
+    caplog.set_level("INFO", logger="worker.partitions")
+    worker, commits = run_with_rebalance(rebalances=True)
+    assert worker.assignments.count == 3
+    assert TP0 in worker.consumer.assignment()  # owned again, but not the owner that polled
+    assert commits == []
+    assert "reassigned since the batch was polled" in caplog.text
+
+    worker, commits = run_with_rebalance(rebalances=False)
+    assert [{tp: c.offset for tp, c in commit.items()} for commit in commits] == [{TP0: 1, TP1: 1}]
+
+
+def test_partitions_kept_through_rebalances_are_committed_under_a_cooperative_style_listener():
+    worker = Worker(WorkerSettings(), FakeConsumer(assigned={TP0, TP1}), FakeProducer(),
+                    FakeFetcher({}), AsyncRunner(), FakeModels(FakeClassifier()))
+    worker.on_partitions_assigned({TP0, TP1})
+    polled = worker.assignments.generations({TP0, TP1})
+    worker.on_partitions_assigned({TopicPartition("movies.new", 2)})  # only additions
+    assert worker.assignments.current({TP0: 5, TP1: 7}, polled) == {TP0: 5, TP1: 7}
+    worker.on_partitions_revoked({TP1})
+    worker.on_partitions_assigned({TP1})
+    assert worker.assignments.current({TP0: 5, TP1: 7}, polled) == {TP0: 5}
+    worker.downloads.runner.close()

@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import TopicPartition
@@ -64,6 +64,7 @@ class Batch:
 
     jobs: list[Job]
     offsets: dict[TopicPartition, int]
+    generations: dict[TopicPartition, int] = field(default_factory=dict)  # when polled
 
     def error_codes(self) -> Counter[str]:
         """How many jobs of the batch failed, by dead-letter code."""

@@ -22,7 +22,7 @@ from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
-from worker.partitions import commit_owned, drained, keep_alive, read_lag
+from worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
 from worker.posters import PosterFetcher
 from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
@@ -53,6 +53,7 @@ class Worker:
         self.models = models
         self.metrics = metrics or WorkerMetrics()
         self._stop = threading.Event()
+        self.assignments = Assignments()
         self.downloads = PosterDownloads(fetcher, runner, self.metrics)
         self.results = ResultBuilder(
             settings.output_topic, settings.dlq_topic, settings.max_dead_letter_bytes
@@ -92,12 +93,15 @@ class Worker:
         partitions' new owner processes those records again.
         """
         log.info("partitions revoked: %s", _names(revoked))
+        self.assignments.revoked(revoked)
         for tp in revoked:
             self.metrics.forget_partition(tp.topic, tp.partition)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Note an assignment."""
-        log.info("partitions assigned: %s", _names(assigned))
+        self.assignments.assigned(assigned)
+        count = self.assignments.count
+        log.info("partitions assigned: %s (assignment %d)", _names(assigned), count)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -134,6 +138,7 @@ class Worker:
         if not records:
             return None
         batch = decode_batch(records, self.settings.max_event_bytes)
+        batch.generations = self.assignments.generations(batch.offsets)
         self.downloads.start(batch)
         self.metrics.consumed(len(records))
         return batch
@@ -150,7 +155,8 @@ class Worker:
         if not self._publish([self.results.build(job, classifier) for job in batch.jobs]):
             return False
         published = time.monotonic()
-        if commit_owned(self.consumer, batch.offsets):
+        offsets = self.assignments.current(batch.offsets, batch.generations)
+        if offsets and commit_owned(self.consumer, offsets):
             self.metrics.commits.inc()
         self.metrics.batches.inc()
         _log_batch(batch, fetched - started, classified - fetched, published - classified)

@@ -1,13 +1,17 @@
 """This member's side of the consumer group: commits, keep-alive polls and lag.
 
-A finished batch's offsets are committed only for partitions this member still owns:
-a revoked partition's records are processed again by its new owner, which costs
+A finished batch's offsets are committed only for partitions this member still owns,
+and owns in the same assignment it polled them in: a partition revoked and given back
+meanwhile (A -> B -> A) was read on from B's commits, and an old offset committed now
+would undo them. Either way the records go to the new owner again, which costs
 duplicates but never skips a record.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
@@ -19,6 +23,51 @@ COMMIT_TIMEOUT_MS = 30_000
 # Bound on each lag query: without one, `position` waits for the group coordinator for as
 # long as it is away, and the loop could not see a SIGTERM meanwhile.
 LAG_TIMEOUT_MS = 1_000
+
+
+class Assignments:
+    """In which assignment (counted from 1) this member was last given each partition.
+
+    kafka-python calls `assigned` and `revoked` from its rebalance listener, on its own
+    thread; the Kafka thread reads.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._generation: dict[TopicPartition, int] = {}
+        self._lock = threading.Lock()
+
+    def assigned(self, partitions: Iterable[TopicPartition]) -> None:
+        """Count one assignment; `partitions` belong to it."""
+        with self._lock:
+            self.count += 1
+            for tp in partitions:
+                self._generation[tp] = self.count
+
+    def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forget the generation of partitions taken away."""
+        with self._lock:
+            for tp in partitions:
+                self._generation.pop(tp, None)
+
+    def generations(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The generation of each of `partitions` now (for a batch being polled)."""
+        with self._lock:
+            return {tp: self._generation[tp] for tp in partitions if tp in self._generation}
+
+    def current(
+        self, offsets: dict[TopicPartition, int], polled_in: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The `offsets` of partitions still in the generation they were polled in."""
+        now = self.generations(offsets)
+        kept = {tp: offset for tp, offset in offsets.items() if now.get(tp) == polled_in.get(tp)}
+        if len(kept) < len(offsets):
+            log.info(
+                "not committing %d partition(s) reassigned since the batch was polled: %s",
+                len(offsets) - len(kept),
+                sorted(f"{tp.topic}[{tp.partition}]" for tp in offsets if tp not in kept),
+            )
+        return kept
 
 
 def commit_owned(consumer: KafkaConsumer, offsets: dict[TopicPartition, int]) -> bool:
