@@ -128,3 +128,21 @@ def test_partitions_kept_through_rebalances_are_committed_under_a_cooperative_st
     worker.on_partitions_assigned({TP1})
     assert worker.assignments.current({TP0: 5, TP1: 7}, polled) == {TP0: 5}
     worker.downloads.runner.close()
+
+
+def test_the_consumer_reads_only_committed_records(broker):
+    """Records of aborted transactions are skipped by the client (isolation_level).
+
+    Tansu accepts transactions but hands aborted records to read_committed consumers too
+    (checked by hand: no aborted-transaction list in its fetch answers), so only the
+    consumer's configuration can be tested here.
+    """
+    from worker.clients import build_consumer
+
+    settings = WorkerSettings(kafka_bootstrap_servers=broker.bootstrap_servers, group_id="g-iso")
+    consumer = build_consumer(settings)
+    try:
+        assert consumer.config["isolation_level"] == "read_committed"
+        assert consumer.config["enable_auto_commit"] is False
+    finally:
+        consumer.close()
