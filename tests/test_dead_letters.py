@@ -8,6 +8,7 @@ worker exits non-zero with the offset uncommitted.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 
 import pytest
@@ -15,8 +16,15 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 
 from demo.tmdb import StandInMovie
-from tests.conftest import COLOURS, consume_all, event, poster_bytes, produce, start_worker
-from tests.conftest import worker_env
+from tests.conftest import (
+    COLOURS,
+    consume_all,
+    event,
+    poster_bytes,
+    produce,
+    start_worker,
+    worker_env,
+)
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -144,7 +152,7 @@ def test_a_huge_key_and_an_escaped_value_reach_the_dead_letter_topic(broker, top
     process = start_worker(worker_env(broker, topics, model_dir, tmdb), "--exit-when-idle", "3")
     try:
         out, _ = process.communicate(timeout=120)
-    except Exception:
+    except subprocess.TimeoutExpired:
         process.kill()
         out, _ = process.communicate()
         pytest.fail(f"the worker did not finish (a dead letter retried forever?):\n{out[-3000:]}")

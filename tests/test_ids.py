@@ -96,7 +96,7 @@ def test_a_record_redelivered_after_sigkill_gets_the_same_ids(broker, topics, mo
     produce(broker.bootstrap_servers, topics.input, values)
     env = worker_env(broker, topics, model_dir, tmdb, BATCH_SIZE="4")
     process = start_worker(env)
-    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)  # noqa: E731
+    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)
     wait_for(lambda: done() >= 12, 90, "outputs before the kill", process)
     kill(process)
     before = done()
