@@ -122,7 +122,7 @@ def run(
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
         _log_start(settings, time.monotonic() - started)
         worker.run(exit_when_idle=exit_when_idle)
-        return 0
+        return worker.exit_code
     finally:
         _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
         _close("producer", lambda: producer and producer.close(timeout=10))

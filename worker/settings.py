@@ -29,6 +29,11 @@ class WorkerSettings(FetchSettings, KafkaSettings):
     max_event_bytes: int = Field(
         64 * 1024, gt=0, description="Larger input values are dead-lettered."
     )
+    max_dead_letter_bytes: int = Field(
+        900_000,
+        ge=16_384,
+        description="Cap on a serialised dead letter; over it, the raw value is dropped.",
+    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(2_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
