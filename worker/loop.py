@@ -17,6 +17,7 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import classify_batch
 from worker.jobs import Batch, decode_batch
@@ -42,7 +43,7 @@ class Worker:
         settings: WorkerSettings,
         consumer: KafkaConsumer,
         producer: KafkaProducer,
-        fetcher: PosterFetcher,
+        fetcher: PosterFetcher | FetchPool,
         runner: AsyncRunner,
         models: ModelWatcher,
         metrics: WorkerMetrics | None = None,
