@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from demo.tmdb import StandInMovie
-from tests.conftest import COLOURS, consume_all, event, poster_bytes, produce, start_worker, worker_env
+from tests.conftest import (
+    COLOURS,
+    consume_all,
+    event,
+    poster_bytes,
+    produce,
+    start_worker,
+    worker_env,
+)
 from tests.test_worker_e2e import finish
 
 pytestmark = pytest.mark.slow
