@@ -5,7 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,11 +26,11 @@ def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:
 
 
 def alive(pid: int) -> bool:
+    """Running (not ended, nor a zombie waiting for its parent)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
-    return True
 
 
 def test_share_of_divides_concurrency_rates_and_burst_between_processes():
@@ -104,3 +107,29 @@ def test_a_poster_whose_process_keeps_dying_ends_as_fetch_failed():
             pool.close()
     assert isinstance(error, FetchFailed) and error.code == "fetch_failed"
     assert error.attempts == 2 and "died 2 times" in error.detail
+
+
+POOL_IN_A_PROCESS = """
+import time
+from posters import FetchSettings
+from worker.fetch_pool import FetchPool
+pool = FetchPool(FetchSettings(tmdb_base_url="http://127.0.0.1:9"), 2).start()
+while len(pool.pids) < 2:
+    time.sleep(0.05)
+print(*pool.pids, flush=True)
+time.sleep(120)
+"""
+
+
+def test_fetch_processes_end_when_the_worker_is_killed():
+    worker = subprocess.Popen(
+        [sys.executable, "-c", POOL_IN_A_PROCESS], stdout=subprocess.PIPE, text=True
+    )
+    pids = [int(pid) for pid in worker.stdout.readline().split()]
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)
+    worker.kill()
+    worker.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids), "a fetch process outlived a killed worker"
