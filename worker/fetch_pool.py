@@ -36,10 +36,12 @@ CLOSE_TIMEOUT_S = 10.0
 
 
 def share_of(settings: FetchSettings, workers: int) -> FetchSettings:
-    """One process's settings: concurrency, rate limits and burst divided between `workers`."""
+    """One process's settings: concurrency, target rate, rate limits and burst, divided."""
     fields = {name: getattr(settings, name) for name in FetchSettings.model_fields}
     fields.update(
         fetch_concurrency=max(1, math.ceil(settings.fetch_concurrency / workers)),
+        fetch_concurrency_min=max(1, math.ceil(settings.fetch_concurrency_min / workers)),
+        fetch_target_rate=settings.fetch_target_rate / workers,
         site_rate_limit=settings.site_rate_limit / workers,
         image_rate_limit=settings.image_rate_limit / workers,
         rate_limit_burst=max(1, math.ceil(settings.rate_limit_burst / workers)),
