@@ -4,6 +4,10 @@
                            [--pages tmdb|small] [--variant NAME=SRC_DIR[,KEY=VALUE...]]
     python bench/worker.py --model tiny --rtt-ms 50 ...     (shortcut for --runs tiny@50)
 
+A variant's BENCH_WORKERS=N (not passed on) runs N worker processes in one consumer group;
+CPU and peak RSS are then summed over them and their fetch processes (the py-spy CPU split
+samples the first worker process only).
+
 What it starts, all on 127.0.0.1:
   - the embedded Tansu broker (demo.broker) with fresh topics per run;
   - a poster server (bench/poster_server.py, its own process, everything pre-built):
