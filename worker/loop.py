@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from worker.classifier import Classifier
+from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
@@ -43,7 +44,7 @@ class Worker:
         settings: WorkerSettings,
         consumer: KafkaConsumer,
         producer: KafkaProducer,
-        fetcher: PosterFetcher,
+        fetcher: PosterFetcher | FetchPool,
         runner: AsyncRunner,
         models: ModelWatcher,
         metrics: WorkerMetrics | None = None,
