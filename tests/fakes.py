@@ -72,8 +72,14 @@ class FakeProducer:
     acknowledged: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     flushes: int = 0
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> FakeFuture:
+    headers: list[list[tuple[str, bytes]] | None] = field(default_factory=list)
+
+    def send(
+        self, topic: str, key: bytes | None = None, value: bytes = b"",
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
         self.sent.append((topic, key, value))
+        self.headers.append(headers)
         fate = self.answer(topic, key, value)
         if isinstance(fate, Exception):
             raise fate

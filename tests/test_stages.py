@@ -93,6 +93,24 @@ def test_a_dead_letter_carries_the_error_and_the_raw_record():
     assert result.input_timestamp_ms == job.record.timestamp
 
 
+def test_a_dead_letter_keeps_the_input_headers_and_adds_its_origin_as_headers():
+    raw = record(9, b"[]", b"k", partition=1)._replace(
+        headers=[("traceparent", b"00-1"), ("dlq.error.code", b"stale")]
+    )
+    result = BUILDER.build(decode_batch([raw], 65536).jobs[0], None)
+    assert result.headers == [
+        ("traceparent", b"00-1"),
+        ("dlq.error.code", b"invalid_event"),
+        ("dlq.original.topic", b"movies.new"),
+        ("dlq.original.partition", b"1"),
+        ("dlq.original.offset", b"9"),
+        ("dlq.attempts", b"0"),
+    ]
+    producer = FakeProducer()
+    Publisher(producer, WorkerMetrics(), threading.Event(), lambda: None).publish([result])
+    assert producer.headers == [result.headers]
+
+
 def test_an_output_names_its_source_event_and_every_label():
     job = decode_batch([event_record(0, 603, event_id="ev-1", title="The Matrix")], 65536).jobs[0]
     job.poster = poster(603, b"R...")
@@ -105,6 +123,7 @@ def test_an_output_names_its_source_event_and_every_label():
     assert output["genres"] == ["Red"] and set(output["scores"]) == {"Red", "Green", "Blue"}
     assert (output["model_version"], output["title"]) == (4, "The Matrix")
     assert output["poster_url"] == "http://img.test/603.jpg"
+    assert result.model_version == 4 and result.headers == []
 
 
 def test_a_job_with_neither_scores_nor_error_becomes_an_internal_error_dead_letter():

@@ -86,7 +86,9 @@ class Publisher:
                 delivery.failed.append((result, delivery.failed[0][1]))
                 continue
             try:
-                future = self.producer.send(result.topic, key=result.key, value=result.value)
+                future = self.producer.send(
+                    result.topic, key=result.key, value=result.value, headers=result.headers
+                )
             except KafkaError as exc:
                 delivery.failed.append((result, exc))
                 continue

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from schemas import DeadLetter, MovieGenres, OriginalRecord
 from worker.classifier import Classifier
+from worker.deadletters import Headers, dead_letter_headers
 from worker.errors import WorkerError
 from worker.jobs import Job
 
@@ -30,6 +31,8 @@ class Result:
     value: bytes
     code: str  # the dead letter's error code; empty for an output
     input_timestamp_ms: int | None
+    headers: Headers = field(default_factory=list)  # Kafka record headers (dead letters)
+    model_version: int | None = None  # the model that scored an output
 
 
 def error_summary(exc: BaseException) -> str:
@@ -80,7 +83,10 @@ class ResultBuilder:
         )
         value = output.model_dump_json().encode()
         key = str(job.event.tmdb_id).encode()
-        return Result(self.output_topic, key, value, "", job.record.timestamp)
+        return Result(
+            self.output_topic, key, value, "", job.record.timestamp,
+            model_version=classifier.version,
+        )
 
     def dead_letter(self, job: Job, error: WorkerError) -> Result:
         """The dead letter of a job: the error, and the original record to replay."""
@@ -103,4 +109,8 @@ class ResultBuilder:
             error.code, record.topic, record.partition, record.offset, error.detail,
         )
         value = letter.model_dump_json().encode()
-        return Result(self.dlq_topic, key, value, str(error.code), record.timestamp)
+        headers = dead_letter_headers(
+            record.headers, str(error.code), record.topic, record.partition, record.offset,
+            error.attempts,
+        )
+        return Result(self.dlq_topic, key, value, str(error.code), record.timestamp, headers)
