@@ -14,7 +14,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from worker.errors import WorkerError
-from posters import Poster
+from posters import FetchStats, Poster
 
 LABELS = ["Red", "Green", "Blue"]
 
@@ -148,6 +148,9 @@ class FakeFetcher:
         self.delay_s = delay_s
         self.retries = 0
         self.asked: list[int] = []
+
+    def stats(self) -> FetchStats:
+        return FetchStats(self.retries)
 
     async def fetch(self, tmdb_id: int) -> Poster:
         self.asked.append(tmdb_id)

@@ -215,7 +215,7 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     assert publisher.publish(results(3)) is True
     assert [key for _, key, _ in producer.sent] == [b"0", b"1", b"2", b"0", b"1", b"2", b"1"]
     assert sorted(key for _, key, _ in producer.acknowledged) == [b"0", b"0", b"1", b"2", b"2"]
-    assert metrics.outputs_produced._value.get() == 5
+    assert metrics.outputs_produced.labels(model_version="")._value.get() == 5
     assert len(alive) == 1  # one keep-alive poll before the second round
 
 

@@ -103,7 +103,9 @@ class Publisher:
                 delivery.failed.append((result, exc))
                 continue
             delivery.acknowledged.append(result)
-            self.metrics.acknowledged(result.code, result.input_timestamp_ms)
+            self.metrics.acknowledged(
+                result.code, result.input_timestamp_ms, result.model_version
+            )
         return delivery
 
     def _await_acks(self, futures: list[Any]) -> bool:
