@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
 from worker.errors import WorkerError
 from posters import FetchStats, Poster
@@ -104,6 +104,10 @@ class FakeConsumer:
     paused: set[TopicPartition] = field(default_factory=set)
     empty_polls: int = 0
     on_poll: Callable[[FakeConsumer], None] | None = None
+    generation: int = 1  # the group generation this member joined; -1: not a member
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        return ConsumerGroupMetadata("g", self.generation, "member-1", None, "stable")
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)

@@ -310,3 +310,19 @@ def test_the_worker_loop_runs_batches_through_every_stage_and_summarises_from_me
                "batches=2 commits=2")
     assert metrics.summary() == summary
     assert f"worker stopped: {summary}" in caplog.text
+
+
+def test_ready_needs_a_model_and_group_membership_and_allows_zero_partitions():
+    consumer = FakeConsumer(generation=-1)
+    models = FakeModels(None)
+    worker = Worker(
+        WorkerSettings(group_id="genres"), consumer, FakeProducer(),  # type: ignore[arg-type]
+        FakeFetcher({}), None, models,  # type: ignore[arg-type]
+    )
+    assert worker.ready() == (False, "no model loaded")
+    models.current = FakeClassifier(version=3)
+    assert worker.ready() == (False, "not in consumer group genres yet")
+    consumer.generation = 4
+    assert worker.ready() == (True, "model version 3, generation 4, 0 partitions (standby)")
+    consumer.assigned = {TP0, TP1}
+    assert worker.ready() == (True, "model version 3, generation 4, 2 partitions")
