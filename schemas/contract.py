@@ -27,6 +27,7 @@ from schemas.events import (
     NewMovie,
     OriginalRecord,
 )
+from schemas.headers import DEAD_LETTER_HEADERS
 from schemas.model import ModelMetadata
 
 DEFAULT_DIR = Path(__file__).parent / "json"
@@ -191,19 +192,36 @@ def asyncapi() -> dict[str, Any]:
                     "the-matrix", "movies.genres", "Movie genres",
                     "The genres the model sees in a movie's poster.", TMDB_ID_KEY,
                 ),
-                "deadLetter": message(
-                    "movie-not-found", "movies.new.dlq", "Dead letter",
-                    "An input that failed for good, and why.",
-                    {
-                        "type": ["string", "null"],
-                        "description": "The TMDB id as a decimal string when the input held a "
-                        "valid event, else the input record's key as it was.",
-                        "examples": ["99999999"],
-                    },
-                ),
+                "deadLetter": {
+                    **message(
+                        "movie-not-found", "movies.new.dlq", "Dead letter",
+                        "An input that failed for good, and why.",
+                        {
+                            "type": ["string", "null"],
+                            "description": "The TMDB id as a decimal string when the input held "
+                            "a valid event, else the input record's key as it was.",
+                            "examples": ["99999999"],
+                        },
+                    ),
+                    "headers": dead_letter_headers(),
+                },
             },
             "schemas": top["$defs"],
         },
+    }
+
+
+def dead_letter_headers() -> dict[str, Any]:
+    """The Kafka headers of a dead letter, as an AsyncAPI message `headers` schema."""
+    return {
+        "type": "object",
+        "description": "Kafka record headers, values UTF-8 text. The input record's own headers "
+        "are copied first; replaying a dead letter gives them back without the `dlq.` ones.",
+        "properties": {
+            name: {"type": "string", "description": text}
+            for name, text in DEAD_LETTER_HEADERS.items()
+        },
+        "required": list(DEAD_LETTER_HEADERS),
     }
 
 

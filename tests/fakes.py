@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
 from worker.errors import WorkerError
-from posters import Poster
+from posters import FetchStats, Poster
 
 LABELS = ["Red", "Green", "Blue"]
 
@@ -72,8 +72,14 @@ class FakeProducer:
     acknowledged: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     flushes: int = 0
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> FakeFuture:
+    headers: list[list[tuple[str, bytes]] | None] = field(default_factory=list)
+
+    def send(
+        self, topic: str, key: bytes | None = None, value: bytes = b"",
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
         self.sent.append((topic, key, value))
+        self.headers.append(headers)
         fate = self.answer(topic, key, value)
         if isinstance(fate, Exception):
             raise fate
@@ -98,6 +104,10 @@ class FakeConsumer:
     paused: set[TopicPartition] = field(default_factory=set)
     empty_polls: int = 0
     on_poll: Callable[[FakeConsumer], None] | None = None
+    generation: int = 1  # the group generation this member joined; -1: not a member
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        return ConsumerGroupMetadata("g", self.generation, "member-1", None, "stable")
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -144,6 +154,9 @@ class FakeFetcher:
         self.delay_s = delay_s
         self.retries = 0
         self.asked: list[int] = []
+
+    def stats(self) -> FetchStats:
+        return FetchStats(self.retries)
 
     async def fetch(self, tmdb_id: int) -> Poster:
         self.asked.append(tmdb_id)

@@ -39,9 +39,9 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.2) -> bool:
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
-    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else r"(?:\{\})?") + r" ([0-9.e+-]+)"
-    match = re.search(pattern, text)
-    return float(match.group(1)) if match else 0.0
+    """The value of one series, or the sum over every series of `name` when no labels are given."""
+    pattern = re.escape(name) + (re.escape("{" + labels + "}") if labels else r"(?:\{[^}]*\})?")
+    return sum(float(m.group(1)) for m in re.finditer(pattern + r" ([0-9.e+-]+)", text))
 
 
 def test_versions_switch_mid_stream_without_loss_and_a_broken_one_is_refused(broker, topics, tmdb, tmp_path):
@@ -107,6 +107,8 @@ def test_versions_switch_mid_stream_without_loss_and_a_broken_one_is_refused(bro
     assert metric(text, "genre_worker_model_version") == 2
     assert metric(text, "genre_worker_events_consumed_total") == total + 1
     assert metric(text, "genre_worker_outputs_produced_total") == total
+    by_version = [metric(text, "genre_worker_outputs_produced_total", f'model_version="{v}"') for v in (1, 2)]
+    assert all(n > 0 for n in by_version) and sum(by_version) == total
     assert metric(text, "genre_worker_dead_letters_total", 'code="poster_not_found"') == 1
     assert metric(text, "genre_worker_model_reloads_total", 'outcome="loaded"') == 1
     assert "refused model version 3" in out

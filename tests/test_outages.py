@@ -7,6 +7,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
+import pytest
+
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchFailed, FetchSettings, Poster, PosterFetcher
@@ -139,3 +141,5 @@ def test_the_breaker_opens_at_the_threshold_probes_once_and_closes_on_an_answer(
 
     asyncio.run(scenario())
     assert breaker.opened == 1 and breaker.probes == 2
+    assert breaker.states() == {"h:80": False}  # for the worker's circuit gauge
+    assert breaker.waited_s == pytest.approx(0.5)  # the waiter, from 2.5 to 3.0

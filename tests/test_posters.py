@@ -487,6 +487,7 @@ def test_each_host_has_its_own_bucket_and_the_site_the_lower_rate():
     assert [pacer.reserve(site) for _ in range(3)] == pytest.approx([0, 0.5, 1.0])
     assert [pacer.reserve(image) for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
     assert pacer.reserve("https://media.themoviedb.org/a.jpg") == 0  # a bucket of its own
+    assert (pacer.waits, pacer.waited_s) == (4, pytest.approx(1.8))  # for the worker's metrics
     unlimited = HostPacer(FetchSettings(site_rate_limit=0), clock=lambda: clock["t"])
     assert [unlimited.reserve(site) for _ in range(10)] == [0] * 10
 

@@ -93,6 +93,24 @@ def test_a_dead_letter_carries_the_error_and_the_raw_record():
     assert result.input_timestamp_ms == job.record.timestamp
 
 
+def test_a_dead_letter_keeps_the_input_headers_and_adds_its_origin_as_headers():
+    raw = record(9, b"[]", b"k", partition=1)._replace(
+        headers=[("traceparent", b"00-1"), ("dlq.error.code", b"stale")]
+    )
+    result = BUILDER.build(decode_batch([raw], 65536).jobs[0], None)
+    assert result.headers == [
+        ("traceparent", b"00-1"),
+        ("dlq.error.code", b"invalid_event"),
+        ("dlq.original.topic", b"movies.new"),
+        ("dlq.original.partition", b"1"),
+        ("dlq.original.offset", b"9"),
+        ("dlq.attempts", b"0"),
+    ]
+    producer = FakeProducer()
+    Publisher(producer, WorkerMetrics(), threading.Event(), lambda: None).publish([result])
+    assert producer.headers == [result.headers]
+
+
 def test_an_output_names_its_source_event_and_every_label():
     job = decode_batch([event_record(0, 603, event_id="ev-1", title="The Matrix")], 65536).jobs[0]
     job.poster = poster(603, b"R...")
@@ -105,6 +123,7 @@ def test_an_output_names_its_source_event_and_every_label():
     assert output["genres"] == ["Red"] and set(output["scores"]) == {"Red", "Green", "Blue"}
     assert (output["model_version"], output["title"]) == (4, "The Matrix")
     assert output["poster_url"] == "http://img.test/603.jpg"
+    assert result.model_version == 4 and result.headers == []
 
 
 def test_a_job_with_neither_scores_nor_error_becomes_an_internal_error_dead_letter():
@@ -196,7 +215,7 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     assert publisher.publish(results(3)) is Outcome.ACKNOWLEDGED
     assert [key for _, key, _ in producer.sent] == [b"0", b"1", b"2", b"0", b"1", b"2", b"1"]
     assert sorted(key for _, key, _ in producer.acknowledged) == [b"0", b"0", b"1", b"2", b"2"]
-    assert metrics.outputs_produced._value.get() == 5
+    assert metrics.outputs_produced.labels(model_version="")._value.get() == 5
     assert len(alive) == 1  # one keep-alive poll before the second round
 
 
@@ -291,3 +310,19 @@ def test_the_worker_loop_runs_batches_through_every_stage_and_summarises_from_me
                "batches=2 commits=2")
     assert metrics.summary() == summary
     assert f"worker stopped: {summary}" in caplog.text
+
+
+def test_ready_needs_a_model_and_group_membership_and_allows_zero_partitions():
+    consumer = FakeConsumer(generation=-1)
+    models = FakeModels(None)
+    worker = Worker(
+        WorkerSettings(group_id="genres"), consumer, FakeProducer(),  # type: ignore[arg-type]
+        FakeFetcher({}), None, models,  # type: ignore[arg-type]
+    )
+    assert worker.ready() == (False, "no model loaded")
+    models.current = FakeClassifier(version=3)
+    assert worker.ready() == (False, "not in consumer group genres yet")
+    consumer.generation = 4
+    assert worker.ready() == (True, "model version 3, generation 4, 0 partitions (standby)")
+    consumer.assigned = {TP0, TP1}
+    assert worker.ready() == (True, "model version 3, generation 4, 2 partitions")

@@ -79,13 +79,22 @@ class Worker:
         return self._stop.is_set()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: a model is loaded and the consumer has partitions."""
+        """Readiness: a model is loaded and the consumer is a member of its group.
+
+        Any number of partitions, zero included (a standby), so that replicas beyond the
+        partition count are ready too (docs/deployment.md#readiness).
+        """
         if self.models.current is None:
             return False, "no model loaded"
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return False, "waiting for partitions"
-        return True, f"model version {self.models.current.version}, {len(assigned)} partitions"
+        # group_metadata() takes only the coordinator's lock: safe from the HTTP thread
+        generation = self.consumer.group_metadata().generation_id
+        if generation < 0:
+            return False, f"not in consumer group {self.settings.group_id} yet"
+        assigned = len(self.consumer.assignment())
+        standby = " (standby)" if assigned == 0 else ""
+        version = self.models.current.version
+        partitions = f"{assigned} partitions{standby}"
+        return True, f"model version {version}, generation {generation}, {partitions}"
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Note a revocation (kafka-python's IO thread: no blocking call may be made here).

@@ -148,7 +148,9 @@ class Publisher:
                 delivery.failed.append((result, unqueued))
                 continue
             try:
-                future = self.producer.send(result.topic, key=result.key, value=result.value)
+                future = self.producer.send(
+                    result.topic, key=result.key, value=result.value, headers=result.headers
+                )
             except KafkaError as exc:  # e.g. over max_request_size, or no metadata in time
                 delivery.failed.append((result, exc))
                 unqueued = None if is_refusal(exc) else exc
@@ -164,7 +166,9 @@ class Publisher:
                 delivery.failed.append((result, exc))
                 continue
             delivery.acknowledged.append(result)
-            self.metrics.acknowledged(result.code, result.input_timestamp_ms)
+            self.metrics.acknowledged(
+                result.code, result.input_timestamp_ms, result.model_version
+            )
         return delivery
 
     def _await_acks(self, futures: list[Any]) -> bool:
