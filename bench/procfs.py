@@ -37,3 +37,38 @@ def status_kb(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """`pid` and its live descendants (fetch processes of the worker, say)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            todo += map(int, Path(f"/proc/{current}/task/{current}/children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def tree_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of processes and their live descendants."""
+    total = 0.0
+    for pid in {p for root in pids for p in descendants(root)}:
+        try:
+            total += cpu_s(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def tree_kb(pids: list[int], key: str) -> int:
+    """The sum of a `kB` field of /proc/<pid>/status over processes and their descendants."""
+    total = 0
+    for pid in {p for root in pids for p in descendants(root)}:
+        try:
+            total += status_kb(pid, key)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total

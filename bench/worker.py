@@ -4,6 +4,10 @@
                            [--pages tmdb|small] [--variant NAME=SRC_DIR[,KEY=VALUE...]]
     python bench/worker.py --model tiny --rtt-ms 50 ...     (shortcut for --runs tiny@50)
 
+A variant's BENCH_WORKERS=N (not passed on) runs N worker processes in one consumer group;
+CPU and peak RSS are then summed over them and their fetch processes (the py-spy CPU split
+samples the first worker process only).
+
 What it starts, all on 127.0.0.1:
   - the embedded Tansu broker (demo.broker) with fresh topics per run;
   - a poster server (bench/poster_server.py, its own process, everything pre-built):
@@ -68,7 +72,7 @@ from bench import models  # noqa: E402
 from bench.cpu_split import STAGE_ORDER, CpuSplit, py_spy  # noqa: E402
 from bench.outputs import OutputReader, event_value  # noqa: E402
 from bench.poster_server import PosterServer, capacity  # noqa: E402
-from bench.procfs import cpu_s, status_kb  # noqa: E402
+from bench.procfs import tree_cpu_s, tree_kb  # noqa: E402
 
 log = logging.getLogger("bench.worker")
 
@@ -157,7 +161,7 @@ def worker_env(variant: Variant, args: argparse.Namespace, broker: Any, server: 
         SITE_RATE_LIMIT="0",  # a loopback server: measure the worker, not the politeness limit
         IMAGE_RATE_LIMIT="0",
     )
-    env.update({k: v for k, v in variant.env.items() if k != "PYTHONPATH"})
+    env.update({k: v for k, v in variant.env.items() if k not in ("PYTHONPATH", "BENCH_WORKERS")})
     if "PYTHONPATH" in variant.env:  # extra paths go after the variant's checkout
         env["PYTHONPATH"] = os.pathsep.join([str(variant.src), variant.env["PYTHONPATH"]])
     return env
@@ -193,7 +197,7 @@ def connection_figures(before: dict[str, Any], after: dict[str, Any], posters: i
 
 
 class WorkerRun:
-    """One worker process under load: its topics, the producer and output reader, and the phases."""
+    """The worker process(es) under load: topics, the producer and output reader, and the phases."""
 
     def __init__(self, variant: Variant, scenario: Scenario, args: argparse.Namespace, broker: Any,
                  server: PosterServer, model_dir: Path, workdir: Path):
@@ -211,37 +215,49 @@ class WorkerRun:
         self.reader = OutputReader(broker.bootstrap_servers, [topics[1], topics[2]])
         self.reader.start()
         self.producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1, linger_ms=0)
-        self.http_port = free_port()
-        self.env = worker_env(variant, args, broker, server, model_dir, topics, self.http_port)
+        # BENCH_WORKERS=N in a variant: N worker processes in one group (each its own HTTP port)
+        self.http_ports = [free_port() for _ in range(int(variant.env.get("BENCH_WORKERS", "1")))]
+        self.http_port = self.http_ports[0]
+        self.envs = [worker_env(variant, args, broker, server, model_dir, topics, port)
+                     for port in self.http_ports]
+        self.env = self.envs[0]
         self.src = variant.src
         self.log_path = workdir / f"worker-{variant.name}-{scenario.key}-{suffix}.log"
         self.profile_path = workdir / "profiles" / f"{variant.name}-{scenario.key}-{suffix}.raw"
         self.counter = iter(range(10**9))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> float:
-        """Start `python -m worker`; seconds to ready."""
+        """Start `python -m worker` (BENCH_WORKERS of them, logging to one file); seconds to ready."""
         with open(self.log_path, "w") as log_file:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker"], env=self.env, cwd=self.src,
-                                            stdout=log_file, stderr=subprocess.STDOUT)
-        return wait_ready(self.process, self.http_port, self.log_path)
+            self.processes = [subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=self.src,
+                                               stdout=log_file, stderr=subprocess.STDOUT)
+                              for env in self.envs]
+        return max(wait_ready(p, port, self.log_path) for p, port in zip(self.processes, self.http_ports))
 
     def stop(self) -> None:
-        """SIGTERM the worker (kill after 30 s), close the Kafka clients."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        """SIGTERM the workers (kill after 30 s), close the Kafka clients."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
             try:
-                self.process.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
         self.producer.close()
         self.reader.stop()
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        assert self.processes
+        return self.processes[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        """Every worker process (their fetch processes are found under them)."""
+        return [process.pid for process in self.processes]
 
     def send(self, prefix: str, n: int, paced_eps: float | None = None) -> dict[str, int]:
         """Produce `n` events (at `paced_eps` if given); event id -> timestamp ms."""
@@ -277,11 +293,11 @@ class WorkerRun:
         args = self.args
         paired = [measure_model()]
         split = CpuSplit(self.pid, self.profile_path, native=args.native) if args.cpu_split else None
-        cpu0, server_cpu0, wall0 = cpu_s(self.pid), self.server.cpu_s(), time.monotonic()
+        cpu0, server_cpu0, wall0 = tree_cpu_s(self.pids), self.server.cpu_s(), time.monotonic()
         burst = self.send("sat", args.events)
         self.through(burst, "saturation")
         wall = time.monotonic() - wall0
-        cpu, server_cpu = cpu_s(self.pid) - cpu0, self.server.cpu_s() - server_cpu0
+        cpu, server_cpu = tree_cpu_s(self.pids) - cpu0, self.server.cpu_s() - server_cpu0
         split_raw = split.stop() if split is not None else None
         paired.append(measure_model())
         outs = sorted(self.reader.seen[i][0] for i in burst)
@@ -378,7 +394,7 @@ def run_worker(
             f"{c['saturation']['requests_per_poster']} requests per poster",
             flush=True,
         )
-        result["peak_rss_mb"] = round(status_kb(run.pid, "VmHWM") / 1024, 1)
+        result["peak_rss_mb"] = round(tree_kb(run.pids, "VmHWM") / 1024, 1)  # all processes, summed
         result["dead_letters"] = len(run.reader.dead)
         result["poster_renditions"] = dict(run.reader.renditions)
         print(f"[{run.name}] posters the worker found on the pages (rendition: outputs): "

@@ -22,6 +22,7 @@ from functools import partial
 from typing import TypeVar
 
 from posters.breaker import CircuitBreaker, CircuitOpen
+from posters.concurrency import AdaptiveLimit, Slot
 from posters.errors import FetchFailed, PosterError, TransientError
 from posters.pacing import HostPacer
 from posters.settings import FetchSettings
@@ -76,15 +77,16 @@ class Budget:
 class Retrier:
     """Runs one request's tries: admitted by the breaker, bounded in number and in time.
 
-    The concurrency semaphore is held only while a try is in flight, never while waiting
-    for a circuit or a backoff, so waiting posters do not hold up the others.
+    The concurrency limit is held only while a try is in flight, never while waiting
+    for a circuit or a backoff, so waiting posters do not hold up the others; its size
+    follows the observed latency when `fetch_target_rate` is set (`posters.concurrency`).
     """
 
     def __init__(self, settings: FetchSettings, breaker: CircuitBreaker, pacer: HostPacer):
         self.settings = settings
         self.breaker = breaker
         self.pacer = pacer
-        self._semaphore = asyncio.Semaphore(settings.fetch_concurrency)
+        self.limit = AdaptiveLimit(settings)
         self.retries = 0  # transient failures retried, for metrics
 
     async def run(self, url: str, budget: Budget, attempt: Attempt[T]) -> T:
@@ -125,19 +127,20 @@ class Retrier:
 
     async def _try(self, url: str, budget: Budget, attempt: Attempt[T], probe: bool) -> T:
         """One try, within the request timeout and what is left of the poster's budget."""
-        async with self._semaphore:
+        async with self.limit.slot() as slot:
             left = max(0.0, budget.deadline - time.monotonic())
             limit = min(self.settings.request_timeout_s, left)
             try:
                 async with asyncio.timeout(limit) as timer:
-                    return await attempt(probe, partial(self._pace, budget, timer))
+                    return await attempt(probe, partial(self._pace, budget, timer, slot))
             except TimeoutError as exc:
                 raise TransientError(f"{display_url(url)} took over {limit:.1f} s") from exc
 
-    async def _pace(self, budget: Budget, timer: asyncio.Timeout, url: str) -> None:
+    async def _pace(self, budget: Budget, timer: asyncio.Timeout, slot: Slot, url: str) -> None:
         """Wait for a token to request `url`; the wait moves the time limits back as much."""
         delay = self.pacer.reserve(url)
         if delay > 0:
+            slot.paced_s += delay
             budget.deadline += delay
             when = timer.when()
             if when is not None:

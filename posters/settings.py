@@ -41,7 +41,19 @@ class FetchSettings(BaseSettings):
         "en-US", description="`?language=` and `Accept-Language` (not the locale's LANGUAGE)."
     )
     user_agent: str = "Mozilla/5.0 (compatible; movie-poster-genres/0.1; poster genre tagger)"
-    fetch_concurrency: int = Field(16, ge=1, le=512, description="Posters fetched at once.")
+    fetch_concurrency: int = Field(
+        16, ge=1, le=512,
+        description="Requests in flight at once; with FETCH_TARGET_RATE, the most it may grow to.",
+    )
+    fetch_target_rate: float = Field(
+        0.0, ge=0,
+        description="Posters a second to keep enough requests in flight for: the limit follows "
+        "ceil(rate x 2 x observed latency) within [FETCH_CONCURRENCY_MIN, FETCH_CONCURRENCY]; "
+        "0: FETCH_CONCURRENCY, fixed.",
+    )
+    fetch_concurrency_min: int = Field(
+        4, ge=1, le=512, description="The least requests in flight with FETCH_TARGET_RATE."
+    )
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0, description="Longest silence while reading.")
     request_timeout_s: float = Field(30.0, gt=0, description="Cap on one request, body included.")

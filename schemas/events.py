@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     HOST_NOT_ALLOWED = "host_not_allowed"
     INVALID_URL = "invalid_url"
     FETCH_FAILED = "fetch_failed"
+    INVALID_SCORES = "invalid_scores"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -124,6 +125,19 @@ class OriginalRecord(BaseModel):
         default=False,
         description="True when the value was too large to keep whole; `value` holds its start "
         "and the record stays at topic/partition/offset in the input topic.",
+    )
+    value_dropped: bool = Field(
+        default=False,
+        description="True when the dead letter could not carry the value at all (it would not "
+        "fit MAX_DEAD_LETTER_BYTES, or the broker refused it); `value` is null and the record "
+        "stays at topic/partition/offset in the input topic.",
+    )
+    key_bytes: int | None = Field(
+        default=None, description="Length of the original key in bytes (null: no key)."
+    )
+    key_truncated: bool = Field(
+        default=False,
+        description="True when the key was longer than 1 KiB; `key` holds its first KiB.",
     )
 
     @classmethod

@@ -127,7 +127,9 @@ class FakeConsumer:
             raise self.commit_error
         self.commits.append(dict(offsets))
 
-    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    def end_offsets(
+        self, partitions: list[TopicPartition], timeout_ms: int | None = None
+    ) -> dict[TopicPartition, int]:
         return {tp: self.ends.get(tp, 0) for tp in partitions}
 
     def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:

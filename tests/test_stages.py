@@ -31,7 +31,7 @@ from worker.jobs import decode_batch
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
 from worker.partitions import commit_owned, keep_alive, lag
-from worker.publisher import Publisher
+from worker.publisher import Outcome, Publisher
 from worker.results import Result, ResultBuilder
 from worker.settings import WorkerSettings
 
@@ -193,7 +193,7 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     assert [r.key for r in delivery.acknowledged] == [b"0", b"2"]
     assert [(r.key, type(e)) for r, e in delivery.failed] == [(b"1", NotLeaderForPartitionError)]
     assert delivery.settled
-    assert publisher.publish(results(3)) is True
+    assert publisher.publish(results(3)) is Outcome.ACKNOWLEDGED
     assert [key for _, key, _ in producer.sent] == [b"0", b"1", b"2", b"0", b"1", b"2", b"1"]
     assert sorted(key for _, key, _ in producer.acknowledged) == [b"0", b"0", b"1", b"2", b"2"]
     assert metrics.outputs_produced._value.get() == 5
@@ -220,7 +220,7 @@ def test_a_stop_gives_unacknowledged_sends_a_grace_period_then_gives_up():
     publisher = Publisher(producer, WorkerMetrics(), stopped, lambda: None, grace_s=0.2)
     threading.Timer(0.1, stopped.set).start()
     began = time.monotonic()
-    assert publisher.publish(results(2)) is False
+    assert publisher.publish(results(2)) is Outcome.STOPPED
     assert 0.25 <= time.monotonic() - began < 5
     assert producer.flushes >= 1
 
@@ -231,7 +231,7 @@ def test_a_stop_during_the_pause_between_rounds_gives_up():
     publisher = Publisher(producer, WorkerMetrics(), stopped, lambda: None, first_pause_s=5)
     threading.Timer(0.1, stopped.set).start()
     began = time.monotonic()
-    assert publisher.publish(results(1)) is False
+    assert publisher.publish(results(1)) is Outcome.STOPPED
     assert time.monotonic() - began < 2 and len(producer.sent) == 1
 
 

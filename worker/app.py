@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from common.kafka import build_producer, connect
 from worker.classifier import configure_devices
 from worker.clients import build_consumer
+from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner
 from worker.health import HealthServer
 from worker.loop import Worker
@@ -51,8 +52,24 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
+async def _in_process_fetcher(settings: WorkerSettings) -> PosterFetcher:
     return PosterFetcher(settings)
+
+
+def _make_fetcher(settings: WorkerSettings, runner: AsyncRunner) -> PosterFetcher | FetchPool:
+    """The fetcher on the runner's loop, or `FETCH_WORKERS` fetch processes."""
+    if settings.fetch_workers == 1:
+        return runner.run(_in_process_fetcher(settings))
+    pool = FetchPool(settings, settings.fetch_workers, settings.log_level, settings.log_format)
+    return pool.start()
+
+
+def _close_fetcher(fetcher: PosterFetcher | FetchPool | None, runner: AsyncRunner) -> None:
+    """Close the connections, or end the fetch processes."""
+    if isinstance(fetcher, FetchPool):
+        fetcher.close()
+    elif fetcher is not None:
+        runner.run(fetcher.aclose())
 
 
 def _close(what: str, close: Callable[[], object]) -> None:
@@ -115,19 +132,18 @@ def run(
         )
         if consumer is None or producer is None:
             return 0
-        fetcher = runner.run(_make_fetcher(settings))
+        fetcher = _make_fetcher(settings, runner)
         worker = Worker(settings, consumer, producer, fetcher, runner, models, metrics)
         if stopping.is_set():
             worker.stop()
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
         _log_start(settings, time.monotonic() - started)
         worker.run(exit_when_idle=exit_when_idle)
-        return 0
+        return worker.exit_code
     finally:
         _close("consumer", lambda: consumer and consumer.close(autocommit=False, timeout_ms=10_000))
         _close("producer", lambda: producer and producer.close(timeout=10))
-        if fetcher is not None:
-            runner.run(fetcher.aclose())
+        _close_fetcher(fetcher, runner)
         runner.close()
         models.close()
         health.stop()

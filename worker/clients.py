@@ -1,6 +1,12 @@
-"""The worker's Kafka consumer, configured for at-least-once processing."""
+"""The worker's Kafka consumer, configured for at-least-once processing.
+
+It reads only committed records (`read_committed`): a producer that writes
+`movies.new` in transactions may abort some, and an aborted event must not be tagged.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from kafka import KafkaConsumer
 
@@ -10,7 +16,12 @@ from worker.settings import WorkerSettings
 
 def build_consumer(settings: WorkerSettings) -> KafkaConsumer:
     """Manual commits, batches of `batch_size`, from the earliest offset for a new group."""
-    return KafkaConsumer(
+    return KafkaConsumer(**consumer_config(settings))
+
+
+def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
+    """The options of the worker's consumer."""
+    return dict(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.group_id,
         client_id=settings.client_id,
@@ -20,5 +31,6 @@ def build_consumer(settings: WorkerSettings) -> KafkaConsumer:
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        isolation_level="read_committed",
         **security_config(settings),
     )

@@ -1,7 +1,9 @@
-"""Download a batch's posters on an asyncio thread while the Kafka thread does other work.
+"""Download a batch's posters while the Kafka thread does other work.
 
 The Kafka thread starts the downloads of batch N+1 right after polling it, then goes
 on to classify and publish batch N; collecting the posters later is the only wait.
+The downloads run on an asyncio thread of this process (`FETCH_WORKERS=1`) or in fetch
+processes (`worker.fetch_pool`); either way the Kafka thread holds one future per poster.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from worker.errors import WorkerError
+from worker.fetch_pool import FetchPool
 from worker.jobs import Batch, Job
 from worker.metrics import WorkerMetrics
 from posters import Poster, PosterFetcher
@@ -57,7 +60,7 @@ class PosterDownloads:
 
     def __init__(
         self,
-        fetcher: PosterFetcher,
+        fetcher: PosterFetcher | FetchPool,
         runner: AsyncRunner,
         metrics: WorkerMetrics,
         keep_alive_s: float = KEEP_ALIVE_S,
@@ -72,9 +75,21 @@ class PosterDownloads:
         """Start downloading the poster of every valid event of the batch."""
         for job in batch.jobs:
             if job.event is not None and job.error is None:
-                job.fetch = self.runner.submit(self._fetch(job.event.tmdb_id))
+                job.fetch = self._submit(job.event.tmdb_id)
+
+    def _submit(self, tmdb_id: int) -> concurrent.futures.Future[Poster]:
+        """Start one download, in this process or in a fetch process."""
+        if not isinstance(self.fetcher, FetchPool):
+            return self.runner.submit(self._fetch(tmdb_id))
+        begun = time.monotonic()
+        future = self.fetcher.submit(tmdb_id)
+        future.add_done_callback(
+            lambda _: self.metrics.poster_fetch_seconds.observe(time.monotonic() - begun)
+        )
+        return future
 
     async def _fetch(self, tmdb_id: int) -> Poster:
+        assert not isinstance(self.fetcher, FetchPool)
         begun = time.monotonic()
         try:
             return await self.fetcher.fetch(tmdb_id)

@@ -2,7 +2,10 @@
 
 A record whose value is not a valid event becomes a job that already carries its
 error, so it travels the same path to the dead-letter topic as a poster that failed;
-a batch knows the offsets to commit once every job in it has a stored result.
+a batch knows the offsets to commit once every job in it has a stored result. An event
+without an `event_id` gets one derived from where it is stored (topic, partition,
+offset), so a record delivered twice carries the same id twice and consumers can
+deduplicate on it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import concurrent.futures
 import logging
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from kafka import TopicPartition
@@ -22,6 +25,19 @@ from worker.errors import InvalidEvent, WorkerError
 from posters import Poster
 
 log = logging.getLogger(__name__)
+
+# Namespace of the worker's uuid5 ids; fixed forever, or redelivered records get new ids.
+ID_NAMESPACE = uuid.UUID("4562356b-9b43-4504-a822-748d923f8fa7")
+
+
+def record_event_id(topic: str, partition: int, offset: int) -> str:
+    """The id of an event that came without one: the same on every delivery of the record."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{topic}/{partition}/{offset}"))
+
+
+def output_event_id(source_event_id: str, model_version: int) -> str:
+    """The id of the output of `source_event_id` scored by `model_version` (deterministic)."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"genres/{source_event_id}/{model_version}"))
 
 
 @dataclass
@@ -48,6 +64,7 @@ class Batch:
 
     jobs: list[Job]
     offsets: dict[TopicPartition, int]
+    generations: dict[TopicPartition, int] = field(default_factory=dict)  # when polled
 
     def error_codes(self) -> Counter[str]:
         """How many jobs of the batch failed, by dead-letter code."""
@@ -62,7 +79,9 @@ def decode_job(record: ConsumerRecord, max_event_bytes: int) -> Job:
     except EventDecodeError as exc:
         job.error = InvalidEvent(str(exc))
         return job
-    job.event_id = job.event.event_id or str(uuid.uuid4())
+    job.event_id = job.event.event_id or record_event_id(
+        record.topic, record.partition, record.offset
+    )
     return job
 
 

@@ -17,15 +17,17 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from worker.classifier import Classifier
+from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
-from worker.inference import classify_batch
+from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
-from worker.partitions import commit_owned, keep_alive, read_lag
+from worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
 from posters import PosterFetcher
-from worker.publisher import Publisher
+from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
-from worker.results import ResultBuilder
+from worker.results import Result, ResultBuilder
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class Worker:
         settings: WorkerSettings,
         consumer: KafkaConsumer,
         producer: KafkaProducer,
-        fetcher: PosterFetcher,
+        fetcher: PosterFetcher | FetchPool,
         runner: AsyncRunner,
         models: ModelWatcher,
         metrics: WorkerMetrics | None = None,
@@ -52,9 +54,15 @@ class Worker:
         self.models = models
         self.metrics = metrics or WorkerMetrics()
         self._stop = threading.Event()
+        self.assignments = Assignments()
         self.downloads = PosterDownloads(fetcher, runner, self.metrics)
-        self.results = ResultBuilder(settings.output_topic, settings.dlq_topic)
-        self.publisher = Publisher(producer, self.metrics, self._stop, self._keep_alive)
+        self.results = ResultBuilder(
+            settings.output_topic, settings.dlq_topic, settings.max_dead_letter_bytes
+        )
+        self.publisher = Publisher(
+            producer, self.metrics, self._stop, self._keep_alive, shrink=self.results.refused
+        )
+        self.exit_code = 0  # 1 once a batch could not be scored or its results not stored
         self._in_flight: Batch | None = None
         self._idle_since = time.monotonic()
         self._next_lag_check = 0.0
@@ -86,12 +94,15 @@ class Worker:
         partitions' new owner processes those records again.
         """
         log.info("partitions revoked: %s", _names(revoked))
+        self.assignments.revoked(revoked)
         for tp in revoked:
             self.metrics.forget_partition(tp.topic, tp.partition)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Note an assignment."""
-        log.info("partitions assigned: %s", _names(assigned))
+        self.assignments.assigned(assigned)
+        count = self.assignments.count
+        log.info("partitions assigned: %s (assignment %d)", _names(assigned), count)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -128,31 +139,55 @@ class Worker:
         if not records:
             return None
         batch = decode_batch(records, self.settings.max_event_bytes)
+        batch.generations = self.assignments.generations(batch.offsets)
         self.downloads.start(batch)
         self.metrics.consumed(len(records))
         return batch
 
     def _finish(self, batch: Batch) -> bool:
-        """Collect posters, classify, publish, commit; False if stopped before the broker acked."""
+        """Collect posters, classify, publish, commit; False if the results were not all stored."""
         started = time.monotonic()
         self.downloads.collect(batch, self._keep_alive)
         fetched = time.monotonic()
         classifier = self.models.current
-        classify_batch(batch, classifier, self.metrics)
+        if not self._classify(batch, classifier):
+            return False
         classified = time.monotonic()
-        results = [self.results.build(job, classifier) for job in batch.jobs]
-        if not self.publisher.publish(results):
-            log.error(
-                "stopping with results of %d records unacknowledged: the batch is not "
-                "committed and will be processed again", len(results),
-            )
+        if not self._publish([self.results.build(job, classifier) for job in batch.jobs]):
             return False
         published = time.monotonic()
-        if commit_owned(self.consumer, batch.offsets):
+        offsets = self.assignments.current(batch.offsets, batch.generations)
+        if offsets and commit_owned(self.consumer, offsets):
             self.metrics.commits.inc()
         self.metrics.batches.inc()
         _log_batch(batch, fetched - started, classified - fetched, published - classified)
         return True
+
+    def _classify(self, batch: Batch, classifier: Classifier | None) -> bool:
+        """Score the batch; False (and exit code 1) if the device cannot."""
+        try:
+            classify_batch(batch, classifier, self.metrics)
+        except DeviceFailed as exc:
+            self.exit_code = 1
+            log.critical("exiting with an error, the batch uncommitted: %s", exc)
+            return False
+        return True
+
+    def _publish(self, results: list[Result]) -> bool:
+        """Store every result; False when stopped first or when one cannot be stored."""
+        outcome = self.publisher.publish(results)
+        if outcome is Outcome.UNDELIVERABLE:
+            self.exit_code = 1
+            log.critical(
+                "exiting with an error: a result of this batch of %d records cannot be stored; "
+                "its offsets are not committed", len(results),
+            )
+        elif outcome is Outcome.STOPPED:
+            log.error(
+                "stopping with results of %d records unacknowledged: the batch is not "
+                "committed and will be processed again", len(results),
+            )
+        return outcome is Outcome.ACKNOWLEDGED
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -167,7 +202,8 @@ class Worker:
             return
         self._next_lag_check = now + LAG_CHECK_S
         for tp, value in (read_lag(self.consumer) or {}).items():
-            self.metrics.set_lag(tp.topic, tp.partition, value)
+            if value is not None:
+                self.metrics.set_lag(tp.topic, tp.partition, value)
 
     def _idle_for(self, seconds: float, batch: Batch | None) -> bool:
         """True when nothing arrived for `seconds` and the input is drained (exit when idle)."""
@@ -177,8 +213,7 @@ class Worker:
             return False
         if now - self._idle_since < seconds:
             return False
-        lag = read_lag(self.consumer)
-        if lag is not None and not any(lag.values()):
+        if drained(read_lag(self.consumer)):
             log.info("input drained and idle for %.1f s: exiting", now - self._idle_since)
             return True
         self._idle_since = now

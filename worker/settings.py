@@ -29,6 +29,16 @@ class WorkerSettings(FetchSettings, KafkaSettings):
     max_event_bytes: int = Field(
         64 * 1024, gt=0, description="Larger input values are dead-lettered."
     )
+    max_dead_letter_bytes: int = Field(
+        900_000,
+        ge=16_384,
+        description="Cap on a serialised dead letter; over it, the raw value is dropped.",
+    )
+    fetch_workers: int = Field(
+        1, ge=1, le=64,
+        description="Processes that fetch posters: 1 fetches on a thread of the worker; N > 1 "
+        "starts N fetch processes, which share FETCH_CONCURRENCY and the rate limits.",
+    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(2_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)

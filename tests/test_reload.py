@@ -1,0 +1,102 @@
+"""The model watcher remembers refusals by folder, not by number, and retries after a back-off."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import worker.classifier
+import worker.reload
+from tests.conftest import build_tiny_model
+from worker.classifier import ModelLoadError
+from worker.reload import ModelWatcher
+
+
+@pytest.fixture(scope="module")
+def good_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("source"))
+
+
+def publish(source: Path, model_dir: Path, version: int) -> Path:
+    """Copy a version folder in the way the trainer does: under a temporary name, then rename."""
+    staging = model_dir / f".{version}.tmp"
+    shutil.copytree(source, staging)
+    target = model_dir / str(version)
+    staging.rename(target)
+    return target
+
+
+def poll_until(watcher: ModelWatcher, predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        watcher.poll()
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_refused_version_replaced_by_a_good_folder_of_the_same_number_is_loaded(
+    tmp_path: Path, good_version: Path
+) -> None:
+    publish(good_version, tmp_path, 1)
+    reloads: list[str] = []
+    watcher = ModelWatcher(tmp_path, poll_s=0.05, on_reload=reloads.append)  # 5 min back-off
+    try:
+        assert watcher.load_initial().version == 1  # type: ignore[union-attr]
+        broken = publish(good_version, tmp_path, 5)
+        (broken / "saved_model.pb").write_bytes(b"\x00not a graph")
+        assert poll_until(watcher, lambda: watcher.refused == {5})
+        shutil.rmtree(broken)
+        publish(good_version, tmp_path, 5)
+        assert poll_until(watcher, lambda: watcher.current.version == 5)  # type: ignore[union-attr]
+        assert reloads == ["refused", "loaded"]
+        assert watcher.refused == set()
+    finally:
+        watcher.close()
+
+
+def test_a_refused_folder_is_not_tried_again_before_its_back_off(
+    tmp_path: Path, good_version: Path
+) -> None:
+    publish(good_version, tmp_path, 1)
+    reloads: list[str] = []
+    watcher = ModelWatcher(tmp_path, poll_s=0.05, on_reload=reloads.append)
+    try:
+        watcher.load_initial()
+        broken = publish(good_version, tmp_path, 2)
+        (broken / "saved_model.pb").write_bytes(b"junk")
+        assert poll_until(watcher, lambda: watcher.refused == {2})
+        poll_until(watcher, lambda: False, timeout_s=1.0)
+        assert reloads == ["refused"]  # polled 20 times more, loaded once
+    finally:
+        watcher.close()
+
+
+def test_a_warm_up_that_failed_for_a_passing_reason_is_tried_again_after_the_back_off(
+    tmp_path: Path, good_version: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(good_version, tmp_path, 1)
+    real = worker.classifier.load_version
+    failures = [ModelLoadError(f"{tmp_path}/2 failed its warm-up: OOM when allocating tensor")]
+
+    def flaky(path: Path, device: str = "CPU:0"):
+        if path.name == "2" and failures:
+            raise failures.pop()
+        return real(path, device)
+
+    monkeypatch.setattr(worker.classifier, "load_version", flaky)
+    monkeypatch.setattr(worker.reload, "load_version", flaky, raising=False)
+    reloads: list[str] = []
+    watcher = ModelWatcher(tmp_path, poll_s=0.05, on_reload=reloads.append, refusal_backoff_s=0.5)
+    try:
+        watcher.load_initial()
+        publish(good_version, tmp_path, 2)
+        assert poll_until(watcher, lambda: watcher.current.version == 2)  # type: ignore[union-attr]
+        assert reloads == ["refused", "loaded"]
+    finally:
+        watcher.close()

@@ -1,0 +1,96 @@
+"""The inside of a fetch process: its own event loop and `PosterFetcher`, fed over a pipe.
+
+Fetching costs a few CPU milliseconds per poster in Python (HTTP, page parsing, image
+header checks), all under one GIL; with `FETCH_WORKERS` above 1 that work runs in
+processes of its own, so it can use other cores than the Kafka thread and TensorFlow.
+This module imports the `posters` package only (never TensorFlow), so a spawned fetch
+process starts fast and stays small. The worker's side is `worker.fetch_pool`.
+
+Protocol, one pickled message each way per poster:
+    worker -> child   (request_id, tmdb_id), or None: finish
+    child -> worker   (request_id, Poster | None, error | None, retries so far)
+where an error is (`CodedError` subclass, detail, attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from multiprocessing.connection import Connection
+
+from posters import PosterFetcher
+from posters.errors import CodedError, PosterError
+from posters.settings import FetchSettings
+
+log = logging.getLogger(__name__)
+
+ErrorInfo = tuple[type[CodedError], str, int]
+
+
+def serve(conn: Connection, settings: FetchSettings, log_level: str, log_format: str) -> None:
+    """A fetch process's entry point: fetch what the worker asks until it says stop or goes."""
+    # The worker decides when its fetch processes end (after the batch in hand): a signal
+    # to the whole process group (Ctrl-C) must not end them first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from common.logs import configure_logging
+
+    configure_logging(log_level, log_format)
+    asyncio.run(_serve(conn, settings))
+
+
+async def _serve(conn: Connection, settings: FetchSettings) -> None:
+    """Read requests as they come and fetch them concurrently, until None or end of file."""
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+    async with PosterFetcher(settings) as fetcher:
+
+        def readable() -> None:
+            try:
+                while conn.poll():
+                    message = conn.recv()
+                    if message is None:
+                        finished.set()
+                        return
+                    task = loop.create_task(_fetch_one(fetcher, conn, *message))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            except (EOFError, OSError):  # the worker is gone: so are we
+                finished.set()
+
+        loop.add_reader(conn.fileno(), readable)
+        await finished.wait()
+        loop.remove_reader(conn.fileno())
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _fetch_one(
+    fetcher: PosterFetcher, conn: Connection, request_id: int, tmdb_id: int
+) -> None:
+    """Fetch one poster and send back the poster or why there is none."""
+    error: ErrorInfo | None = None
+    poster = None
+    try:
+        poster = await fetcher.fetch(tmdb_id)
+    except PosterError as exc:
+        error = (type(exc), exc.detail, exc.attempts)
+    except Exception as exc:  # a bug in fetching must not take the process down
+        log.exception("unexpected error fetching the poster of %s", tmdb_id)
+        detail = f"unexpected error fetching the poster: {type(exc).__name__}: {str(exc)[:300]}"
+        error = (CodedError, detail, 0)
+    try:
+        conn.send((request_id, poster, error, fetcher.retries))
+    except OSError:  # the worker is gone
+        pass
+
+
+def rebuild_error(info: ErrorInfo) -> CodedError:
+    """The worker's copy of an error sent by a fetch process (code, detail and attempts kept)."""
+    cls, detail, attempts = info
+    error = cls.__new__(cls)
+    CodedError.__init__(error, detail, attempts)
+    return error

@@ -1,0 +1,245 @@
+"""`FETCH_WORKERS` fetch processes, so poster fetching is not held to one core by the GIL.
+
+The Kafka thread hands TMDB ids over and gets `concurrent.futures.Future`s back, as with
+the in-process fetcher; a dispatcher thread reads the answers. Each process has its own
+`PosterFetcher` (SSRF guard, allowlist, deadlines, retries, circuit breaker) and its share
+of the limits: `FETCH_CONCURRENCY`, the rate limits and their burst are divided by the
+number of processes, so the site sees what one process would send it. A circuit breaker
+is per process: each opens on its own failures and probes on its own.
+
+A process that dies is started again; the posters it was fetching are asked of another
+process, and a poster whose fetches died `FETCH_ATTEMPTS` times ends as `fetch_failed`,
+so no event is lost and none that kills its fetcher loops for ever.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import math
+import multiprocessing
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from posters import FetchFailed, Poster
+from posters.settings import FetchSettings
+from worker.fetch_child import rebuild_error, serve
+
+log = logging.getLogger(__name__)
+
+RESTART_MIN_S = 1.0  # a process that keeps dying is started again at most this often
+CLOSE_TIMEOUT_S = 10.0
+
+
+def share_of(settings: FetchSettings, workers: int) -> FetchSettings:
+    """One process's settings: concurrency, target rate, rate limits and burst, divided."""
+    fields = {name: getattr(settings, name) for name in FetchSettings.model_fields}
+    fields.update(
+        fetch_concurrency=max(1, math.ceil(settings.fetch_concurrency / workers)),
+        fetch_concurrency_min=max(1, math.ceil(settings.fetch_concurrency_min / workers)),
+        fetch_target_rate=settings.fetch_target_rate / workers,
+        site_rate_limit=settings.site_rate_limit / workers,
+        image_rate_limit=settings.image_rate_limit / workers,
+        rate_limit_burst=max(1, math.ceil(settings.rate_limit_burst / workers)),
+    )
+    return FetchSettings.model_construct(**fields)  # plain FetchSettings: cheap to unpickle
+
+
+@dataclass
+class _Request:
+    """One poster asked for, and how many fetch processes died while fetching it."""
+
+    tmdb_id: int
+    future: concurrent.futures.Future[Poster] = field(default_factory=concurrent.futures.Future)
+    lost: int = 0
+
+
+@dataclass
+class _Child:
+    """A fetch process, its end of the pipe, and the requests it holds."""
+
+    slot: int
+    process: BaseProcess
+    conn: Connection
+    started: float
+    in_flight: dict[int, _Request] = field(default_factory=dict)
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    retries: int = 0
+    alive: bool = True
+
+
+class FetchPool:
+    """Fetch processes behind a `submit(tmdb_id) -> Future[Poster]`; use `start` and `close`."""
+
+    def __init__(self, settings: FetchSettings, workers: int, log_level: str = "INFO",
+                 log_format: str = "plain", max_lost: int | None = None):
+        self.workers = workers
+        self._args = (share_of(settings, workers), log_level, log_format)
+        self._max_lost = max_lost or settings.fetch_attempts
+        self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._children: list[_Child] = []
+        self._backlog: list[tuple[int, _Request]] = []  # waiting for any process to be up
+        self._retries_of_dead = 0
+        self._closing = False
+        self._wake_recv, self._wake_send = multiprocessing.Pipe(duplex=False)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="fetch-pool", daemon=True)
+
+    def start(self) -> FetchPool:
+        """Start the fetch processes and the thread that reads their answers."""
+        self._children = [self._spawn(slot) for slot in range(self.workers)]
+        self._dispatcher.start()
+        log.info("fetching posters in %d processes", self.workers)
+        return self
+
+    @property
+    def retries(self) -> int:
+        """Transient failures retried so far in every process, for metrics."""
+        with self._lock:
+            return self._retries_of_dead + sum(child.retries for child in self._children)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the fetch processes (tests)."""
+        return [child.process.pid for child in self._children if child.process.pid]
+
+    def submit(self, tmdb_id: int) -> concurrent.futures.Future[Poster]:
+        """Ask a fetch process for the poster of `tmdb_id`."""
+        request = _Request(tmdb_id)
+        self._assign(next(self._ids), request)
+        return request.future
+
+    def _assign(self, request_id: int, request: _Request) -> None:
+        """Hand a request to the live process with the fewest in flight (or the backlog)."""
+        with self._lock:
+            live = [child for child in self._children if child.alive]
+            if not live:
+                self._backlog.append((request_id, request))
+                return
+            child = min(live, key=lambda c: len(c.in_flight))
+            child.in_flight[request_id] = request
+        self._send(child, (request_id, request.tmdb_id))
+
+    def _send(self, child: _Child, message: tuple[int, int] | None) -> None:
+        """Send a message; a dead process's requests are handed on by the dispatcher."""
+        try:
+            with child.send_lock:
+                child.conn.send(message)
+        except OSError:
+            pass
+
+    # -- the dispatcher thread -------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Read answers and notice deaths until closed."""
+        while not self._closing:
+            with self._lock:
+                children = list(self._children)
+            ready = wait(
+                [self._wake_recv, *(c.conn for c in children if c.alive),
+                 *(c.process.sentinel for c in children if c.alive)],
+                timeout=self._restart_due(children),
+            )
+            for child in children:
+                if child.alive and child.conn in ready:
+                    self._receive(child)
+                if child.alive and child.process.sentinel in ready and not self._closing:
+                    self._receive(child)  # answers sent before it died count
+                    self._died(child)
+            if not self._closing:
+                self._restart_dead(children)
+
+    def _receive(self, child: _Child) -> None:
+        """Take every answer waiting on a process's pipe."""
+        try:
+            while child.conn.poll():
+                request_id, poster, error, retries = child.conn.recv()
+                with self._lock:
+                    request = child.in_flight.pop(request_id, None)
+                    child.retries = retries
+                if request is None:
+                    continue
+                if error is not None:
+                    request.future.set_exception(rebuild_error(error))
+                else:
+                    request.future.set_result(poster)
+        except (EOFError, OSError):
+            pass
+
+    def _died(self, child: _Child) -> None:
+        """A process ended: its requests go to another one, or fail if they died too often."""
+        child.process.join(timeout=1)
+        with self._lock:
+            child.alive = False
+            lost, child.in_flight = list(child.in_flight.items()), {}
+            self._retries_of_dead += child.retries
+            child.retries = 0
+        log.error(
+            "fetch process %d (pid %s) ended with exit code %s, %d posters in flight: "
+            "starting another", child.slot, child.process.pid, child.process.exitcode, len(lost),
+        )
+        child.conn.close()
+        for request_id, request in lost:
+            request.lost += 1
+            if request.lost >= self._max_lost:
+                request.future.set_exception(FetchFailed(
+                    f"the fetch process died {request.lost} times while fetching the poster "
+                    f"of movie {request.tmdb_id}", request.lost,
+                ))
+            else:
+                self._assign(request_id, request)
+
+    def _restart_due(self, children: list[_Child]) -> float | None:
+        """Seconds until a dead process may be started again (None: none is dead)."""
+        dead = [c.started + RESTART_MIN_S - time.monotonic() for c in children if not c.alive]
+        return max(0.0, min(dead)) if dead else None
+
+    def _restart_dead(self, children: list[_Child]) -> None:
+        """Start again each dead process whose last start is long enough ago; give it work."""
+        for child in children:
+            if child.alive or time.monotonic() - child.started < RESTART_MIN_S:
+                continue
+            fresh = self._spawn(child.slot)
+            with self._lock:
+                self._children[child.slot] = fresh
+                backlog, self._backlog = self._backlog, []
+            for request_id, request in backlog:
+                self._assign(request_id, request)
+
+    def _spawn(self, slot: int) -> _Child:
+        """Start one fetch process."""
+        mine, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=serve, args=(theirs, *self._args), name=f"fetch-{slot}", daemon=True
+        )
+        process.start()
+        theirs.close()
+        return _Child(slot, process, mine, time.monotonic())
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Tell every process to finish, wait for it (kill it after `timeout`), fail leftovers."""
+        self._closing = True
+        self._wake_send.send(None)
+        self._dispatcher.join(timeout=5)
+        for child in self._children:
+            self._send(child, None)
+        deadline = time.monotonic() + timeout
+        for child in self._children:
+            child.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                log.warning("fetch process %d did not finish: killing it", child.slot)
+                child.process.kill()
+                child.process.join(timeout=5)
+        for child in self._children:
+            for request in child.in_flight.values():
+                request.future.set_exception(FetchFailed("the worker stopped", request.lost))
+            child.conn.close()
+        for _, request in self._backlog:
+            request.future.set_exception(FetchFailed("the worker stopped", request.lost))
