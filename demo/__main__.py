@@ -72,7 +72,7 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
 
     if real:
         settings = TrainerSettings(download=True, cache_dir=work / "data", posters=work / "data" / "posters",
-                                   model_dir=model_dir)
+                                   model_dir=model_dir, force=True)  # the demo serves what it trains
         return train(settings, FetchSettings()).version_dir
     from demo.extractor import build_local_extractor
     from demo.synthetic import write_dataset
@@ -85,6 +85,7 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
     settings = TrainerSettings(
         movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
         image_size=image_size, model_dir=model_dir, cache_dir=work / "cache", test_fraction=0.0,
+        force=True,  # no films held out, so no gate: the demo serves what it trains
         val_fraction=0.2, head=HeadSettings(epochs=40, patience=8, hidden=128), progress=False,
         repeats=1,  # one 5-fold cross-fit is enough for synthetic posters, and three times quicker
     )

@@ -10,7 +10,7 @@ from schemas.events import (
     decode_new_movie,
     json_schemas,
 )
-from schemas.model import ModelMetadata
+from schemas.model import ModelMetadata, ServingPointer, served_version
 
 __all__ = [
     "DeadLetter",
@@ -22,4 +22,6 @@ __all__ = [
     "decode_new_movie",
     "json_schemas",
     "ModelMetadata",
+    "ServingPointer",
+    "served_version",
 ]

@@ -1,16 +1,23 @@
-"""`metadata.json` of a model version: what the trainer writes and the worker reads."""
+"""The model folder's contract: what the trainer writes and the worker reads.
+
+`metadata.json` of a version, which versions exist, and which one is served: the
+`serving.json` pointer that `genre-trainer promote` and `rollback` move, resolved here
+once so that the worker and the trainer cannot disagree about it.
+"""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 METADATA_FILE = "metadata.json"
+SERVING_FILE = "serving.json"  # MODEL_DIR/serving.json: the served version, if set
+CANDIDATES_DIR = "candidates"  # MODEL_DIR/candidates/<version>/: held back, never served
 SIGNATURE = "serving_default"
 INPUT_NAME = "image_bytes"
 OUTPUT_NAME = "scores"
@@ -71,6 +78,56 @@ def complete_versions(model_dir: Path) -> list[int]:
 def latest_version(model_dir: Path) -> int | None:
     """The highest complete version under `model_dir`, or None if there is none."""
     versions = complete_versions(model_dir)
+    return versions[-1] if versions else None
+
+
+class ServingPointer(BaseModel):
+    """`MODEL_DIR/serving.json`: the version workers serve, and the ones served before it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int = Field(ge=1, description="The version workers serve (unless pinned).")
+    previous: list[int] = Field(
+        default_factory=list,
+        description="Versions served before, the most recent first: where rollback goes.",
+    )
+    updated_at: datetime = Field(description="When the pointer was last moved.")
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ServingPointer | None:
+        """The pointer in `model_dir`, None when there is none; PointerError if unreadable."""
+        path = model_dir / SERVING_FILE
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PointerError(f"{path} cannot be read: {exc}") from exc
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:
+            raise PointerError(f"{path} is not a serving pointer: {exc}") from exc
+
+
+class PointerError(ValueError):
+    """`serving.json` exists but cannot be read as a serving pointer."""
+
+
+def served_version(
+    model_dir: Path, pinned: int | None = None, skip: Collection[int] = ()
+) -> int | None:
+    """The version to serve: `pinned`, else the pointer's, else the highest complete one.
+
+    `skip` lists versions known not to load (a worker's refused ones), passed over when the
+    highest is chosen; a pinned or pointed version is returned as it is, present or not.
+    Raises PointerError when `serving.json` is unreadable.
+    """
+    if pinned is not None:
+        return pinned
+    pointer = ServingPointer.read(model_dir)
+    if pointer is not None:
+        return pointer.version
+    versions = [v for v in complete_versions(model_dir) if v not in skip]
     return versions[-1] if versions else None
 
 

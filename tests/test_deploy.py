@@ -193,6 +193,24 @@ def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
     assert pod["restartPolicy"] in ("Never", "OnFailure")
 
 
+def test_the_trainer_jobs_use_the_release_gate(services: dict[str, Any]) -> None:
+    """A held-back version (exit 3) is a failed job, at once; the workers can be pinned."""
+    from trainer.cli import BAD_INPUT, HELD_BACK, parse_args
+
+    job = load_yaml(CRONJOB)["spec"]["jobTemplate"]["spec"]
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["operator"] == "In"
+    assert set(rule["onExitCodes"]["values"]) == {BAD_INPUT, HELD_BACK}
+    assert job["template"]["spec"]["restartPolicy"] == "Never"  # what podFailurePolicy needs
+    (container,) = job["template"]["spec"]["containers"]
+    compose_args = as_argv(services["trainer"]["command"])
+    for args in (container["args"], compose_args):
+        _, settings = parse_args(args, {})
+        assert settings.promote and not settings.force, args  # gated, and promoted if it passes
+        assert "--gate-metrics" in args and "--gate-tolerance" in args
+    assert "MODEL_VERSION" in services["worker"]["environment"]
+
+
 def manifest_resources(path: Path) -> list[dict[str, Any]]:
     """The resources of a (multi-document) Kubernetes manifest."""
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]

@@ -124,3 +124,35 @@ def test_requests_log_at_debug_not_stderr(
     assert capfd.readouterr().err == ""
     access = [r for r in caplog.records if "GET /healthz" in r.getMessage()]
     assert access and all(r.levelno == logging.DEBUG for r in access)
+
+
+def test_model_says_what_the_served_version_means(metrics: WorkerMetrics, tmp_path) -> None:
+    import json
+
+    from tests.conftest import LABELS, build_tiny_model
+    from worker.reload import ModelWatcher, describe
+
+    version = build_tiny_model(tmp_path)
+    meta = json.loads((version / "metadata.json").read_text())
+    per_genre = [{"genre": g, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3}
+                 for g in LABELS]
+    meta["metrics"] = {"split": "test", "macro_f1": 0.5, "per_genre": per_genre}
+    meta["training_data"] = {"excluded_genres": ["IMAX"]}
+    (version / "metadata.json").write_text(json.dumps(meta))
+    watcher = ModelWatcher(tmp_path, poll_s=60)
+    try:
+        with HealthServer("127.0.0.1", 0, metrics, lambda: (True, "ready"),
+                          model=lambda: describe(watcher)) as server:
+            status, ctype, body = get(server.port, "/model")
+            assert (status, ctype, json.loads(body)) == (503, "application/json",
+                                                         {"error": "no model loaded"})
+            watcher.load_initial()
+            status, ctype, body = get(server.port, "/model")
+    finally:
+        watcher.close()
+    assert (status, ctype) == (200, "application/json")
+    info = json.loads(body)
+    assert info["version"] == 1 and info["labels"] == LABELS and info["thresholds"] == [0.5] * 3
+    assert info["per_genre"] == per_genre and info["metrics"] == {"split": "test", "macro_f1": 0.5}
+    assert info["feature_extractor"] == "tests/tiny-mean-colour" and info["created_at"]
+    assert info["excluded_genres"] == ["IMAX"] and info["pinned"] is False

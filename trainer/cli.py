@@ -1,8 +1,12 @@
-"""The command line: `genre-trainer {train,fetch-posters,predict,backfill}`.
+"""The command line: `genre-trainer COMMAND`, one settings model and one function per command.
 
-Each command is a settings model, whose fields are its options (`trainer/options.py`),
-and a function that takes it. The functions import what they need when they run, so
-`fetch-posters` and `backfill` never load TensorFlow.
+The commands: train, evaluate, promote, rollback, fetch-posters, predict, backfill. Each
+is a settings model, whose fields are its options (`trainer/options.py`), and a function
+that takes it. The functions import what they need when they run, so
+`fetch-posters`, `backfill`, `promote` and `rollback` never load TensorFlow.
+
+Exit status: 0 done; 1 `fetch-posters` had failures; 2 input the command cannot use;
+3 `train` made a version that the release gate held back (a failed job, on purpose).
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from trainer.errors import TrainerError
 from trainer.options import add_options, settings_from_args
 from trainer.settings import (
     BackfillSettings,
+    EvaluateSettings,
     FetchPostersSettings,
     PosterInput,
     PredictSettings,
+    PromoteSettings,
+    RollbackSettings,
     TrainSettings,
 )
 
@@ -31,6 +38,9 @@ if TYPE_CHECKING:
     from posters import FetchSettings
 
 log = logging.getLogger(__name__)
+
+BAD_INPUT = 2
+HELD_BACK = 3  # train: the release gate kept the new version from being served
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ def run(command: str, settings: BaseModel) -> int:
         return COMMANDS[command].run(settings)
     except TrainerError as exc:
         log.error("%s", exc)
-        return 2
+        return BAD_INPUT
 
 
 def fetch_settings(settings: PosterInput) -> FetchSettings:
@@ -79,14 +89,43 @@ def fetch_settings(settings: PosterInput) -> FetchSettings:
 
 
 def cmd_train(settings: TrainSettings) -> int:
-    """Train, evaluate and export; print the new version's folder and headline metrics."""
+    """Train, evaluate and export; serve the version if the gate allows; print the outcome."""
     from trainer.train import train
 
     result = train(settings, None if settings.offline else fetch_settings(settings))
     m = result.metadata.metrics
-    print(json.dumps({"version_dir": str(result.version_dir), "split": m["split"],
+    print(json.dumps({"version": int(result.version_dir.name),
+                      "version_dir": str(result.version_dir), "promoted": result.promoted,
+                      "gate": result.decision.reason, "split": m["split"],
                       "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"],
                       "samples_f1": m["samples_f1"], "labels": result.metadata.labels}))
+    return HELD_BACK if settings.promote and not result.promoted else 0
+
+
+def cmd_evaluate(settings: EvaluateSettings) -> int:
+    """Score versions on the evaluation films; print a table, write JSON and a PNG."""
+    from trainer.compare import evaluate_versions, table, write_comparison
+
+    report = evaluate_versions(settings)
+    print(table(report))
+    for path in write_comparison(report, settings.out, "evaluation"):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_promote(settings: PromoteSettings) -> int:
+    """Serve one version (a candidate is moved in first)."""
+    from trainer.release import promote
+
+    print(promote(settings.model_dir, settings.version).line())
+    return 0
+
+
+def cmd_rollback(settings: RollbackSettings) -> int:
+    """Serve the version that was served before the current one."""
+    from trainer.release import rollback
+
+    print(rollback(settings.model_dir).line())
     return 0
 
 
@@ -109,9 +148,9 @@ def cmd_predict(settings: PredictSettings) -> int:
     """Print the genres of each input; render them with --show."""
     from trainer.movielens import read_movielens
     from trainer.posters import PosterCache
-    from trainer.predict import latest_version_dir, load_images, predict, render
+    from trainer.predict import load_images, predict, render, served_version_dir
 
-    version = latest_version_dir(settings.model_dir)
+    version = served_version_dir(settings.model_dir)
     titles = read_movielens(settings.movielens).titles() if settings.movielens else {}
     images = load_images(settings.inputs, PosterCache(settings.posters),
                          None if settings.offline else fetch_settings(settings), titles)
@@ -145,7 +184,14 @@ def cmd_backfill(settings: BackfillSettings) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command(TrainSettings, cmd_train, "train and export a new model version"),
+    "train": Command(TrainSettings, cmd_train,
+                     "train a new model version; serve it if the release gate allows"),
+    "evaluate": Command(EvaluateSettings, cmd_evaluate,
+                        "compare versions on the evaluation films of the poster cache"),
+    "promote": Command(PromoteSettings, cmd_promote,
+                       "serve a version (a candidate is moved in first)"),
+    "rollback": Command(RollbackSettings, cmd_rollback,
+                        "serve the version that was served before the current one"),
     "fetch-posters": Command(FetchPostersSettings, cmd_fetch_posters,
                              "fill the poster cache for the labelled movies"),
     "predict": Command(PredictSettings, cmd_predict, "print the genres of posters"),

@@ -6,7 +6,10 @@ command line can catch them without importing it.
     TrainerError          bad input for the command (exit status 2)
     ├── MovieLensError    the MovieLens files are missing, malformed, or failed verification
     ├── DataError         the training data cannot make a model (empty, or no label with examples)
-    └── PredictError      no usable model, or an input that names neither a file nor a TMDB id
+    ├── PredictError      no usable model, or an input that names neither a file nor a TMDB id
+    └── ReleaseError      no such version to promote or evaluate, nothing to roll back to
+
+A candidate that the release gate holds back is not an error: `train` ends with status 3.
 """
 
 from __future__ import annotations
@@ -26,3 +29,7 @@ class DataError(TrainerError):
 
 class PredictError(TrainerError):
     """No usable model, or an input that names neither a file nor a TMDB id."""
+
+
+class ReleaseError(TrainerError):
+    """No such version to promote or evaluate, or nothing to roll back to."""

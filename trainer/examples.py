@@ -17,7 +17,7 @@ import pandas as pd
 from trainer.data import Labels, binarize
 from trainer.embeddings import EmbeddingCache, Extractor, embed_images, extractor_key
 from trainer.errors import DataError
-from trainer.movielens import load_movies
+from trainer.movielens import genres_by_id, load_movies, without_genres
 from trainer.posters import PosterCache, fetch_posters
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 class PosteredMovies:
     """The labelled movies whose poster is in the cache (a MovieLens table slice)."""
 
-    movies: pd.DataFrame
+    movies: pd.DataFrame  # their genres without the excluded ones
+    genres: dict[int, list[str]]  # TMDB id -> all their MovieLens genres
     labelled: int  # labelled movies in MovieLens, with a poster or not
     fetch_summary: str | None  # what fetching missing posters did; None when offline
 
@@ -54,7 +55,8 @@ def postered_movies(
     settings: TrainSettings, fetch_settings: FetchSettings | None
 ) -> PosteredMovies:
     """The labelled movies with a cached poster, after fetching missing ones unless offline."""
-    labelled = load_movies(settings).labelled
+    every = load_movies(settings).labelled
+    labelled = without_genres(every, settings.exclude_genres)
     if labelled.empty:
         raise DataError("no movie has both genres and a TMDB id: nothing to train on")
     cache = PosterCache(settings.posters)
@@ -69,7 +71,7 @@ def postered_movies(
     log.info("%d of %d labelled movies have a cached poster", len(have), len(labelled))
     if have.empty:
         raise DataError(f"no poster of a labelled movie is in {settings.posters}")
-    return PosteredMovies(have, len(labelled), fetch_summary)
+    return PosteredMovies(have, genres_by_id(every), len(labelled), fetch_summary)
 
 
 def embed_examples(

@@ -1,6 +1,8 @@
 """Export a model version: SavedModel with a bytes-in signature, metadata, atomic rename.
 
 The version number comes from `trainer/versions.py`, so it is never one used before.
+Pruning never deletes the served version, whatever its age: rolling back to an old
+version must not leave the workers pointed at nothing.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from pathlib import Path
 import tensorflow as tf
 
 from schemas.model import (
+    CANDIDATES_DIR,
     INPUT_NAME,
     METADATA_FILE,
     OUTPUT_NAME,
     SIGNATURE,
     ModelMetadata,
+    PointerError,
+    served_version,
     version_numbers,
 )
 from trainer.preprocess import decode_image
-from trainer.versions import publish_version
+from trainer.versions import locked, publish_version
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,9 @@ def export_version(
     model_dir: Path,
     keep: int | None = None,
     extra_files: Mapping[str, Path] | None = None,
+    candidate: bool = False,
 ) -> Path:
-    """Write the next version under `model_dir` atomically and return its folder.
+    """Write the next version under `model_dir` (or its candidates/) atomically; its folder.
 
     `extra_files` (relative name -> source file) are copied into the version folder before
     it appears, e.g. the evaluation report; the worker ignores them.
@@ -81,7 +87,7 @@ def export_version(
                 raise ValueError(f"extra file {name!r} would land outside the version folder")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        final = publish_version(tmp, model_dir)
+        final = publish_version(tmp, model_dir, candidate)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -91,20 +97,30 @@ def export_version(
     return final
 
 
-def prune_versions(model_dir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` versions, keeping their reports; return what went.
+def prune_versions(model_dir: Path, keep: int, candidates: bool = False) -> list[Path]:
+    """Delete all but the newest `keep` versions (or candidates), keeping their reports.
 
-    A pruned version's `report/` moves to `MODEL_DIR/reports/<version>/` first.
+    A pruned version's `report/` moves to `MODEL_DIR/reports/<version>/` first. The served
+    version is kept, besides the newest `keep`. Returns the folders deleted.
     """
+    parent = model_dir / CANDIDATES_DIR if candidates else model_dir
     removed = []
-    for number in version_numbers(model_dir)[:-keep] if keep > 0 else []:
-        path = model_dir / str(number)
-        if (path / REPORT_DIR).is_dir():
-            kept = model_dir / REPORTS_DIR / str(number)
-            shutil.rmtree(kept, ignore_errors=True)
-            kept.parent.mkdir(exist_ok=True)
-            os.rename(path / REPORT_DIR, kept)
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-        log.info("pruned model version %s (its report kept in %s/)", number, REPORTS_DIR)
+    with locked(model_dir):
+        try:
+            served = None if candidates else served_version(model_dir)
+        except PointerError as exc:
+            log.warning("not pruning, as which version is served is unknown: %s", exc)
+            return []
+        old = version_numbers(parent)[:-keep] if keep > 0 else []
+        for number in (n for n in old if n != served):
+            path = parent / str(number)
+            if (path / REPORT_DIR).is_dir():
+                kept = model_dir / REPORTS_DIR / str(number)
+                shutil.rmtree(kept, ignore_errors=True)
+                kept.parent.mkdir(exist_ok=True)
+                os.rename(path / REPORT_DIR, kept)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            log.info("pruned %s %s (its report kept in %s/)",
+                     "candidate" if candidates else "model version", number, REPORTS_DIR)
     return removed

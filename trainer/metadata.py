@@ -72,5 +72,7 @@ def training_data(settings: TrainSettings, examples: Examples, split: Split) -> 
         "seed": settings.seed,
         "label_counts": {n: int(c) for n, c in zip(names, counts, strict=True)},
         "min_genre_count": settings.min_genre_count,
+        "excluded_genres": list(settings.exclude_genres),
+        "test_fraction": settings.test_fraction,
         "fetch": examples.fetch_summary,
     }

@@ -11,6 +11,7 @@ import logging
 import shutil
 import uuid
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +55,24 @@ class Movies:
         """TMDB id -> title, for movies that have one."""
         t = self.table[self.table["tmdbId"].notna()]
         return dict(zip(t["tmdbId"].astype(int), t["title"], strict=True))
+
+
+def without_genres(labelled: pd.DataFrame, excluded: Collection[str]) -> pd.DataFrame:
+    """Labelled movies with the `excluded` genres taken out; those left with none are dropped."""
+    if not excluded:
+        return labelled
+    drop = set(excluded)
+    genres = labelled["genres"].map(lambda gs: [g for g in gs if g not in drop])
+    kept = labelled.assign(genres=genres)[genres.map(len).gt(0)]
+    if len(kept) < len(labelled):
+        log.info("%d movie(s) have no genre but %s: not used", len(labelled) - len(kept),
+                 ", ".join(sorted(drop)))
+    return kept
+
+
+def genres_by_id(movies: pd.DataFrame) -> dict[int, list[str]]:
+    """TMDB id -> MovieLens genres, from a table with `tmdbId` and `genres`."""
+    return dict(zip(movies["tmdbId"].astype(int), map(list, movies["genres"]), strict=True))
 
 
 def parse_genres(value: object) -> list[str]:

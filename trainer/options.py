@@ -39,7 +39,7 @@ class Option:
     parse: Callable[[str], Any] | None = None  # text -> the field's input, if not its type
     metavar: str | None = None
     default_text: str | None = None  # the default as --help shows it, if not str(default)
-    positional: bool = False  # one or more values after the options (a list field)
+    positional: bool = False  # a value after the options; a list field takes several
     hidden: bool = False  # accepted, not shown in --help
     skip: bool = False  # not an option (another field sets it)
 
@@ -113,7 +113,7 @@ def _argument(leaf: _Leaf) -> tuple[list[str], dict[str, Any]]:
     kind = _without_none(info.annotation)
     kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if option.hidden else _help(leaf)}
     if option.positional:
-        return [name], {**kwargs, "nargs": "+", "metavar": option.metavar}
+        return [name], {**kwargs, **_positional(info, kind, option)}
     kwargs.update(dest=".".join(leaf.path), default=argparse.SUPPRESS)
     kebab = name.replace("_", "-")
     flags = list(option.flags or (f"--{kebab}",))
@@ -128,6 +128,16 @@ def _argument(leaf: _Leaf) -> tuple[list[str], dict[str, Any]]:
         kwargs["type"] = option.parse or (kind if kind in (int, float) else str)
         kwargs["metavar"] = option.metavar or _METAVARS.get(kind, name.upper())
     return flags, kwargs
+
+
+def _positional(info: FieldInfo, kind: Any, option: Option) -> dict[str, Any]:
+    """A positional's keywords: a list takes one or more values (or none, with a default)."""
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        nargs = "+" if info.is_required() else "*"
+        extra = {} if info.is_required() else {"default": argparse.SUPPRESS}
+        return {"nargs": nargs, "metavar": option.metavar, "type": option.parse or item, **extra}
+    return {"metavar": option.metavar, "type": option.parse or kind}
 
 
 def _help(leaf: _Leaf) -> str:

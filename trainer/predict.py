@@ -14,8 +14,10 @@ from schemas.model import (
     OUTPUT_NAME,
     SIGNATURE,
     ModelMetadata,
+    PointerError,
     genres_from_scores,
-    latest_version,
+    is_complete,
+    served_version,
 )
 from trainer.errors import PredictError
 from trainer.posters import PosterCache, fetch_posters
@@ -37,11 +39,15 @@ class Prediction:
     scores: dict[str, float]
 
 
-def latest_version_dir(model_dir: Path) -> Path:
-    """The highest complete version folder under `model_dir`."""
-    version = latest_version(model_dir)
-    if version is None:
-        raise PredictError(f"no complete model version under {model_dir}")
+def served_version_dir(model_dir: Path) -> Path:
+    """The folder of the version the workers serve (`serving.json`, else the highest)."""
+    try:
+        version = served_version(model_dir)
+    except PointerError as exc:
+        raise PredictError(str(exc)) from exc
+    if version is None or not is_complete(model_dir / str(version)):
+        raise PredictError(f"no served model version under {model_dir}"
+                           + (f" (version {version} is missing)" if version else ""))
     return model_dir / str(version)
 
 

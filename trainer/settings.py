@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from common.kafka import KafkaSettings
-from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE
+from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE, NO_GENRES
 from trainer.options import Option
 from trainer.thresholds import MACRO_WEIGHT, Objective
 
@@ -22,6 +22,8 @@ DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_v
 LossName = Literal["soft-f1", "bce", "soft-f1+bce"]
 LOSS_NAMES: tuple[str, ...] = typing.get_args(LossName)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+GateMetric = Literal["macro_f1", "micro_f1", "samples_f1"]
+DEFAULT_EXCLUDED = ("IMAX", NO_GENRES)  # a format, and MovieLens' mark of a film without genres
 
 
 def _upper(value: object) -> object:
@@ -31,6 +33,13 @@ def _upper(value: object) -> object:
 def _square(value: object) -> object:
     """One side -> (side, side): `--image-size 224` means 224x224."""
     return (value, value) if isinstance(value, int) else value
+
+
+def _comma_list(value: object) -> object:
+    """`a,b` -> ["a", "b"], blanks dropped: `--exclude-genres ""` means none."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 Dir = Annotated[Path, Option(metavar="DIR")]
@@ -71,15 +80,75 @@ class MovieLensInput(Settings):
     cache_dir: Dir = Field(Path("data"), description="Downloads and the embedding cache.")
 
 
-class PosterInput(Settings):
-    """The poster cache, and how fast it is filled."""
+class CachedPosters(Settings):
+    """The poster cache."""
 
     cli_group: ClassVar[str] = "posters"
 
     posters: Dir = Field(Path("data/posters"), description="Poster cache: <tmdbId>.jpg files.")
+
+
+class PosterInput(CachedPosters):
+    """The poster cache, and how fast it is filled."""
+
+    cli_group: ClassVar[str] = "posters"
+
     concurrency: Annotated[int | None, Option(default_text="FETCH_CONCURRENCY, else 16")] = Field(
         None, ge=1, description="Posters fetched at once."
     )
+
+
+class ModelFolder(Settings):
+    """The model folder that the trainer writes and the workers read."""
+
+    cli_group: ClassVar[str] = "model folder"
+
+    model_dir: Annotated[Path, Option(metavar="DIR", env="MODEL_DIR")] = Field(
+        Path("models"),
+        description="The model folder: numbered versions, candidates/, serving.json.",
+    )
+
+
+class EvaluationFilms(Settings):
+    """Which films versions are measured on, and which genres are labels."""
+
+    cli_group: ClassVar[str] = "evaluation films"
+
+    test_fraction: float = Field(0.15, ge=0, lt=1, description=(
+        "Share of films held out from training and threshold tuning, on which versions are "
+        "measured (report, release gate, evaluate); 0 = none."
+    ))
+    exclude_genres: Annotated[
+        list[str],
+        BeforeValidator(_comma_list),
+        Option(metavar="GENRES", default_text=",".join(DEFAULT_EXCLUDED)),
+    ] = Field(list(DEFAULT_EXCLUDED), description=(
+        "Genres that are not labels, comma-separated (\"\" for none); films left with no "
+        "genre are not used. (no genres listed) marks an unlabelled film and never is one."
+    ))
+
+
+class ReleaseGate(Settings):
+    """When `train` serves the version it made."""
+
+    cli_group: ClassVar[str] = "release gate"
+
+    gate_metrics: Annotated[
+        list[GateMetric],
+        BeforeValidator(_comma_list),
+        Option(metavar="METRICS", default_text="macro_f1,micro_f1"),
+    ] = Field(["macro_f1", "micro_f1"], min_length=1, description=(
+        "Metrics (comma-separated: macro_f1, micro_f1, samples_f1) on which the new version "
+        "may not be worse than the served one, on the same evaluation films."
+    ))
+    gate_tolerance: float = Field(0.005, ge=0, le=1, description=(
+        "How much worse than the served version a gate metric may be."
+    ))
+    force: bool = Field(False, description="Serve the new version whatever the gate says.")
+    promote: bool = Field(True, description=(
+        "Serve the new version when it passes the gate; --no-promote leaves it in "
+        "candidates/ with its report."
+    ))
 
 
 class HeadSettings(Settings):
@@ -105,8 +174,10 @@ class HeadSettings(Settings):
     seed: Annotated[int, Option(skip=True)] = Field(42, description="Training seed (--seed).")
 
 
-class TrainSettings(CommandSettings, MovieLensInput, PosterInput):
-    """`train`: MovieLens genres and posters -> a new model version."""
+class TrainSettings(
+    CommandSettings, MovieLensInput, PosterInput, ModelFolder, EvaluationFilms, ReleaseGate
+):
+    """`train`: MovieLens genres and posters -> a new model version, served if it passes."""
 
     offline: bool = Field(False, description="Use cached posters only; fetch none.")
     feature_extractor: Annotated[str, Option(metavar="HANDLE")] = Field(
@@ -118,15 +189,11 @@ class TrainSettings(CommandSettings, MovieLensInput, PosterInput):
         BeforeValidator(_square),
         Option(parse=int, metavar="PIXELS", default_text="224"),
     ] = Field((224, 224), description="Side of the square images the extractor takes.")
-    model_dir: Dir = Field(Path("models"), description="Where model versions are exported.")
-    keep_versions: int = Field(
-        5, ge=0, description="Newest versions kept after export; 0 keeps all."
-    )
-    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of films for validation.")
-    test_fraction: float = Field(0.15, ge=0, lt=1, description=(
-        "Share of films held out from training and threshold tuning, for the reported "
-        "metrics only; 0 = none."
+    keep_versions: int = Field(5, ge=0, description=(
+        "Newest versions (and candidates) kept after export, besides the served one; "
+        "0 keeps all."
     ))
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of films for validation.")
     split: Literal["tmdb-id", "stratified"] = Field("tmdb-id", description=(
         "How films are assigned to train, validation and test: by a hash of the TMDB id "
         "(the same films as MovieLens grows), or a seeded split stratified by genre."
@@ -170,6 +237,9 @@ class TrainSettings(CommandSettings, MovieLensInput, PosterInput):
     def _check(self) -> TrainSettings:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation and test fractions leave too little to train on")
+        if self.test_fraction == 0 and self.promote and not self.force:
+            raise ValueError("the release gate needs evaluation films: give --test-fraction, "
+                             "--force or --no-promote")
         return self
 
     @property
@@ -192,14 +262,11 @@ class FetchPostersSettings(CommandSettings, MovieLensInput, PosterInput):
     )
 
 
-class PredictSettings(CommandSettings, PosterInput):
-    """`predict`: the genres of posters, from the newest model version."""
+class PredictSettings(CommandSettings, PosterInput, ModelFolder):
+    """`predict`: the genres of posters, from the served model version."""
 
     inputs: Annotated[list[str], Option(positional=True, metavar="IMAGE_OR_TMDB_ID")] = Field(
         min_length=1, description="Image files, or TMDB ids looked up in the poster cache."
-    )
-    model_dir: Dir = Field(
-        Path("models"), description="Model versions; the newest complete one is used."
     )
     offline: bool = Field(False, description="Do not fetch posters missing from the cache.")
     movielens: OptionalDir = Field(None, description="MovieLens folder, to show titles.")
@@ -234,3 +301,34 @@ class BackfillSettings(CommandSettings, MovieLensInput):
     dry_run: bool = Field(
         False, description="Print the events as JSON lines instead of producing them."
     )
+
+
+class EvaluateSettings(
+    CommandSettings, MovieLensInput, CachedPosters, ModelFolder, EvaluationFilms
+):
+    """`evaluate`: versions side by side on the evaluation films of the poster cache."""
+
+    versions: Annotated[list[int], Option(positional=True, metavar="VERSION")] = Field(
+        default_factory=list,
+        description="Versions (served or candidates) to compare; default: the served and newest.",
+    )
+    out: Dir = Field(Path("evaluation"), description="Folder for evaluation.json and .png.")
+    batch_size: int = Field(32, ge=1, description="Posters per call of a version's signature.")
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluateSettings:
+        if self.test_fraction == 0:
+            raise ValueError("evaluate needs evaluation films: --test-fraction above 0")
+        return self
+
+
+class PromoteSettings(CommandSettings, ModelFolder):
+    """`promote`: serve one version (a candidate is moved in first)."""
+
+    version: Annotated[int, Option(positional=True, metavar="VERSION")] = Field(
+        ge=1, description="The version to serve."
+    )
+
+
+class RollbackSettings(CommandSettings, ModelFolder):
+    """`rollback`: serve the version served before the current one."""

@@ -1,7 +1,8 @@
 """The `train` command: MovieLens + posters -> embeddings -> head -> thresholds -> a model version.
 
 `train` reads as the recipe; each step is a function of its own module (examples, split,
-fit, evaluation, metadata, export) that a test can call on its own.
+fit, evaluation, metadata, export, gate) that a test can call on its own. The version is
+exported as a candidate and served only if the release gate lets it (`trainer/gate.py`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import tf_keras
 from schemas.model import ModelMetadata
 from trainer.evaluation import evaluate_fit, write_run_report
 from trainer.examples import embed_examples, postered_movies
-from trainer.export import REPORT_DIR, export_version
+from trainer.export import REPORT_DIR, export_version, prune_versions
 from trainer.fit import cross_fit, fit, fit_head
+from trainer.gate import Decision, release_candidate
 from trainer.metadata import build_metadata
 from trainer.model import build_classifier, load_extractor
+from trainer.posters import PosterCache
+from trainer.scoring import films_of
 from trainer.settings import TrainSettings
 from trainer.split import split_examples
 
@@ -32,16 +36,19 @@ __all__ = ["TrainResult", "cross_fit", "fit_head", "train"]  # bench/ imports th
 
 @dataclass
 class TrainResult:
-    """The exported version and what went into it."""
+    """The exported version, what went into it, and whether it is served."""
 
-    version_dir: Path
+    version_dir: Path  # MODEL_DIR/<N> when promoted, else MODEL_DIR/candidates/<N>
     metadata: ModelMetadata
     report: dict[str, Any]
     head: tf_keras.Model  # embeddings -> probabilities (the exported model minus the extractor)
+    promoted: bool
+    decision: Decision  # the release gate's
+    gate_report: dict[str, Any]  # the candidate and the served version on the same films
 
 
 def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) -> TrainResult:
-    """Run the whole training job and export a new model version."""
+    """Run the whole training job, export a candidate, and serve it if the gate allows."""
     started = time.monotonic()
     postered = postered_movies(settings, fetch_settings)
     extractor = load_extractor(settings.feature_extractor)
@@ -53,8 +60,14 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     classifier = build_classifier(extractor, fitted.head, settings.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_run_report(report, examples.skipped, Path(tmp))
-        version_dir = export_version(
-            classifier, metadata, settings.model_dir, keep=settings.keep_versions or None,
+        candidate = export_version(
+            classifier, metadata, settings.model_dir, candidate=True,
             extra_files={f"{REPORT_DIR}/{f.name}": f for f in files},
         )
-    return TrainResult(version_dir, metadata, report, fitted.head)
+    films = films_of(postered.genres, examples.tmdb_ids[split.test], PosterCache(settings.posters))
+    released = release_candidate(candidate, films, settings)
+    if settings.keep_versions:
+        prune_versions(settings.model_dir, settings.keep_versions)
+        prune_versions(settings.model_dir, settings.keep_versions, candidates=True)
+    return TrainResult(released.version_dir, metadata, report, fitted.head, released.promoted,
+                       released.decision, released.report)

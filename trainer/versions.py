@@ -2,10 +2,12 @@
 
 `MODEL_DIR/versions.json` holds the high-water mark, `{"next": N}`. An exporter locks
 MODEL_DIR itself (`fcntl.flock` on the folder), takes the larger of the mark and the
-highest version folder + 1, renames its finished folder to that number and raises the
-mark past it (a temporary file, then `os.replace`) before it lets go. So two exporters
-never take one number, and a number once published always means that one model, which
-is what a worker's logs, metrics and `model_version` fields rely on.
+highest version folder + 1 (served or candidate), renames its finished folder to that
+number (in MODEL_DIR, or in MODEL_DIR/candidates/ for a version the release gate has
+still to judge) and raises the mark past it (a temporary file, then `os.replace`) before
+it lets go. So two exporters never take one number, and a number once published always
+means that one model, which is what a worker's logs, metrics and `model_version` fields
+rely on. Moving the serving pointer (`trainer/release.py`) takes the same lock.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from schemas.model import version_numbers
+from schemas.model import CANDIDATES_DIR, version_numbers
 
 MARK_FILE = "versions.json"
 
@@ -47,13 +49,19 @@ def read_mark(model_dir: Path) -> int:
 
 def next_version(model_dir: Path) -> int:
     """The number the next export will take: past the mark and every version folder."""
-    return max(read_mark(model_dir), (version_numbers(model_dir) or [0])[-1] + 1)
+    used = version_numbers(model_dir) + version_numbers(model_dir / CANDIDATES_DIR)
+    return max(read_mark(model_dir), max(used, default=0) + 1)
 
 
-def publish_version(ready: Path, model_dir: Path) -> Path:
-    """Rename the finished folder `ready` to the next number, under the lock; return it."""
+def publish_version(ready: Path, model_dir: Path, candidate: bool = False) -> Path:
+    """Rename the finished folder `ready` to the next number, under the lock; return it.
+
+    A `candidate` lands in MODEL_DIR/candidates/, where workers never look.
+    """
     with locked(model_dir):
-        final = model_dir / str(next_version(model_dir))
+        parent = model_dir / CANDIDATES_DIR if candidate else model_dir
+        parent.mkdir(exist_ok=True)
+        final = parent / str(next_version(model_dir))
         os.rename(ready, final)
         _write_mark(model_dir, int(final.name) + 1)
     return final

@@ -21,7 +21,7 @@ from worker.health import HealthServer
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
 from posters import PosterFetcher
-from worker.reload import ModelWatcher
+from worker.reload import ModelWatcher, describe
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,29 @@ def _close(what: str, close: Callable[[], object]) -> None:
 
 
 def _watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWatcher:
-    """The model watcher, counting reloads by outcome in the metrics."""
-    return ModelWatcher(
+    """The model watcher, its reloads, problems and wanted version kept in the metrics."""
+    watcher = ModelWatcher(
         settings.model_dir,
         configure_devices(),
         settings.model_poll_s,
         on_reload=lambda outcome: metrics.model_reloads.labels(outcome=outcome).inc(),
+        pinned=settings.model_version,
+        on_problem=lambda problem: metrics.model_pointer_errors.inc(),
     )
+    metrics.model_wanted_version.set_function(lambda: float(watcher.wanted or 0))
+    if settings.model_version is not None:
+        log.info("pinned to model version %d (MODEL_VERSION)", settings.model_version)
+    return watcher
 
 
 def _serve_health(
-    settings: WorkerSettings, metrics: WorkerMetrics, ready: Callable[[], tuple[bool, str]]
+    settings: WorkerSettings, metrics: WorkerMetrics, ready: Callable[[], tuple[bool, str]],
+    models: ModelWatcher,
 ) -> HealthServer:
-    """Start the health, readiness and metrics port."""
-    health = HealthServer(settings.http_host, settings.http_port, metrics, ready).start()
+    """Start the health, readiness, metrics and model port."""
+    health = HealthServer(
+        settings.http_host, settings.http_port, metrics, ready, model=lambda: describe(models)
+    ).start()
     log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
     return health
 
@@ -117,7 +126,8 @@ def run(
     metrics = WorkerMetrics()
     models = _watcher(settings, metrics)
     health = _serve_health(
-        settings, metrics, lambda: worker.ready() if worker is not None else (False, "starting")
+        settings, metrics, lambda: worker.ready() if worker is not None else (False, "starting"),
+        models,
     )
     runner = AsyncRunner()
     consumer = producer = fetcher = None

@@ -1,20 +1,28 @@
-"""Liveness, readiness and Prometheus metrics on one small HTTP port."""
+"""Liveness, readiness, Prometheus metrics and the served model on one small HTTP port.
+
+`GET /model` says what a `model_version` in the outputs means: the served version's
+labels, thresholds, per-genre evaluation figures and provenance, from its metadata.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 
 from worker.metrics import CONTENT_TYPE, WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 ReadyCheck = Callable[[], tuple[bool, str]]
+ModelInfo = Callable[[], dict[str, Any] | None]  # None while no model is loaded
 TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
 
 
 class _Server(ThreadingHTTPServer):
@@ -22,15 +30,18 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], metrics: WorkerMetrics, ready: ReadyCheck):
+    def __init__(
+        self, address: tuple[str, int], metrics: WorkerMetrics, ready: ReadyCheck, model: ModelInfo
+    ):
         super().__init__(address, _Handler)
         self.metrics = metrics
         self.ready = ready
+        self.model = model
         self.live = True
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Answers GET on /healthz, /readyz and /metrics; 404 elsewhere."""
+    """Answers GET on /healthz, /readyz, /metrics and /model; 404 elsewhere."""
 
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -47,6 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._readyz()
         elif path == "/metrics":
             self._send(HTTPStatus.OK, self.server.metrics.render(), CONTENT_TYPE)
+        elif path == "/model":
+            self._model()
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
 
@@ -58,6 +71,15 @@ class _Handler(BaseHTTPRequestHandler):
             ok, reason = False, f"readiness check failed: {exc}"
         status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
         self._send(status, (reason + "\n").encode())
+
+    def _model(self) -> None:
+        """The served version's labels, thresholds and figures; 503 while none is loaded."""
+        info = self.server.model()
+        if info is None:
+            body = {"error": "no model loaded"}
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE, json.dumps(body).encode(), JSON)
+        else:
+            self._send(HTTPStatus.OK, json.dumps(info).encode(), JSON)
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str = TEXT) -> None:
         self.send_response(status)
@@ -72,13 +94,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class HealthServer:
-    """A threaded HTTP server for /healthz, /readyz and /metrics, run in a daemon thread."""
+    """A threaded HTTP server for /healthz, /readyz, /metrics and /model, in a daemon thread."""
 
-    def __init__(self, host: str, port: int, metrics: WorkerMetrics, ready: ReadyCheck) -> None:
+    def __init__(
+        self, host: str, port: int, metrics: WorkerMetrics, ready: ReadyCheck,
+        model: ModelInfo = lambda: None,
+    ) -> None:
         self.host = host
         self._port = port
         self.metrics = metrics
         self.ready = ready
+        self.model = model
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -91,7 +117,7 @@ class HealthServer:
         """Bind the port and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError("health server already started")
-        self._server = _Server((self.host, self._port), self.metrics, self.ready)
+        self._server = _Server((self.host, self._port), self.metrics, self.ready, self.model)
         self._port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever,

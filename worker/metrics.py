@@ -120,6 +120,17 @@ class WorkerMetrics:
             "Unix time of the newest output the broker acknowledged (age: time() - this).",
             registry=r,
         )
+        self.model_wanted_version = Gauge(
+            PREFIX + "model_wanted_version",
+            "Version MODEL_VERSION, serving.json or the highest folder asks for (0: none).",
+            registry=r,
+        )
+        self.model_pointer_errors = Counter(
+            PREFIX + "model_pointer_errors",
+            "Times the version that MODEL_VERSION or serving.json names could not be served "
+            "(missing, refused, unreadable pointer), once per occurrence.",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             PREFIX + "consumer_lag",
             "Records between the committed offset and the end of each assigned partition.",

@@ -7,12 +7,17 @@ shares; the rest is the worker's own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from common.kafka import KafkaSettings
 from posters.settings import FetchSettings
+
+
+def _blank_is_none(value: object) -> object:
+    """`MODEL_VERSION=` (set but empty) means no pin."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 class WorkerSettings(FetchSettings, KafkaSettings):
@@ -43,7 +48,12 @@ class WorkerSettings(FetchSettings, KafkaSettings):
     heartbeat_interval_ms: int = Field(2_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     model_poll_s: float = Field(
-        10.0, gt=0, description="How often MODEL_DIR is checked for a new version."
+        10.0, gt=0, description="How often MODEL_DIR is checked for the version to serve."
+    )
+    model_version: Annotated[int | None, BeforeValidator(_blank_is_none)] = Field(
+        None, ge=1,
+        description="Serve this version and no other (a pin); unset: the one serving.json "
+        "names, else the highest.",
     )
     http_host: str = "0.0.0.0"
     http_port: int = Field(

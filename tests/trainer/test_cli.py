@@ -119,3 +119,17 @@ def test_bad_values_are_refused() -> None:
         parse_args(["train", "--val-fraction", "0.5", "--test-fraction", "0.45"], {})
     with pytest.raises(SystemExit, match="invalid options"):
         parse_args(["backfill"], {"LOG_FORMAT": "xml"})
+
+
+def test_promote_and_rollback_load_no_tensorflow(tmp_path: Path) -> None:
+    for version in ("1", "2"):
+        (tmp_path / version).mkdir()
+        for name in ("saved_model.pb", "metadata.json"):
+            (tmp_path / version / name).write_text("{}")
+    env = dict(os.environ, MODEL_DIR=str(tmp_path))
+    result, loaded = run_loaded(["promote", "1"], env)
+    assert result.returncode == 0 and result.stdout == "serving version 1 (was version 2)\n"
+    assert loaded == ""
+    result, loaded = run_loaded(["rollback"], env)
+    assert result.returncode == 0 and result.stdout == "serving version 2 (was version 1)\n"
+    assert loaded == ""
