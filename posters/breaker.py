@@ -140,7 +140,9 @@ class CircuitBreaker:
             self.opened += 1
             log.warning(
                 "%s failed %d times in a row (%s): circuit open, requests wait for a probe",
-                host, circuit.failures, detail,
+                host,
+                circuit.failures,
+                detail,
             )
         elif probe:
             circuit.cooldown = min(circuit.cooldown * 2, self.max_cooldown_s)

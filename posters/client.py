@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -128,7 +129,7 @@ class PosterFetcher:
             self.pacer.waits,
         )
 
-    async def __aenter__(self) -> PosterFetcher:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

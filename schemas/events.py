@@ -199,7 +199,9 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this event's schema.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, description="Version of this event's schema."
+    )
     # An open list: a code added in a later release must not break readers of this version.
     error: ErrorCode | str = Field(
         union_mode="left_to_right",  # a known code parses as an ErrorCode

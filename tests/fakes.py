@@ -13,8 +13,8 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
-from worker.errors import WorkerError
 from posters import FetchStats, Poster
+from worker.errors import WorkerError
 
 LABELS = ["Red", "Green", "Blue"]
 
@@ -29,8 +29,19 @@ def record(
 ) -> ConsumerRecord:
     """A ConsumerRecord as kafka-python's fetcher returns it."""
     return ConsumerRecord(
-        topic, partition, -1, offset, timestamp, 0, key, value, [], None,
-        len(key or b""), len(value or b""), -1,
+        topic,
+        partition,
+        -1,
+        offset,
+        timestamp,
+        0,
+        key,
+        value,
+        [],
+        None,
+        len(key or b""),
+        len(value or b""),
+        -1,
     )
 
 
@@ -65,8 +76,8 @@ class FakeFuture:
 class FakeProducer:
     """Records every send; `answer(topic, key, value)` decides each send's fate."""
 
-    answer: Callable[[str, bytes | None, bytes], FakeFuture | Exception] = (
-        lambda t, k, v: FakeFuture()
+    answer: Callable[[str, bytes | None, bytes], FakeFuture | Exception] = lambda t, k, v: (
+        FakeFuture()
     )
     sent: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     acknowledged: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
@@ -75,7 +86,10 @@ class FakeProducer:
     headers: list[list[tuple[str, bytes]] | None] = field(default_factory=list)
 
     def send(
-        self, topic: str, key: bytes | None = None, value: bytes = b"",
+        self,
+        topic: str,
+        key: bytes | None = None,
+        value: bytes = b"",
         headers: list[tuple[str, bytes]] | None = None,
     ) -> FakeFuture:
         self.sent.append((topic, key, value))
@@ -180,8 +194,14 @@ class FakeClassifier:
         self.fail = fail or (lambda images: None)
 
     def scores(self, images: list[bytes]) -> np.ndarray:
-        rows = [[0.9, 0.1, 0.1] if i[:1] == b"R" else [0.1, 0.9, 0.1] if i[:1] == b"G"
-                else [0.1, 0.1, 0.9] for i in images]
+        rows = [
+            [0.9, 0.1, 0.1]
+            if i[:1] == b"R"
+            else [0.1, 0.9, 0.1]
+            if i[:1] == b"G"
+            else [0.1, 0.1, 0.9]
+            for i in images
+        ]
         return np.asarray(rows, np.float32).reshape(len(images), 3)
 
     def classify(self, images: list[bytes]) -> list[np.ndarray | WorkerError]:

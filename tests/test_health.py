@@ -134,18 +134,23 @@ def test_model_says_what_the_served_version_means(metrics: WorkerMetrics, tmp_pa
 
     version = build_tiny_model(tmp_path)
     meta = json.loads((version / "metadata.json").read_text())
-    per_genre = [{"genre": g, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3}
-                 for g in LABELS]
+    per_genre = [
+        {"genre": g, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3} for g in LABELS
+    ]
     meta["metrics"] = {"split": "test", "macro_f1": 0.5, "per_genre": per_genre}
     meta["training_data"] = {"excluded_genres": ["IMAX"]}
     (version / "metadata.json").write_text(json.dumps(meta))
     watcher = ModelWatcher(tmp_path, poll_s=60)
     try:
-        with HealthServer("127.0.0.1", 0, metrics, lambda: (True, "ready"),
-                          model=lambda: describe(watcher)) as server:
+        with HealthServer(
+            "127.0.0.1", 0, metrics, lambda: (True, "ready"), model=lambda: describe(watcher)
+        ) as server:
             status, ctype, body = get(server.port, "/model")
-            assert (status, ctype, json.loads(body)) == (503, "application/json",
-                                                         {"error": "no model loaded"})
+            assert (status, ctype, json.loads(body)) == (
+                503,
+                "application/json",
+                {"error": "no model loaded"},
+            )
             watcher.load_initial()
             status, ctype, body = get(server.port, "/model")
     finally:

@@ -75,8 +75,13 @@ def test_the_alert_rules_are_a_prometheus_rule_file() -> None:
     groups = alert_rules()["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     names = {rule["alert"] for rule in rules}
-    assert {"GenreWorkerNoOutput", "GenreWorkerCircuitOpen", "GenreWorkerConsumerLagHigh",
-            "GenreWorkerDeadLetterRateHigh", "GenreWorkerModelReloadFailed"} <= names
+    assert {
+        "GenreWorkerNoOutput",
+        "GenreWorkerCircuitOpen",
+        "GenreWorkerConsumerLagHigh",
+        "GenreWorkerDeadLetterRateHigh",
+        "GenreWorkerModelReloadFailed",
+    } <= names
     for rule in rules:
         assert rule["labels"]["severity"] in {"page", "ticket"} and rule["annotations"]["summary"]
 
@@ -84,9 +89,13 @@ def test_the_alert_rules_are_a_prometheus_rule_file() -> None:
 def test_the_worker_exports_circuits_waits_and_output_age() -> None:
     metrics = exercised_metrics()
     names = exposed_names(metrics)
-    assert {"genre_worker_circuit_open", "genre_worker_circuit_wait_seconds_total",
-            "genre_worker_rate_limit_wait_seconds_total", "genre_worker_rate_limit_waits_total",
-            "genre_worker_last_output_timestamp_seconds"} <= names
+    assert {
+        "genre_worker_circuit_open",
+        "genre_worker_circuit_wait_seconds_total",
+        "genre_worker_rate_limit_wait_seconds_total",
+        "genre_worker_rate_limit_waits_total",
+        "genre_worker_last_output_timestamp_seconds",
+    } <= names
     text = metrics.render().decode()
     assert 'genre_worker_outputs_produced_total{model_version="3"} 1.0' in text
 

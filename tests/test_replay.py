@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -35,7 +34,10 @@ def letter(
 ) -> DeadLetter:
     raw = OriginalRecord.from_raw("movies.new", 1, 7, b"5", value, 1_700_000_000_000)
     return DeadLetter(
-        error=code, detail="x", attempts=2, failed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        error=code,
+        detail="x",
+        attempts=2,
+        failed_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         original=raw.model_copy(update=original),
     )
 
@@ -65,8 +67,12 @@ def test_selection_by_code_and_time() -> None:
 
 def consume_records(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list:
     """The raw records of `topic` (headers included), until `expected` arrived."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
     partitions = sorted(consumer.partitions_for_topic(topic) or {0})
     consumer.assign([TopicPartition(topic, p) for p in partitions])
     records: list = []
@@ -81,8 +87,13 @@ def consume_records(bootstrap: str, topic: str, expected: int, timeout_s: float 
 
 
 def replay(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "worker", "replay", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "replay", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -98,8 +109,13 @@ def stop(process: subprocess.Popen[str]) -> str:
 def test_dead_letters_keep_the_input_headers_and_name_their_origin(broker, topics, model_dir, tmdb):
     env = worker_env(broker, topics, model_dir, tmdb)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
-    producer.send(topics.input, key=b"k1", value=b"not json", partition=1,
-                  headers=[("traceparent", b"00-abc-01"), ("source", b"crawler")])
+    producer.send(
+        topics.input,
+        key=b"k1",
+        value=b"not json",
+        partition=1,
+        headers=[("traceparent", b"00-abc-01"), ("source", b"crawler")],
+    )
     producer.flush()
     producer.close()
     process = start_worker(env)
@@ -133,8 +149,15 @@ def test_an_outage_fills_the_dlq_and_a_replay_ends_every_event_as_an_output_once
         tmdb.movies[i] = StandInMovie(poster_bytes(COLOURS["Red"]), title=f"Film {i}")
         tmdb.routes[f"/movie/{i}"] = page
     env = worker_env(
-        broker, topics, model_dir, tmdb, FETCH_ATTEMPTS="2", BREAKER_THRESHOLD="2",
-        BREAKER_COOLDOWN_S="0.2", BREAKER_MAX_COOLDOWN_S="0.5", MAX_OUTAGE_WAIT_S="1",
+        broker,
+        topics,
+        model_dir,
+        tmdb,
+        FETCH_ATTEMPTS="2",
+        BREAKER_THRESHOLD="2",
+        BREAKER_COOLDOWN_S="0.2",
+        BREAKER_MAX_COOLDOWN_S="0.5",
+        MAX_OUTAGE_WAIT_S="1",
         FETCH_DEADLINE_S="5",
     )
     process = start_worker(env)

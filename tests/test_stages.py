@@ -12,6 +12,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.structs import OffsetAndMetadata
 
+from posters import PosterNotFound, PosterUnreadable
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -23,7 +24,6 @@ from tests.fakes import (
     poster,
     record,
 )
-from posters import PosterNotFound, PosterUnreadable
 from worker.errors import InvalidEvent, WorkerError
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import classify_batch
@@ -206,8 +206,9 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     producer = FakeProducer(answer)
     metrics = WorkerMetrics()
     alive = []
-    publisher = Publisher(producer, metrics, threading.Event(), lambda: alive.append(1),
-                          first_pause_s=0.01)
+    publisher = Publisher(
+        producer, metrics, threading.Event(), lambda: alive.append(1), first_pause_s=0.01
+    )
     delivery = publisher.send(results(3))
     assert [r.key for r in delivery.acknowledged] == [b"0", b"2"]
     assert [(r.key, type(e)) for r, e in delivery.failed] == [(b"1", NotLeaderForPartitionError)]
@@ -299,15 +300,19 @@ def test_the_worker_loop_runs_batches_through_every_stage_and_summarises_from_me
     producer = FakeProducer()
     fetcher = FakeFetcher({1: poster(1, b"R"), 2: PosterNotFound("no poster"), 3: poster(3, b"G")})
     settings = WorkerSettings(output_topic="out", dlq_topic="dlq", batch_linger_ms=0)
-    worker = Worker(settings, consumer, producer, fetcher, runner,
-                    FakeModels(FakeClassifier()))
+    worker = Worker(settings, consumer, producer, fetcher, runner, FakeModels(FakeClassifier()))
     metrics = worker.run(exit_when_idle=0.0)
     assert [(topic, key) for topic, key, _ in producer.sent] == [
-        ("out", b"1"), ("dlq", b"2"), ("dlq", b"k"), ("out", b"3")
+        ("out", b"1"),
+        ("dlq", b"2"),
+        ("dlq", b"k"),
+        ("out", b"3"),
     ]
     assert [c[TP0].offset for c in consumer.commits] == [3, 4]
-    summary = ("consumed=4 produced=2 dead_letters=2 (invalid_event=1, poster_not_found=1) "
-               "batches=2 commits=2")
+    summary = (
+        "consumed=4 produced=2 dead_letters=2 (invalid_event=1, poster_not_found=1) "
+        "batches=2 commits=2"
+    )
     assert metrics.summary() == summary
     assert f"worker stopped: {summary}" in caplog.text
 
@@ -316,8 +321,12 @@ def test_ready_needs_a_model_and_group_membership_and_allows_zero_partitions():
     consumer = FakeConsumer(generation=-1)
     models = FakeModels(None)
     worker = Worker(
-        WorkerSettings(group_id="genres"), consumer, FakeProducer(),  # type: ignore[arg-type]
-        FakeFetcher({}), None, models,  # type: ignore[arg-type]
+        WorkerSettings(group_id="genres"),
+        consumer,
+        FakeProducer(),  # type: ignore[arg-type]
+        FakeFetcher({}),
+        None,
+        models,  # type: ignore[arg-type]
     )
     assert worker.ready() == (False, "no model loaded")
     models.current = FakeClassifier(version=3)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from worker.settings import WorkerSettings
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="genre-worker",

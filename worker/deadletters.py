@@ -19,6 +19,7 @@ from schemas.headers import (
 
 Headers = list[tuple[str, bytes]]
 
+
 def original_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Headers:
     """A record's headers without the dead-letter ones: what the input record carried."""
     return [(name, value or b"") for name, value in headers or () if not name.startswith(PREFIX)]

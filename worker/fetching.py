@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from posters import FetchStats, Poster, PosterFetcher
 from worker.errors import WorkerError
 from worker.fetch_pool import FetchPool
 from worker.jobs import Batch, Job
 from worker.metrics import WorkerMetrics
-from posters import FetchStats, Poster, PosterFetcher
 from worker.results import error_summary
 
 log = logging.getLogger(__name__)

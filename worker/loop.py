@@ -17,6 +17,7 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from posters import PosterFetcher
 from worker.classifier import Classifier
 from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
@@ -24,7 +25,6 @@ from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
 from worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
-from posters import PosterFetcher
 from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
 from worker.results import Result, ResultBuilder
@@ -189,12 +189,14 @@ class Worker:
             self.exit_code = 1
             log.critical(
                 "exiting with an error: a result of this batch of %d records cannot be stored; "
-                "its offsets are not committed", len(results),
+                "its offsets are not committed",
+                len(results),
             )
         elif outcome is Outcome.STOPPED:
             log.error(
                 "stopping with results of %d records unacknowledged: the batch is not "
-                "committed and will be processed again", len(results),
+                "committed and will be processed again",
+                len(results),
             )
         return outcome is Outcome.ACKNOWLEDGED
 
@@ -241,6 +243,11 @@ def _log_batch(batch: Batch, fetch_s: float, classify_s: float, publish_s: float
     log.info(
         "batch of %d: %d genres, %d dead letters%s; "
         "wait for posters %.3f s, classify %.3f s, publish %.3f s",
-        len(batch.jobs), len(batch.jobs) - failed, failed, f" ({by_code})" if by_code else "",
-        fetch_s, classify_s, publish_s,
+        len(batch.jobs),
+        len(batch.jobs) - failed,
+        failed,
+        f" ({by_code})" if by_code else "",
+        fetch_s,
+        classify_s,
+        publish_s,
     )

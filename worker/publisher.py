@@ -109,7 +109,10 @@ class Publisher:
                 continue
             log.error(
                 "%d of %d results were not acknowledged (%s); sending again in %.0f s",
-                len(retry), total, retry[0][1], pause,
+                len(retry),
+                total,
+                retry[0][1],
+                pause,
             )
             if self.stopped.wait(pause):
                 return Outcome.STOPPED
@@ -128,12 +131,18 @@ class Publisher:
                 log.critical(
                     "the broker refused a %d-byte record for %s even as a dead letter without "
                     "its value (%r): this batch cannot be stored, so it is not committed",
-                    len(result.value), result.topic, exc,
+                    len(result.value),
+                    result.topic,
+                    exc,
                 )
                 return None
             log.warning(
                 "the broker refused a %d-byte record for %s (%r): sending a %d-byte dead "
-                "letter instead", len(result.value), result.topic, exc, len(replacement.value),
+                "letter instead",
+                len(result.value),
+                result.topic,
+                exc,
+                len(replacement.value),
             )
             smaller.append(replacement)
         return smaller
@@ -166,9 +175,7 @@ class Publisher:
                 delivery.failed.append((result, exc))
                 continue
             delivery.acknowledged.append(result)
-            self.metrics.acknowledged(
-                result.code, result.input_timestamp_ms, result.model_version
-            )
+            self.metrics.acknowledged(result.code, result.input_timestamp_ms, result.model_version)
         return delivery
 
     def _await_acks(self, futures: list[Any]) -> bool:

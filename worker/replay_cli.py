@@ -23,24 +23,50 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Send dead letters' original records to the input topic again. Kafka "
         "settings, INPUT_TOPIC and DLQ_TOPIC come from the environment, as for the worker.",
     )
-    parser.add_argument("--code", action="append", default=[], metavar="CODE",
-                        help="replay dead letters with this error code (repeatable; default: any)")
-    parser.add_argument("--since", type=parse_time, metavar="TIME",
-                        help="only dead letters from this time on (ISO 8601; UTC if no zone)")
-    parser.add_argument("--until", type=parse_time, metavar="TIME",
-                        help="only dead letters before this time (ISO 8601; UTC if no zone)")
-    parser.add_argument("--time-of", choices=["failed_at", "record"], default="failed_at",
-                        help="the time --since/--until compare: the letter's failed_at "
-                        "(default) or its record timestamp")
-    parser.add_argument("--group", default=DEFAULT_GROUP,
-                        help="consumer group whose offsets hold the progress "
-                        f"(default {DEFAULT_GROUP})")
-    parser.add_argument("--from-topic", metavar="TOPIC",
-                        help="the dead-letter topic (default: DLQ_TOPIC, movies.new.dlq)")
-    parser.add_argument("--to-topic", metavar="TOPIC",
-                        help="where to send the records (default: INPUT_TOPIC, movies.new)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="read and count, send and commit nothing")
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="replay dead letters with this error code (repeatable; default: any)",
+    )
+    parser.add_argument(
+        "--since",
+        type=parse_time,
+        metavar="TIME",
+        help="only dead letters from this time on (ISO 8601; UTC if no zone)",
+    )
+    parser.add_argument(
+        "--until",
+        type=parse_time,
+        metavar="TIME",
+        help="only dead letters before this time (ISO 8601; UTC if no zone)",
+    )
+    parser.add_argument(
+        "--time-of",
+        choices=["failed_at", "record"],
+        default="failed_at",
+        help="the time --since/--until compare: the letter's failed_at "
+        "(default) or its record timestamp",
+    )
+    parser.add_argument(
+        "--group",
+        default=DEFAULT_GROUP,
+        help=f"consumer group whose offsets hold the progress (default {DEFAULT_GROUP})",
+    )
+    parser.add_argument(
+        "--from-topic",
+        metavar="TOPIC",
+        help="the dead-letter topic (default: DLQ_TOPIC, movies.new.dlq)",
+    )
+    parser.add_argument(
+        "--to-topic",
+        metavar="TOPIC",
+        help="where to send the records (default: INPUT_TOPIC, movies.new)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="read and count, send and commit nothing"
+    )
     return parser.parse_args(argv)
 
 
@@ -76,8 +102,11 @@ def _run(settings: ReplaySettings, args: argparse.Namespace, selection: Selectio
     try:
         summary = replayer.run(source)
     except KafkaError as exc:
-        print(f"genre-worker replay: stopped: {exc}; progress up to the last acknowledged "
-              f"batch is kept, run it again: {replayer.summary.line()}", file=sys.stderr)
+        print(
+            f"genre-worker replay: stopped: {exc}; progress up to the last acknowledged "
+            f"batch is kept, run it again: {replayer.summary.line()}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         consumer.close(autocommit=False)

@@ -95,7 +95,12 @@ class ResultBuilder:
         value = output.model_dump_json().encode()
         key = str(job.event.tmdb_id).encode()
         return Result(
-            self.output_topic, key, value, "", job.record.timestamp, job,
+            self.output_topic,
+            key,
+            value,
+            "",
+            job.record.timestamp,
+            job,
             model_version=classifier.version,
         )
 
@@ -112,14 +117,28 @@ class ResultBuilder:
             return self.dead_letter(job, _amended(error, note), drop_value=True)
         log.info(
             "dead letter %s for %s[%d]@%d: %s",
-            error.code, record.topic, record.partition, record.offset, error.detail,
+            error.code,
+            record.topic,
+            record.partition,
+            record.offset,
+            error.detail,
         )
         headers = dead_letter_headers(
-            record.headers, str(error.code), record.topic, record.partition, record.offset,
+            record.headers,
+            str(error.code),
+            record.topic,
+            record.partition,
+            record.offset,
             error.attempts,
         )
         return Result(
-            self.dlq_topic, key, value, str(error.code), record.timestamp, job, drop_value,
+            self.dlq_topic,
+            key,
+            value,
+            str(error.code),
+            record.timestamp,
+            job,
+            drop_value,
             headers,
         )
 
@@ -138,12 +157,18 @@ class ResultBuilder:
     def _letter(self, job: Job, error: WorkerError, drop_value: bool) -> DeadLetter:
         record = job.record
         original = OriginalRecord.from_raw(
-            record.topic, record.partition, record.offset,
-            _shown_key(record.key), None if drop_value else record.value, record.timestamp,
-        ).model_copy(update={
-            "key_bytes": None if record.key is None else len(record.key),
-            "key_truncated": record.key is not None and len(record.key) > KEY_SHOWN_BYTES,
-        })
+            record.topic,
+            record.partition,
+            record.offset,
+            _shown_key(record.key),
+            None if drop_value else record.value,
+            record.timestamp,
+        ).model_copy(
+            update={
+                "key_bytes": None if record.key is None else len(record.key),
+                "key_truncated": record.key is not None and len(record.key) > KEY_SHOWN_BYTES,
+            }
+        )
         if drop_value and record.value is not None:
             original = original.model_copy(
                 update={"value_bytes": len(record.value), "value_dropped": True}
