@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             "BATCH_SIZE": "8",
         }
         log_path = work / "worker.log"
-        log_file = open(log_path, "w")
+        log_file = open(log_path, "w")  # noqa: SIM115 (the worker process writes it until stopped)
         worker = subprocess.Popen(
             [sys.executable, "-m", "worker", "--exit-when-idle", "5"],
             env=env,
