@@ -29,21 +29,36 @@ from bench.procfs import cpu_s, threads_cpu_s
 # a frame is "function (path:line)"; paths are as py-spy prints them (site-packages stripped)
 _LIB = r"\((?:[^()]*/)?(?:{})/"
 _PROJECT = r"\((?:[^()]*/)?(?:worker|posters|common)/"
-_METHOD = r"^(?:[\w<>]+\.)*\w*(?:{})\w* "  # the function's own name (after Class. or outer.<locals>.)
+_METHOD = (
+    r"^(?:[\w<>]+\.)*\w*(?:{})\w* "  # the function's own name (after Class. or outer.<locals>.)
+)
 STAGES: list[tuple[str, re.Pattern[str]]] = [
-    ("kafka", re.compile(_LIB.format("kafka|confluent_kafka|aiokafka|schemas|pydantic|pydantic_core"))),
+    (
+        "kafka",
+        re.compile(_LIB.format("kafka|confluent_kafka|aiokafka|schemas|pydantic|pydantic_core")),
+    ),
     ("model", re.compile(_LIB.format("tensorflow|tf_keras|keras|tensorflow_hub|numpy"))),
     ("decode", re.compile(_LIB.format("PIL|cv2|simplejpeg|turbojpeg"))),
     ("page", re.compile(_LIB.format("parsel|lxml|cssselect|w3lib|selectolax|bs4|html5lib"))),
     ("page", re.compile(_METHOD.format("page|html|candidates|_from_api") + _PROJECT)),
     ("image", re.compile(_METHOD.format("image|poster|fetch|download") + _PROJECT)),
     ("model", re.compile(r"^[\w.<>]* \((?:[^()]*/)?worker/(?:classifier|models)\.py")),
-    ("kafka", re.compile(_METHOD.format("publish|produce|commit|poll|flush|consume|deliver") + _PROJECT)),
+    (
+        "kafka",
+        re.compile(_METHOD.format("publish|produce|commit|poll|flush|consume|deliver") + _PROJECT),
+    ),
 ]
 # only when no frame of the stack matched a stage: the event loop and HTTP client between requests
-FALLBACK = [("fetch_loop", re.compile(_LIB.format("asyncio|httpx|httpcore|h11|anyio|sniffio|uvloop|selectors")))]
+FALLBACK = [
+    (
+        "fetch_loop",
+        re.compile(_LIB.format("asyncio|httpx|httpcore|h11|anyio|sniffio|uvloop|selectors")),
+    )
+]
 STAGE_ORDER = ("page", "image", "fetch_loop", "decode", "model", "kafka", "other")
-PARSE = re.compile(_LIB.format("parsel|lxml|cssselect|selectolax|bs4|html5lib"))  # part of `page`: parsing
+PARSE = re.compile(
+    _LIB.format("parsel|lxml|cssselect|selectolax|bs4|html5lib")
+)  # part of `page`: parsing
 THREAD_LINE = re.compile(r"^thread \((0x[0-9a-fA-F]+|\d+)\)")
 
 
@@ -96,20 +111,42 @@ class CpuSplit:
         self.process_cpu0 = cpu_s(pid)
         self.threads0 = threads_cpu_s(pid)
         self.spy = subprocess.Popen(
-            [spy, "record", "-p", str(pid), "-r", str(rate), "-f", "raw", "-o", str(raw_path), "--threads",
-             "--nonblocking", *(["--native"] if native else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                spy,
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                str(rate),
+                "-f",
+                "raw",
+                "-o",
+                str(raw_path),
+                "--threads",
+                "--nonblocking",
+                *(["--native"] if native else []),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.python_tids = self._python_threads(spy)
 
     def _python_threads(self, spy: str) -> set[int]:
         """Thread ids of the Python threads (idle ones too), from `py-spy dump`."""
         try:
-            dump = subprocess.run([spy, "dump", "-p", str(self.pid), "--nonblocking"],
-                                  check=False, capture_output=True, text=True, timeout=30).stdout
+            dump = subprocess.run(
+                [spy, "dump", "-p", str(self.pid), "--nonblocking"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
         except subprocess.TimeoutExpired:
             return set()
-        return {int(m.group(1), 0) for m in re.finditer(r"^Thread (0x[0-9a-fA-F]+|\d+) ", dump, re.MULTILINE)}
+        return {
+            int(m.group(1), 0)
+            for m in re.finditer(r"^Thread (0x[0-9a-fA-F]+|\d+) ", dump, re.MULTILINE)
+        }
 
     def stop(self) -> dict[str, Any]:
         """Stop sampling; CPU seconds per stage over the interval, and how they were found."""

@@ -19,22 +19,22 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # before bench/, whose trainer.py would shadow the package
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from trainer.preprocess import decode_image  # noqa: E402
+from trainer.preprocess import decode_image
 
 SHARED = ROOT.parent / "shared" / "data"
 RENDITIONS = {"w342": 342, "w500": 500, "w780": 780, "original": 2000}
@@ -88,8 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posters", type=Path, default=SHARED / "posters-dev" / "posters")
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--extractor", type=Path,
-                        default=SHARED / "weights" / "mobilenet_v2_1.0_224_feature_vector")
+    parser.add_argument(
+        "--extractor", type=Path, default=SHARED / "weights" / "mobilenet_v2_1.0_224_feature_vector"
+    )
     args = parser.parse_args()
     images = source_images(args.posters, args.n)
     extractor = tf.saved_model.load(str(args.extractor)) if args.extractor.is_dir() else None
@@ -102,19 +103,30 @@ def main() -> None:
         old, old_ms = timed_map(full_decode, blobs)
         new, new_ms = timed_map(lambda b: decode_image(b, IMAGE_SIZE), blobs)
         diff = np.abs(old - new)
-        row = {"kb": round(sum(map(len, blobs)) / len(blobs) / 1024, 1), "full_ms": round(old_ms, 2),
-               "scaled_ms": round(new_ms, 2), "speedup": round(old_ms / new_ms, 2),
-               "pixel_mae": round(float(diff.mean()), 4), "pixel_p99": round(float(np.quantile(diff, 0.99)), 4)}
+        row = {
+            "kb": round(sum(map(len, blobs)) / len(blobs) / 1024, 1),
+            "full_ms": round(old_ms, 2),
+            "scaled_ms": round(new_ms, 2),
+            "speedup": round(old_ms / new_ms, 2),
+            "pixel_mae": round(float(diff.mean()), 4),
+            "pixel_p99": round(float(np.quantile(diff, 0.99)), 4),
+        }
         if extractor is not None:
             f_old = extractor(tf.constant(old), training=False).numpy()
             f_new = extractor(tf.constant(new), training=False).numpy()
             if head is None:
-                head = rng.normal(0, 1 / np.sqrt(f_old.shape[1]), (f_old.shape[1], 20)).astype(np.float32)
-            cos = np.sum(f_old * f_new, 1) / (np.linalg.norm(f_old, axis=1) * np.linalg.norm(f_new, axis=1))
+                head = rng.normal(0, 1 / np.sqrt(f_old.shape[1]), (f_old.shape[1], 20)).astype(
+                    np.float32
+                )
+            cos = np.sum(f_old * f_new, 1) / (
+                np.linalg.norm(f_old, axis=1) * np.linalg.norm(f_new, axis=1)
+            )
             s_old, s_new = (1 / (1 + np.exp(-(f @ head))) for f in (f_old, f_new))
-            row |= {"feature_cosine_min": round(float(cos.min()), 4),
-                    "score_abs_diff_mean": round(float(np.abs(s_old - s_new).mean()), 4),
-                    "score_abs_diff_max": round(float(np.abs(s_old - s_new).max()), 4)}
+            row |= {
+                "feature_cosine_min": round(float(cos.min()), 4),
+                "score_abs_diff_mean": round(float(np.abs(s_old - s_new).mean()), 4),
+                "score_abs_diff_max": round(float(np.abs(s_old - s_new).max()), 4),
+            }
         results[name] = row
         print(f"{name:>8}: {row}")
     print(json.dumps(results))

@@ -35,7 +35,10 @@ def file_names(n: int, seed: int = 42) -> list[str]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return ["".join(FILE_CHARS[k] for k in rng.integers(0, len(FILE_CHARS), 27)) + ".jpg" for _ in range(n)]
+    return [
+        "".join(FILE_CHARS[k] for k in rng.integers(0, len(FILE_CHARS), 27)) + ".jpg"
+        for _ in range(n)
+    ]
 
 
 def poster(index: int, size: tuple[int, int], seed: int = 42) -> bytes:
@@ -59,7 +62,9 @@ def poster(index: int, size: tuple[int, int], seed: int = 42) -> bytes:
         small = Image.fromarray((noise + 128).clip(0, 255).astype(np.uint8))
         return np.asarray(small.resize((width, height), Image.BICUBIC), np.float32) - 128
 
-    grain = np.random.default_rng([seed, index, width]).standard_normal((height, width, 1), dtype=np.float32)
+    grain = np.random.default_rng([seed, index, width]).standard_normal(
+        (height, width, 1), dtype=np.float32
+    )
     image = base + (x + y) * amplitude + smooth(shapes) + smooth(detail) + grain * grain_sigma
     buffer = io.BytesIO()
     Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=quality)

@@ -1,12 +1,12 @@
 """The bench's two models, both honouring the model contract, and the bare-model measurement.
 
-  - `mobilenet`: MobileNetV2 1.0/224 (weights=None, random), pooling avg + Dense(20,
-    sigmoid): the CPU flavour's real cost.
-  - `tiny`: mean colour + Dense(20, sigmoid), as the tests' tiny model, but at the same
-    224x224 input: the signature still decodes and resizes every poster on the CPU, the
-    network costs nothing. It stands in for a GPU, where the model is (nearly) free and
-    the rest of the worker sets the pace; its bare CPU per event is also the decode and
-    resize cost inside MobileNetV2's signature, which the CPU split uses.
+- `mobilenet`: MobileNetV2 1.0/224 (weights=None, random), pooling avg + Dense(20,
+  sigmoid): the CPU flavour's real cost.
+- `tiny`: mean colour + Dense(20, sigmoid), as the tests' tiny model, but at the same
+  224x224 input: the signature still decodes and resizes every poster on the CPU, the
+  network costs nothing. It stands in for a GPU, where the model is (nearly) free and
+  the rest of the worker sets the pace; its bare CPU per event is also the decode and
+  resize cost inside MobileNetV2's signature, which the CPU split uses.
 """
 
 from __future__ import annotations
@@ -33,14 +33,18 @@ def build(kind: str, model_dir: Path) -> Path:
         backbone = tf_keras.applications.MobileNetV2(
             weights=None, include_top=False, pooling="avg", input_shape=(*IMAGE_SIZE, 3)
         )
-        model = tf_keras.Sequential([backbone, tf_keras.layers.Dense(N_LABELS, activation="sigmoid")])
+        model = tf_keras.Sequential(
+            [backbone, tf_keras.layers.Dense(N_LABELS, activation="sigmoid")]
+        )
         handle = "bench/mobilenet_v2_1.00_224-random"
     elif kind == "tiny":
-        model = tf_keras.Sequential([
-            tf_keras.layers.Input((*IMAGE_SIZE, 3)),
-            tf_keras.layers.GlobalAveragePooling2D(),
-            tf_keras.layers.Dense(N_LABELS, activation="sigmoid"),
-        ])
+        model = tf_keras.Sequential(
+            [
+                tf_keras.layers.Input((*IMAGE_SIZE, 3)),
+                tf_keras.layers.GlobalAveragePooling2D(),
+                tf_keras.layers.Dense(N_LABELS, activation="sigmoid"),
+            ]
+        )
         handle = "bench/tiny-mean-colour-224"
     else:
         raise ValueError(f"unknown model {kind!r}: one of {', '.join(MODELS)}")
@@ -57,7 +61,9 @@ def build(kind: str, model_dir: Path) -> Path:
 _LOADED: dict[Path, Any] = {}
 
 
-def bare(version_dir: Path, posters: list[bytes], batch_size: int, seconds: float) -> dict[str, float]:
+def bare(
+    version_dir: Path, posters: list[bytes], batch_size: int, seconds: float
+) -> dict[str, float]:
     """Events/s and CPU ms per event of the signature alone on the posters, in full batches; one batch's time."""
     import tensorflow as tf
 

@@ -26,7 +26,10 @@ class OutputReader(threading.Thread):
         from kafka import KafkaConsumer, TopicPartition
 
         self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
         )
         parts = []
         for topic in topics:
@@ -35,9 +38,13 @@ class OutputReader(threading.Thread):
         self.consumer.assign(parts)
         self.consumer.seek_to_beginning()
         self.output_topic = topics[0]
-        self.seen: dict[str, tuple[int, str]] = {}  # source_event_id -> (record timestamp ms, classified_at)
+        self.seen: dict[
+            str, tuple[int, str]
+        ] = {}  # source_event_id -> (record timestamp ms, classified_at)
         self.dead: list[dict[str, Any]] = []
-        self.renditions: Counter[str] = Counter()  # of the poster URLs in the outputs: which image was used
+        self.renditions: Counter[str] = (
+            Counter()
+        )  # of the poster URLs in the outputs: which image was used
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self._halt = threading.Event()
@@ -49,7 +56,10 @@ class OutputReader(threading.Thread):
                     for r in records:
                         value = json.loads(r.value)
                         if tp.topic == self.output_topic:
-                            self.seen[value["source_event_id"]] = (r.timestamp, value["classified_at"])
+                            self.seen[value["source_event_id"]] = (
+                                r.timestamp,
+                                value["classified_at"],
+                            )
                             self.renditions[rendition(value.get("poster_url", ""))] += 1
                         else:
                             self.dead.append(value)
@@ -76,4 +86,6 @@ class OutputReader(threading.Thread):
 
 
 def event_value(event_id: str, tmdb_id: int) -> bytes:
-    return json.dumps({"tmdb_id": tmdb_id, "event_id": event_id, "title": f"Movie {tmdb_id}"}).encode()
+    return json.dumps(
+        {"tmdb_id": tmdb_id, "event_id": event_id, "title": f"Movie {tmdb_id}"}
+    ).encode()

@@ -16,19 +16,147 @@ import random
 
 from demo.tmdb import slugify
 
-LANGUAGES = (
-    "ar-AE ar-SA be-BY bg-BG bn-BD ca-ES ch-GU cs-CZ cy-GB da-DK de-AT de-CH de-DE el-GR en-AU en-CA en-GB "
-    "en-IE en-NZ en-US eo-EO es-ES es-MX et-EE eu-ES fa-IR fi-FI fr-CA fr-FR ga-IE gl-ES he-IL hi-IN hr-HR "
-    "hu-HU id-ID it-IT ja-JP ka-GE kk-KZ kn-IN ko-KR ky-KG lt-LT lv-LV ml-IN mr-IN ms-MY ms-SG nb-NO nl-BE "
-    "nl-NL no-NO pa-IN pl-PL pt-BR pt-PT ro-RO ru-RU si-LK sk-SK sl-SI sq-AL sr-RS sv-SE ta-IN te-IN th-TH "
-    "tl-PH tr-TR uk-UA vi-VN zh-CN zh-HK zh-SG zh-TW zu-ZA"
-).split()
-SYLLABLES = (
-    "ka ri to an el mo su ve ra in de lo ma ne or is ta li co ur be sa mi no fa ge ho lu pe ti va "
-    "ze qu ché ña ül ør ja wy xi"
-).split()
-GENRES = ("Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama", "Family", "Fantasy",
-          "History", "Horror", "Music", "Mystery", "Romance", "Science Fiction", "Thriller", "War", "Western")
+LANGUAGES = [
+    "ar-AE",
+    "ar-SA",
+    "be-BY",
+    "bg-BG",
+    "bn-BD",
+    "ca-ES",
+    "ch-GU",
+    "cs-CZ",
+    "cy-GB",
+    "da-DK",
+    "de-AT",
+    "de-CH",
+    "de-DE",
+    "el-GR",
+    "en-AU",
+    "en-CA",
+    "en-GB",
+    "en-IE",
+    "en-NZ",
+    "en-US",
+    "eo-EO",
+    "es-ES",
+    "es-MX",
+    "et-EE",
+    "eu-ES",
+    "fa-IR",
+    "fi-FI",
+    "fr-CA",
+    "fr-FR",
+    "ga-IE",
+    "gl-ES",
+    "he-IL",
+    "hi-IN",
+    "hr-HR",
+    "hu-HU",
+    "id-ID",
+    "it-IT",
+    "ja-JP",
+    "ka-GE",
+    "kk-KZ",
+    "kn-IN",
+    "ko-KR",
+    "ky-KG",
+    "lt-LT",
+    "lv-LV",
+    "ml-IN",
+    "mr-IN",
+    "ms-MY",
+    "ms-SG",
+    "nb-NO",
+    "nl-BE",
+    "nl-NL",
+    "no-NO",
+    "pa-IN",
+    "pl-PL",
+    "pt-BR",
+    "pt-PT",
+    "ro-RO",
+    "ru-RU",
+    "si-LK",
+    "sk-SK",
+    "sl-SI",
+    "sq-AL",
+    "sr-RS",
+    "sv-SE",
+    "ta-IN",
+    "te-IN",
+    "th-TH",
+    "tl-PH",
+    "tr-TR",
+    "uk-UA",
+    "vi-VN",
+    "zh-CN",
+    "zh-HK",
+    "zh-SG",
+    "zh-TW",
+    "zu-ZA",
+]
+SYLLABLES = [
+    "ka",
+    "ri",
+    "to",
+    "an",
+    "el",
+    "mo",
+    "su",
+    "ve",
+    "ra",
+    "in",
+    "de",
+    "lo",
+    "ma",
+    "ne",
+    "or",
+    "is",
+    "ta",
+    "li",
+    "co",
+    "ur",
+    "be",
+    "sa",
+    "mi",
+    "no",
+    "fa",
+    "ge",
+    "ho",
+    "lu",
+    "pe",
+    "ti",
+    "va",
+    "ze",
+    "qu",
+    "ché",
+    "ña",
+    "ül",
+    "ør",
+    "ja",
+    "wy",
+    "xi",
+]
+GENRES = (
+    "Action",
+    "Adventure",
+    "Animation",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Family",
+    "Fantasy",
+    "History",
+    "Horror",
+    "Music",
+    "Mystery",
+    "Romance",
+    "Science Fiction",
+    "Thriller",
+    "War",
+    "Western",
+)
 MENU = {
     "Movies": ("Popular", "Now Playing", "Upcoming", "Top Rated"),
     "TV Shows": ("Popular", "Airing Today", "On TV", "Top Rated"),
@@ -36,7 +164,13 @@ MENU = {
     "More": ("Discussions", "Leaderboard", "Support", "API Documentation", "API for Business"),
 }
 FOOTER = {
-    "The Basics": ("About TMDB", "Contact Us", "Support Forums", "API Documentation", "System Status"),
+    "The Basics": (
+        "About TMDB",
+        "Contact Us",
+        "Support Forums",
+        "API Documentation",
+        "System Status",
+    ),
     "Get Involved": ("Contribution Bible", "Add New Movie", "Add New TV Show"),
     "Community": ("Guidelines", "Discussions", "Leaderboard"),
     "Legal": ("Terms of Use", "API Terms of Use", "Privacy Policy", "DMCA Policy"),
@@ -59,7 +193,12 @@ class _Words:
         return " ".join(self.word().title() for _ in range(self.rng.randint(1, 4)))
 
     def sentence(self, words: int = 12) -> str:
-        return " ".join(self.word() for _ in range(self.rng.randint(words // 2, words * 2))).capitalize() + "."
+        return (
+            " ".join(
+                self.word() for _ in range(self.rng.randint(words // 2, words * 2))
+            ).capitalize()
+            + "."
+        )
 
     def paragraph(self, sentences: int = 5) -> str:
         return " ".join(self.sentence() for _ in range(self.rng.randint(2, sentences * 2)))
@@ -93,8 +232,10 @@ def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int 
         '<meta http-equiv="X-UA-Compatible" content="IE=edge,chrome=1">',
         '<meta http-equiv="cleartype" content="on">',
         '<meta charset="utf-8">',
-        ('<meta name="keywords" content="Movies, TV Shows, Streaming, Reviews, API, Actors, Actresses, Photos, '
-         'User Ratings, Synopsis, Trailers, Teasers, Credits, Cast">'),
+        (
+            '<meta name="keywords" content="Movies, TV Shows, Streaming, Reviews, API, Actors, Actresses, Photos, '
+            'User Ratings, Synopsis, Trailers, Teasers, Credits, Cast">'
+        ),
         '<meta name="mobile-web-app-capable" content="yes">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f'<meta name="description" content="{overview[:300]}">',
@@ -107,25 +248,35 @@ def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int 
         '<meta name="twitter:card" content="summary_large_image">',
         '<meta name="twitter:site" content="@themoviedb">',
         f'<link rel="canonical" href="{origin}/movie/{slug}">',
-        *(f'<link rel="alternate" hreflang="{lang}" href="{origin}/movie/{slug}?language={lang}">'
-          for lang in LANGUAGES),
+        *(
+            f'<link rel="alternate" hreflang="{lang}" href="{origin}/movie/{slug}?language={lang}">'
+            for lang in LANGUAGES
+        ),
         '<link rel="preconnect" href="https://media.themoviedb.org" crossorigin>',
-        *(f'<link rel="stylesheet" href="/assets/2/v4/css/{w.word()}-{rng.getrandbits(64):016x}.min.css">'
-          for _ in range(4)),
-        *(f'<script src="/assets/2/v4/js/{w.word()}-{rng.getrandbits(64):016x}.min.js"></script>'
-          for _ in range(6)),
+        *(
+            f'<link rel="stylesheet" href="/assets/2/v4/css/{w.word()}-{rng.getrandbits(64):016x}.min.css">'
+            for _ in range(4)
+        ),
+        *(
+            f'<script src="/assets/2/v4/js/{w.word()}-{rng.getrandbits(64):016x}.min.js"></script>'
+            for _ in range(6)
+        ),
         "<script>" + _config_script(w, rng, movie_id) + "</script>",
-        '<script type="application/ld+json">' + json.dumps(_json_ld(w, rng, title, media, poster_file)) + "</script>",
+        '<script type="application/ld+json">'
+        + json.dumps(_json_ld(w, rng, title, media, poster_file))
+        + "</script>",
     ]
     body = [
         '<div class="page_wrap movie_wrap">',
         _header(w, rng),
         '<main id="main" class="smaller subtle show_search_false">',
-        ('<section id="original_header" class="images inner"><div class="poster_wrapper false">'
-         '<div class="poster"><div class="image_content backdrop">'
-         f'<img class="poster w-full" src="{poster_small}" srcset="{poster_small} 1x, {poster_large} 2x" '
-         f'alt="{esc}" loading="lazy"></div><div class="zoom"><a class="no_click" href="#">'
-         '<span class="glyphicons_v2 fullscreen white"></span> Expand</a></div></div></div>'),
+        (
+            '<section id="original_header" class="images inner"><div class="poster_wrapper false">'
+            '<div class="poster"><div class="image_content backdrop">'
+            f'<img class="poster w-full" src="{poster_small}" srcset="{poster_small} 1x, {poster_large} 2x" '
+            f'alt="{esc}" loading="lazy"></div><div class="zoom"><a class="no_click" href="#">'
+            '<span class="glyphicons_v2 fullscreen white"></span> Expand</a></div></div></div>'
+        ),
         _title_header(w, rng, title, slug, year),
         "</section>",
     ]
@@ -141,9 +292,14 @@ def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int 
             "</main>",
         ]
         return (
-            '<!DOCTYPE html>\n<html lang="en" class="no-js">\n<head>\n' + "\n".join(head) + "\n</head>\n"
-            '<body class="v4 no_notification">\n' + "\n".join(body + sections + tail)
-            + "\n<script>" + script + "</script>\n</body>\n</html>\n"
+            '<!DOCTYPE html>\n<html lang="en" class="no-js">\n<head>\n'
+            + "\n".join(head)
+            + "\n</head>\n"
+            '<body class="v4 no_notification">\n'
+            + "\n".join(body + sections + tail)
+            + "\n<script>"
+            + script
+            + "</script>\n</body>\n</html>\n"
         )
 
     # grow the lists with the target size, then pad with inline script (TMDB's templates)
@@ -180,15 +336,20 @@ def _config_script(w: _Words, rng: random.Random, movie_id: int) -> str:
     )
 
 
-def _json_ld(w: _Words, rng: random.Random, title: str, media: str, poster_file: str) -> dict[str, object]:
+def _json_ld(
+    w: _Words, rng: random.Random, title: str, media: str, poster_file: str
+) -> dict[str, object]:
     return {
         "@context": "https://schema.org",
         "@type": "Movie",
         "name": title,
         "image": f"{media}/w500/{poster_file}",
         "description": w.paragraph(2),
-        "aggregateRating": {"@type": "AggregateRating", "ratingValue": round(rng.uniform(4, 9), 1),
-                            "ratingCount": rng.randint(50, 30000)},
+        "aggregateRating": {
+            "@type": "AggregateRating",
+            "ratingValue": round(rng.uniform(4, 9), 1),
+            "ratingCount": rng.randint(50, 30000),
+        },
         "actor": [{"@type": "Person", "name": w.name()} for _ in range(10)],
     }
 
@@ -197,8 +358,10 @@ def _header(w: _Words, rng: random.Random) -> str:
     menus = "".join(
         f'<li class="k-item k-menu-item"><a class="no_click k-link k-menu-link" href="/{slugify(top)}">{top}</a>'
         '<ul class="k-group k-menu-group">'
-        + "".join(f'<li class="k-item"><a class="k-link" href="/{slugify(top)}/{slugify(item)}">{item}</a></li>'
-                  for item in items)
+        + "".join(
+            f'<li class="k-item"><a class="k-link" href="/{slugify(top)}/{slugify(item)}">{item}</a></li>'
+            for item in items
+        )
         + "</ul></li>"
         for top, items in MENU.items()
     )
@@ -217,13 +380,17 @@ def _header(w: _Words, rng: random.Random) -> str:
 def _title_header(w: _Words, rng: random.Random, title: str, slug: str, year: int) -> str:
     """Title, facts, genres, user score, tagline, overview and the crew, next to the poster."""
     esc = html.escape(title)
-    genres = ", ".join(f'<a href="/genre/{rng.randint(12, 99999)}-{slugify(g)}/movie">{g}</a>'
-                       for g in rng.sample(GENRES, rng.randint(1, 4)))
+    genres = ", ".join(
+        f'<a href="/genre/{rng.randint(12, 99999)}-{slugify(g)}/movie">{g}</a>'
+        for g in rng.sample(GENRES, rng.randint(1, 4))
+    )
     crew = "".join(
         f'<li class="profile"><p><a href="/person/{rng.randint(1, 4_000_000)}-{slugify(name)}">'
         f'{html.escape(name)}</a></p><p class="character">{job}</p></li>'
-        for name, job in ((w.name(), rng.choice(("Director", "Screenplay", "Story", "Characters")))
-                          for _ in range(rng.randint(2, 6)))
+        for name, job in (
+            (w.name(), rng.choice(("Director", "Screenplay", "Story", "Characters")))
+            for _ in range(rng.randint(2, 6))
+        )
     )
     return (
         '<div class="header_poster_wrapper false"><section class="header poster">'
@@ -283,7 +450,7 @@ def _reviews(w: _Words, rng: random.Random, count: int) -> str:
 def _media_panel(w: _Words, rng: random.Random, media: str) -> str:
     videos = "".join(
         f'<div class="video card no_border"><div class="wrapper" style="background-image: url(\'https://i.ytimg.com/vi/'
-        f"{rng.getrandbits(40):010x}/hqdefault.jpg');\"><a class=\"no_click play_trailer\" href=\"#\" "
+        f'{rng.getrandbits(40):010x}/hqdefault.jpg\');"><a class="no_click play_trailer" href="#" '
         f'data-site="YouTube" data-id="{rng.getrandbits(40):010x}" data-title="{html.escape(w.title())}">'
         '<div class="play_background"><span class="glyphicons_v2 play invert svg"></span></div></a></div></div>'
         for _ in range(rng.randint(2, 6))
@@ -323,14 +490,16 @@ def _recommendations(w: _Words, rng: random.Random, media: str, count: int) -> s
 
 
 def _facts(w: _Words, rng: random.Random, title: str) -> str:
-    keywords = "".join(f'<li><a href="/keyword/{rng.randint(1, 300_000)}-{slugify(k)}/movie">{html.escape(k)}</a></li>'
-                       for k in (w.word() for _ in range(rng.randint(5, 25))))
+    keywords = "".join(
+        f'<li><a href="/keyword/{rng.randint(1, 300_000)}-{slugify(k)}/movie">{html.escape(k)}</a></li>'
+        for k in (w.word() for _ in range(rng.randint(5, 25)))
+    )
     return (
         '<div class="grey_column"><section class="split_column"><div class="column"><section class="facts left_column">'
         '<div class="social_links"><a class="social_link" title="Visit Homepage" href="#"></a></div>'
-        f'<h4><bdi>Original Title</bdi></h4> {html.escape(title)}<p><strong><bdi>Status</bdi></strong> Released</p>'
-        '<p><strong><bdi>Original Language</bdi></strong> English</p><p><strong><bdi>Budget</bdi></strong> '
-        f'${rng.randint(1, 300) * 1_000_000:,}.00</p><p><strong><bdi>Revenue</bdi></strong> '
+        f"<h4><bdi>Original Title</bdi></h4> {html.escape(title)}<p><strong><bdi>Status</bdi></strong> Released</p>"
+        "<p><strong><bdi>Original Language</bdi></strong> English</p><p><strong><bdi>Budget</bdi></strong> "
+        f"${rng.randint(1, 300) * 1_000_000:,}.00</p><p><strong><bdi>Revenue</bdi></strong> "
         f'${rng.randint(1, 2000) * 1_000_000:,}.00</p></section><section class="keywords right_column">'
         f'<h4 dir="auto">Keywords</h4><ul>{keywords}</ul></section></div></section></div>'
     )
@@ -357,7 +526,9 @@ def _template_script(w: _Words, rng: random.Random) -> str:
         f'<div class="{w.word()}"><span class="#= {w.word()} #">#: {w.word()}.{w.word()} #</span></div>'
         for _ in range(rng.randint(5, 20))
     )
-    strings = json.dumps({w.word(): w.sentence(8) for _ in range(rng.randint(5, 20))}, ensure_ascii=False)
+    strings = json.dumps(
+        {w.word(): w.sentence(8) for _ in range(rng.randint(5, 20))}, ensure_ascii=False
+    )
     return (
         f"$('#{w.word()}_{rng.getrandbits(32):08x}').kendoTooltip({{ template: kendo.template('{rows}'), "
         f"position: 'bottom', showOn: 'click' }});\nI18n.translations['{w.word()}'] = {strings};"

@@ -39,10 +39,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # the project's packages first; this folder's modules (trainer.py, worker.py) must not shadow them
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")]
+sys.path[:] = [str(ROOT)] + [
+    p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")
+]
 
-from bench import images, pages  # noqa: E402
-from demo.tmdb import slugify  # noqa: E402
+from bench import images, pages
+from demo.tmdb import slugify
 
 BACKLOG = 511
 PAGE_KB = (153, 300)  # a page is a few KB under its drawn size, at least 150 KB
@@ -58,16 +60,25 @@ def fetched_rendition(mode: str) -> str:
     return TMDB_RENDITION if mode == "tmdb" else LEAN_RENDITION
 
 
-def response(status: str, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
-             "Connection: keep-alive", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+def response(
+    status: str, body: bytes, content_type: str, headers: dict[str, str] | None = None
+) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 class Site:
     """Every answer, pre-built; `answer()` only looks things up."""
 
-    def __init__(self, folder: Path, n_posters: int, mode: str, origin: str, variants: int, redirect: bool):
+    def __init__(
+        self, folder: Path, n_posters: int, mode: str, origin: str, variants: int, redirect: bool
+    ):
         self.mode = mode
         self.redirect = redirect and mode == "tmdb"
         self.names = images.build(folder, n_posters)
@@ -90,11 +101,17 @@ class Site:
                 poster = self.names[v % len(self.names)]
                 size = sizes.randint(PAGE_KB[0] * 1024, PAGE_KB[1] * 1024)
                 body = pages.tmdb_page(v, origin, poster, size).encode()
-                self.pages.append((
-                    response("200 OK", body, "text/html; charset=utf-8", html_headers),
-                    response("200 OK", gzip.compress(body, 6), "text/html; charset=utf-8",
-                             {**html_headers, "Content-Encoding": "gzip"}),
-                ))
+                self.pages.append(
+                    (
+                        response("200 OK", body, "text/html; charset=utf-8", html_headers),
+                        response(
+                            "200 OK",
+                            gzip.compress(body, 6),
+                            "text/html; charset=utf-8",
+                            {**html_headers, "Content-Encoding": "gzip"},
+                        ),
+                    )
+                )
                 self.slugs.append(slugify(pages.movie_title(v)).encode())
         self.lean: dict[bytes, bytes] = {}  # built on first request, tiny
 
@@ -102,12 +119,25 @@ class Site:
         """What is served: page sizes (KB, plain and gzipped: min, median, max), redirect, rendition."""
 
         def kb(sizes: list[int]) -> list[float]:
-            return [round(v / 1024, 1) for v in (min(sizes), statistics.median(sizes), max(sizes))] if sizes else []
+            return (
+                [round(v / 1024, 1) for v in (min(sizes), statistics.median(sizes), max(sizes))]
+                if sizes
+                else []
+            )
 
-        bodies = [(len(p) - p.index(b"\r\n\r\n") - 4, len(z) - z.index(b"\r\n\r\n") - 4) for p, z in self.pages]
-        return {"mode": self.mode, "page_variants": len(self.pages), "page_kb": kb([b[0] for b in bodies]),
-                "page_gzip_kb": kb([b[1] for b in bodies]), "redirect": self.redirect,
-                "rendition": fetched_rendition(self.mode), "posters": len(self.names)}
+        bodies = [
+            (len(p) - p.index(b"\r\n\r\n") - 4, len(z) - z.index(b"\r\n\r\n") - 4)
+            for p, z in self.pages
+        ]
+        return {
+            "mode": self.mode,
+            "page_variants": len(self.pages),
+            "page_kb": kb([b[0] for b in bodies]),
+            "page_gzip_kb": kb([b[1] for b in bodies]),
+            "redirect": self.redirect,
+            "rendition": fetched_rendition(self.mode),
+            "posters": len(self.names),
+        }
 
     def answer(self, path: bytes, gzip_ok: bool) -> tuple[str, bytes]:
         """(kind, response bytes) for a GET of `path`."""
@@ -126,8 +156,12 @@ class Site:
             if self.redirect and not slug:
                 location = (b"/movie/" + tmdb_id + b"-" + self.slugs[v] + query).decode()
                 body = f'<html><body>You are being <a href="{self.origin}{location}">redirected</a>.</body></html>'
-                return "redirect", response("301 Moved Permanently", body.encode(), "text/html; charset=utf-8",
-                                            {"Location": location})
+                return "redirect", response(
+                    "301 Moved Permanently",
+                    body.encode(),
+                    "text/html; charset=utf-8",
+                    {"Location": location},
+                )
             plain, zipped = self.pages[v]
             return "page", zipped if gzip_ok else plain
         return "missing", self.not_found
@@ -144,8 +178,13 @@ class Stats:
         self.bytes_sent = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "open": self.open, "peak_open": self.peak_open,
-                "requests": dict(self.requests), "bytes_sent": self.bytes_sent}
+        return {
+            "accepted": self.accepted,
+            "open": self.open,
+            "peak_open": self.peak_open,
+            "requests": dict(self.requests),
+            "bytes_sent": self.bytes_sent,
+        }
 
 
 def serve(site: Site, port: int, rtt_s: float, handshake_rtts: int) -> None:
@@ -176,7 +215,9 @@ def serve(site: Site, port: int, rtt_s: float, handshake_rtts: int) -> None:
                 kind, out = site.answer(m.group(1), gzip_ok) if m else ("bad", site.not_found)
                 stats.requests[kind] += 1
                 stats.bytes_sent += len(out)
-                rtts = (1 + (handshake_rtts if self.answered == 0 else 0)) if delay["rtt"] > 0 else 0
+                rtts = (
+                    (1 + (handshake_rtts if self.answered == 0 else 0)) if delay["rtt"] > 0 else 0
+                )
                 self.answered += 1
                 if rtts:
                     loop = asyncio.get_running_loop()
@@ -222,19 +263,46 @@ def serve(site: Site, port: int, rtt_s: float, handshake_rtts: int) -> None:
 class PosterServer:
     """The bench's handle on the server process: start, read counters, change the RTT, stop."""
 
-    def __init__(self, folder: Path, n_posters: int, mode: str = "tmdb", rtt_ms: float = 0.0,
-                 handshake_rtts: int = 2, redirect: bool = True, variants: int = 64):
+    def __init__(
+        self,
+        folder: Path,
+        n_posters: int,
+        mode: str = "tmdb",
+        rtt_ms: float = 0.0,
+        handshake_rtts: int = 2,
+        redirect: bool = True,
+        variants: int = 64,
+    ):
         from demo.broker import free_port
 
         self.port = free_port()
         self.mode = mode
         self.folder = folder
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.poster_server", "--dir", str(folder), "--posters", str(n_posters),
-             "--port", str(self.port), "--pages", mode, "--rtt-ms", str(rtt_ms),
-             "--handshake-rtts", str(handshake_rtts), "--page-variants", str(variants),
-             *([] if redirect else ["--no-redirect"])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "bench.poster_server",
+                "--dir",
+                str(folder),
+                "--posters",
+                str(n_posters),
+                "--port",
+                str(self.port),
+                "--pages",
+                mode,
+                "--rtt-ms",
+                str(rtt_ms),
+                "--handshake-rtts",
+                str(handshake_rtts),
+                "--page-variants",
+                str(variants),
+                *([] if redirect else ["--no-redirect"]),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         self.names = images.file_names(n_posters)
 
@@ -309,18 +377,30 @@ def capacity(base_url: str, seconds: float = 3.0, concurrency: int = 16) -> floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dir", type=Path, required=True, help="folder of the built posters (built if missing)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--dir", type=Path, required=True, help="folder of the built posters (built if missing)"
+    )
     p.add_argument("--posters", type=int, default=48, help="distinct posters")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--pages", choices=("tmdb", "small"), default="tmdb")
     p.add_argument("--page-variants", type=int, default=64, help="distinct pages (tmdb mode)")
-    p.add_argument("--no-redirect", action="store_true", help="answer /movie/<id> without the slug redirect")
-    p.add_argument("--rtt-ms", type=float, default=0.0, help="simulated round trip added to every answer")
-    p.add_argument("--handshake-rtts", type=int, default=2, help="extra round trips on a new connection")
+    p.add_argument(
+        "--no-redirect", action="store_true", help="answer /movie/<id> without the slug redirect"
+    )
+    p.add_argument(
+        "--rtt-ms", type=float, default=0.0, help="simulated round trip added to every answer"
+    )
+    p.add_argument(
+        "--handshake-rtts", type=int, default=2, help="extra round trips on a new connection"
+    )
     args = p.parse_args(argv)
     origin = f"http://127.0.0.1:{args.port}"
-    site = Site(args.dir, args.posters, args.pages, origin, args.page_variants, not args.no_redirect)
+    site = Site(
+        args.dir, args.posters, args.pages, origin, args.page_variants, not args.no_redirect
+    )
     serve(site, args.port, args.rtt_ms / 1000, args.handshake_rtts)
     return 0
 

@@ -29,16 +29,16 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -78,8 +78,15 @@ def _time_cached(x: np.ndarray, y: np.ndarray, epochs: int, settings: Any) -> fl
     return (time.perf_counter() - t0) / epochs
 
 
-def _time_uncached(paths: list[str], y: np.ndarray, extractor: Any, image_size: tuple[int, int],
-                   x_dim: int, epochs: int, settings: Any) -> float:
+def _time_uncached(
+    paths: list[str],
+    y: np.ndarray,
+    extractor: Any,
+    image_size: tuple[int, int],
+    x_dim: int,
+    epochs: int,
+    settings: Any,
+) -> float:
     """Seconds per epoch of the same head behind the frozen extractor, fed from image files."""
     from trainer.data import image_dataset
     from trainer.losses import get_loss, macro_f1
@@ -97,8 +104,9 @@ def _time_uncached(paths: list[str], y: np.ndarray, extractor: Any, image_size: 
     return float(np.median(times))
 
 
-def _quality(x: np.ndarray, y: np.ndarray, ids: np.ndarray, names: list[str],
-             seeds: list[int]) -> dict[str, Any]:
+def _quality(
+    x: np.ndarray, y: np.ndarray, ids: np.ndarray, names: list[str], seeds: list[int]
+) -> dict[str, Any]:
     """Recipe, the previous defaults and today's defaults on the trainer's own test split."""
     from trainer.evaluation import evaluate
     from trainer.settings import HeadSettings, TrainerSettings
@@ -111,16 +119,30 @@ def _quality(x: np.ndarray, y: np.ndarray, ids: np.ndarray, names: list[str],
     fit = np.sort(np.concatenate([split.train, split.validation]))
     test = split.test
     half = np.full(len(names), 0.5)
-    out: dict[str, Any] = {"split": {"fit": len(fit), "test": len(test), "by": "tmdb-id"},
-                           "labels": names, "seeds": seeds}
+    out: dict[str, Any] = {
+        "split": {"fit": len(fit), "test": len(test), "by": "tmdb-id"},
+        "labels": names,
+        "seeds": seeds,
+    }
     runs: dict[str, list[dict[str, Any]]] = {}
     for seed in seeds:
-        recipe = HeadSettings(loss="soft-f1", epochs=30, patience=0, batch_size=256,
-                              learning_rate=1e-3, dropout=0.0, l2=0.0, standardize=False, seed=seed)
-        head, _, _ = fit_head(x[fit], y[fit], x[split.validation], y[split.validation], recipe,
-                              select_best=False)
+        recipe = HeadSettings(
+            loss="soft-f1",
+            epochs=30,
+            patience=0,
+            batch_size=256,
+            learning_rate=1e-3,
+            dropout=0.0,
+            l2=0.0,
+            standardize=False,
+            seed=seed,
+        )
+        head, _, _ = fit_head(
+            x[fit], y[fit], x[split.validation], y[split.validation], recipe, select_best=False
+        )
         runs.setdefault("recipe@0.5", []).append(
-            evaluate(y[test], head.predict(x[test], verbose=0), half, names))
+            evaluate(y[test], head.predict(x[test], verbose=0), half, names)
+        )
         tuned = HeadSettings(seed=seed)
         for name, repeats, objectives in [
             ("previous", 1, ("macro",)),  # 5 heads, per-genre F1 thresholds
@@ -131,9 +153,13 @@ def _quality(x: np.ndarray, y: np.ndarray, ids: np.ndarray, names: list[str],
             for objective in objectives:
                 thresholds = choose_thresholds(y[fit], oof, objective, defaults.macro_weight)
                 runs.setdefault(f"{name}_{objective}", []).append(
-                    evaluate(y[test], scores, thresholds, names))
-        log.info("seed %d done: %s", seed,
-                 {k: (v[-1]["macro_f1"], v[-1]["micro_f1"]) for k, v in runs.items()})
+                    evaluate(y[test], scores, thresholds, names)
+                )
+        log.info(
+            "seed %d done: %s",
+            seed,
+            {k: (v[-1]["macro_f1"], v[-1]["micro_f1"]) for k, v in runs.items()},
+        )
     for name, results in runs.items():
         out[name] = {
             key: round(float(np.mean([r[key] for r in results])), 4)
@@ -150,11 +176,19 @@ def _quality(x: np.ndarray, y: np.ndarray, ids: np.ndarray, names: list[str],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "posters-dev")
-    parser.add_argument("--extractor", default=str(SHARED / "weights" / "mobilenet_v2_1.0_224_feature_vector"))
-    parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default: temporary)")
+    parser.add_argument(
+        "--extractor", default=str(SHARED / "weights" / "mobilenet_v2_1.0_224_feature_vector")
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="embedding cache (default: temporary)"
+    )
     parser.add_argument("--epochs", type=int, default=20, help="head epochs timed on the cache")
-    parser.add_argument("--uncached-epochs", type=int, default=2, help="epochs timed without the cache")
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds averaged for quality; 0 = timing only")
+    parser.add_argument(
+        "--uncached-epochs", type=int, default=2, help="epochs timed without the cache"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="training seeds averaged for quality; 0 = timing only"
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only the first N posters")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -190,25 +224,36 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         embedded = embed_images(paths, extractor, image_size, 64, cache, progress=False)
         embed_s = time.perf_counter() - t0
-        log.info("embedded %d posters (%d computed) in %.1fs", len(embedded.ok), embedded.computed, embed_s)
-        labels = binarize(list(movies.iloc[embedded.ok]["genres"]), TrainerSettings().min_genre_count)
+        log.info(
+            "embedded %d posters (%d computed) in %.1fs",
+            len(embedded.ok),
+            embedded.computed,
+            embed_s,
+        )
+        labels = binarize(
+            list(movies.iloc[embedded.ok]["genres"]), TrainerSettings().min_genre_count
+        )
         x, y = embedded.vectors, labels.y
         settings = HeadSettings()
 
         cached = _time_cached(x, y, args.epochs, settings)
         log.info("cached: %.3fs per epoch", cached)
         ok_paths = [str(paths[i]) for i in embedded.ok]
-        uncached = _time_uncached(ok_paths, y, extractor, image_size, x.shape[1], args.uncached_epochs,
-                                  settings)
+        uncached = _time_uncached(
+            ok_paths, y, extractor, image_size, x.shape[1], args.uncached_epochs, settings
+        )
         log.info("uncached: %.1fs per epoch", uncached)
         ids = movies.iloc[embedded.ok]["tmdbId"].to_numpy()
-        quality = (_quality(x, y, ids, labels.names, list(range(42, 42 + args.seeds)))
-                   if args.seeds else None)
+        quality = (
+            _quality(x, y, ids, labels.names, list(range(42, 42 + args.seeds)))
+            if args.seeds
+            else None
+        )
 
     n = args.epochs
     result = {
         "source": source,
-        "posters": int(len(x)),
+        "posters": len(x),
         "labels": len(labels.names),
         "feature_dim": int(x.shape[1]),
         "cpu_threads": tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count(),

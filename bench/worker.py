@@ -46,38 +46,44 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.request  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import logging
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # the project's packages first; this folder's modules (trainer.py, worker.py) must not shadow them
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")]
+sys.path[:] = [str(ROOT)] + [
+    p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")
+]
 
-from bench import models  # noqa: E402
-from bench.cpu_split import STAGE_ORDER, CpuSplit, py_spy  # noqa: E402
-from bench.outputs import OutputReader, event_value  # noqa: E402
-from bench.poster_server import PosterServer, capacity  # noqa: E402
-from bench.procfs import tree_cpu_s, tree_kb  # noqa: E402
+from bench import models
+from bench.cpu_split import STAGE_ORDER, CpuSplit, py_spy
+from bench.outputs import OutputReader, event_value
+from bench.poster_server import PosterServer, capacity
+from bench.procfs import tree_cpu_s, tree_kb
 
 log = logging.getLogger("bench.worker")
 
 DEFAULT_RUNS = "tiny,mobilenet,mobilenet@150"
-POSTER_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "movie-poster-genres" / "bench-posters-v1"
+POSTER_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    / "movie-poster-genres"
+    / "bench-posters-v1"
+)
 BATCH_LINE = re.compile(
     r"batch of (\d+): .*wait for posters ([\d.]+) s, classify ([\d.]+) s, publish ([\d.]+) s"
 )
@@ -121,7 +127,9 @@ class Scenario:
         for item in filter(None, (part.strip() for part in text.split(","))):
             model, _, rtt = item.partition("@")
             if model not in models.MODELS:
-                raise SystemExit(f"unknown model {model!r} in --runs: one of {', '.join(models.MODELS)}")
+                raise SystemExit(
+                    f"unknown model {model!r} in --runs: one of {', '.join(models.MODELS)}"
+                )
             out.append(cls(model, float(rtt or 0)))
         return out
 
@@ -139,12 +147,21 @@ class Scenario:
 # -- one worker run -----------------------------------------------------------------------
 
 
-def worker_env(variant: Variant, args: argparse.Namespace, broker: Any, server: PosterServer, model_dir: Path,
-               topics: tuple[str, str, str, str], http_port: int) -> dict[str, str]:
+def worker_env(
+    variant: Variant,
+    args: argparse.Namespace,
+    broker: Any,
+    server: PosterServer,
+    model_dir: Path,
+    topics: tuple[str, str, str, str],
+    http_port: int,
+) -> dict[str, str]:
     t_in, t_out, t_dlq, group = topics
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=os.pathsep.join([str(variant.src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        PYTHONPATH=os.pathsep.join([str(variant.src), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        ),
         KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
         INPUT_TOPIC=t_in,
         OUTPUT_TOPIC=t_out,
@@ -167,14 +184,18 @@ def worker_env(variant: Variant, args: argparse.Namespace, broker: Any, server: 
     return env
 
 
-def wait_ready(process: subprocess.Popen[bytes], http_port: int, log_path: Path, timeout: float = 120) -> float:
+def wait_ready(
+    process: subprocess.Popen[bytes], http_port: int, log_path: Path, timeout: float = 120
+) -> float:
     """Seconds from start to /readyz 200."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
             raise RuntimeError(f"the worker exited with {process.returncode}: see {log_path}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as answer:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{http_port}/readyz", timeout=1
+            ) as answer:
                 if answer.status == 200:
                     return time.monotonic() - started
         except OSError:
@@ -183,7 +204,9 @@ def wait_ready(process: subprocess.Popen[bytes], http_port: int, log_path: Path,
     raise RuntimeError(f"the worker was not ready in {timeout:.0f} s: see {log_path}")
 
 
-def connection_figures(before: dict[str, Any], after: dict[str, Any], posters: int) -> dict[str, Any]:
+def connection_figures(
+    before: dict[str, Any], after: dict[str, Any], posters: int
+) -> dict[str, Any]:
     """Connections accepted and requests answered by the poster server in one phase."""
     accepted = after["accepted"] - before["accepted"]
     requests = sum(after["requests"].values()) - sum(before["requests"].values())
@@ -199,8 +222,16 @@ def connection_figures(before: dict[str, Any], after: dict[str, Any], posters: i
 class WorkerRun:
     """The worker process(es) under load: topics, the producer and output reader, and the phases."""
 
-    def __init__(self, variant: Variant, scenario: Scenario, args: argparse.Namespace, broker: Any,
-                 server: PosterServer, model_dir: Path, workdir: Path):
+    def __init__(
+        self,
+        variant: Variant,
+        scenario: Scenario,
+        args: argparse.Namespace,
+        broker: Any,
+        server: PosterServer,
+        model_dir: Path,
+        workdir: Path,
+    ):
         from kafka import KafkaProducer
 
         from demo.broker import create_topics, free_port
@@ -209,17 +240,28 @@ class WorkerRun:
         self.args = args
         self.server = server
         suffix = uuid.uuid4().hex[:8]
-        topics = (f"bench.new.{suffix}", f"bench.genres.{suffix}", f"bench.dlq.{suffix}", f"g-{suffix}")
+        topics = (
+            f"bench.new.{suffix}",
+            f"bench.genres.{suffix}",
+            f"bench.dlq.{suffix}",
+            f"g-{suffix}",
+        )
         self.input_topic = topics[0]
-        create_topics(broker.bootstrap_servers, {topics[0]: args.partitions, topics[1]: 1, topics[2]: 1})
+        create_topics(
+            broker.bootstrap_servers, {topics[0]: args.partitions, topics[1]: 1, topics[2]: 1}
+        )
         self.reader = OutputReader(broker.bootstrap_servers, [topics[1], topics[2]])
         self.reader.start()
-        self.producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks=1, linger_ms=0)
+        self.producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap_servers, acks=1, linger_ms=0
+        )
         # BENCH_WORKERS=N in a variant: N worker processes in one group (each its own HTTP port)
         self.http_ports = [free_port() for _ in range(int(variant.env.get("BENCH_WORKERS", "1")))]
         self.http_port = self.http_ports[0]
-        self.envs = [worker_env(variant, args, broker, server, model_dir, topics, port)
-                     for port in self.http_ports]
+        self.envs = [
+            worker_env(variant, args, broker, server, model_dir, topics, port)
+            for port in self.http_ports
+        ]
         self.env = self.envs[0]
         self.src = variant.src
         self.log_path = workdir / f"worker-{variant.name}-{scenario.key}-{suffix}.log"
@@ -230,10 +272,19 @@ class WorkerRun:
     def start(self) -> float:
         """Start `python -m worker` (BENCH_WORKERS of them, logging to one file); seconds to ready."""
         with open(self.log_path, "w") as log_file:
-            self.processes = [subprocess.Popen([sys.executable, "-m", "worker"], env=env, cwd=self.src,
-                                               stdout=log_file, stderr=subprocess.STDOUT)
-                              for env in self.envs]
-        return max(wait_ready(p, port, self.log_path) for p, port in zip(self.processes, self.http_ports))
+            self.processes = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "worker"],
+                    env=env,
+                    cwd=self.src,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+                for env in self.envs
+            ]
+        return max(
+            wait_ready(p, port, self.log_path) for p, port in zip(self.processes, self.http_ports)
+        )
 
     def stop(self) -> None:
         """SIGTERM the workers (kill after 30 s), close the Kafka clients."""
@@ -270,29 +321,39 @@ class WorkerRun:
             event_id = f"{prefix}-{i}"
             ts = int(time.time() * 1000)
             ids[event_id] = ts
-            self.producer.send(self.input_topic, key=str(i + 1).encode(), value=event_value(event_id, i + 1),
-                               timestamp_ms=ts)
+            self.producer.send(
+                self.input_topic,
+                key=str(i + 1).encode(),
+                value=event_value(event_id, i + 1),
+                timestamp_ms=ts,
+            )
         self.producer.flush()
         return ids
 
     def through(self, ids: dict[str, int], phase: str, timeout: float = 600) -> None:
         """Wait for the output of every event of `ids`."""
         if not self.reader.wait_for(list(ids), timeout):
-            raise RuntimeError(f"{phase} did not come through ({len(self.reader.dead)} dead letters): "
-                               f"see {self.log_path}")
+            raise RuntimeError(
+                f"{phase} did not come through ({len(self.reader.dead)} dead letters): "
+                f"see {self.log_path}"
+            )
 
     def warm_up(self) -> dict[str, Any]:
         """Three batches: the first batches of a fresh process pay one-off costs."""
         warm = self.send("warm", 3 * self.args.batch_size)
         self.through(warm, "warm-up", 300)
-        return {"events": len(warm),
-                "first_output_ms": min(self.reader.seen[i][0] for i in warm) - min(warm.values())}
+        return {
+            "events": len(warm),
+            "first_output_ms": min(self.reader.seen[i][0] for i in warm) - min(warm.values()),
+        }
 
     def saturation(self, measure_model: Callable[[], dict[str, float]]) -> dict[str, Any]:
         """A burst of --events events, between two bare-model measurements (the worker idle meanwhile)."""
         args = self.args
         paired = [measure_model()]
-        split = CpuSplit(self.pid, self.profile_path, native=args.native) if args.cpu_split else None
+        split = (
+            CpuSplit(self.pid, self.profile_path, native=args.native) if args.cpu_split else None
+        )
         cpu0, server_cpu0, wall0 = tree_cpu_s(self.pids), self.server.cpu_s(), time.monotonic()
         burst = self.send("sat", args.events)
         self.through(burst, "saturation")
@@ -313,7 +374,9 @@ class WorkerRun:
             "worker_cpu_ms_per_event": round(1000 * cpu / len(outs), 2),
             "server_cpu_cores": round(server_cpu / wall, 3),
             "paired_model_eps": round(model_eps, 2),
-            "paired_model_cpu_ms_per_event": round(statistics.mean(m["cpu_ms_per_event"] for m in paired), 2),
+            "paired_model_cpu_ms_per_event": round(
+                statistics.mean(m["cpu_ms_per_event"] for m in paired), 2
+            ),
             "paired_model_batch_ms": round(statistics.mean(m["batch_ms"] for m in paired), 1),
             "throughput_ratio": round(eps / model_eps, 3),
         }
@@ -333,7 +396,9 @@ class WorkerRun:
         self.through(paced, "latency phase", 120)
         seen = self.reader.seen
         lat = [seen[i][0] - ts for i, ts in paced.items()]
-        lat_classified = [datetime.fromisoformat(seen[i][1]).timestamp() * 1000 - ts for i, ts in paced.items()]
+        lat_classified = [
+            datetime.fromisoformat(seen[i][1]).timestamp() * 1000 - ts for i, ts in paced.items()
+        ]
         result = {
             "events": len(paced),
             "rate_eps": round(rate, 2),
@@ -364,8 +429,13 @@ def run_worker(
 ) -> dict[str, Any]:
     """Start the worker, push the warm-up, saturation and half-load phases through it, stop it."""
     run = WorkerRun(variant, scenario, args, broker, server, model_dir, workdir)
-    result: dict[str, Any] = {"variant": variant.name, "model": scenario.model, "rtt_ms": scenario.rtt_ms,
-                              "src": str(variant.src), "env": variant.env}
+    result: dict[str, Any] = {
+        "variant": variant.name,
+        "model": scenario.model,
+        "rtt_ms": scenario.rtt_ms,
+        "src": str(variant.src),
+        "env": variant.env,
+    }
     try:
         at_start = server.stats()
         result["ready_s"] = round(run.start(), 2)
@@ -376,7 +446,9 @@ def run_worker(
         saturation = run.saturation(measure_model)
         after_saturation = server.reset_peak()
         result.update({k: v for k, v in saturation.items() if k != "events"})
-        half = run.half_load(args.rate or saturation["worker_eps"] / 2, saturation["paired_model_batch_ms"])
+        half = run.half_load(
+            args.rate or saturation["worker_eps"] / 2, saturation["paired_model_batch_ms"]
+        )
         after_half = server.stats()
         result.update({k: v for k, v in half.items() if k != "events"})
         result["connections"] = {
@@ -385,7 +457,9 @@ def run_worker(
             "half_load": connection_figures(after_saturation, after_half, half["events"]),
         }
         steady = after_half["accepted"] - after_warm["accepted"]
-        result["connections_per_1000_posters"] = round(1000 * steady / (saturation["events"] + half["events"]), 1)
+        result["connections_per_1000_posters"] = round(
+            1000 * steady / (saturation["events"] + half["events"]), 1
+        )
         c = result["connections"]
         print(
             f"[{run.name}] poster server: {c['warmup']['connections']} connections in the warm-up, then "
@@ -397,8 +471,11 @@ def run_worker(
         result["peak_rss_mb"] = round(tree_kb(run.pids, "VmHWM") / 1024, 1)  # all processes, summed
         result["dead_letters"] = len(run.reader.dead)
         result["poster_renditions"] = dict(run.reader.renditions)
-        print(f"[{run.name}] posters the worker found on the pages (rendition: outputs): "
-              f"{result['poster_renditions']}; dead letters: {len(run.reader.dead)}", flush=True)
+        print(
+            f"[{run.name}] posters the worker found on the pages (rendition: outputs): "
+            f"{result['poster_renditions']}; dead letters: {len(run.reader.dead)}",
+            flush=True,
+        )
     finally:
         run.stop()
     result["batches"] = batch_breakdown(run.log_path)
@@ -407,7 +484,11 @@ def run_worker(
 
 def batch_breakdown(log_path: Path) -> dict[str, Any]:
     """Median seconds per batch from the worker's own batch log lines (all phases)."""
-    rows = [tuple(map(float, m.groups())) for m in map(BATCH_LINE.search, log_path.read_text().splitlines()) if m]
+    rows = [
+        tuple(map(float, m.groups()))
+        for m in map(BATCH_LINE.search, log_path.read_text().splitlines())
+        if m
+    ]
     if not rows:
         return {}
     full = [r for r in rows if r[0] >= max(r[0] for r in rows)]
@@ -421,7 +502,9 @@ def batch_breakdown(log_path: Path) -> dict[str, Any]:
     }
 
 
-def cpu_by_stage(raw: dict[str, Any], events: int, decode_in_signature_ms: float | None) -> dict[str, Any]:
+def cpu_by_stage(
+    raw: dict[str, Any], events: int, decode_in_signature_ms: float | None
+) -> dict[str, Any]:
     """CPU ms per event by stage; the signature's decode and resize moved from `model` to `decode`."""
     ms = {stage: 1000 * seconds / events for stage, seconds in raw["stages_s"].items()}
     moved = min(ms["model"], decode_in_signature_ms) if decode_in_signature_ms is not None else 0.0
@@ -443,39 +526,109 @@ def cpu_by_stage(raw: dict[str, Any], events: int, decode_in_signature_ms: float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default=None, metavar="MODEL[@RTT_MS],...",
-                   help=f"models and simulated round trips to run, grouped by model, tiny first (default {DEFAULT_RUNS})")
-    p.add_argument("--model", choices=(*models.MODELS, "both"), default=None,
-                   help="shortcut: run this model (both: tiny and mobilenet) at --rtt-ms")
-    p.add_argument("--rtt-ms", type=float, default=None, help="shortcut: the simulated round trip of --model's runs")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--runs",
+        default=None,
+        metavar="MODEL[@RTT_MS],...",
+        help=f"models and simulated round trips to run, grouped by model, tiny first (default {DEFAULT_RUNS})",
+    )
+    p.add_argument(
+        "--model",
+        choices=(*models.MODELS, "both"),
+        default=None,
+        help="shortcut: run this model (both: tiny and mobilenet) at --rtt-ms",
+    )
+    p.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=None,
+        help="shortcut: the simulated round trip of --model's runs",
+    )
     p.add_argument("--events", type=int, default=1200, help="events in the saturation burst")
-    p.add_argument("--batch-size", type=int, default=32, help="BATCH_SIZE of the worker and the bare model's batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="BATCH_SIZE of the worker and the bare model's batch",
+    )
     p.add_argument("--latency-s", type=float, default=30.0, help="seconds of the half-rate phase")
-    p.add_argument("--rate", type=float, default=None, help="events/s of the latency phase (default: half of saturation)")
-    p.add_argument("--model-s", type=float, default=12.0, help="seconds of each bare-model measurement A and B")
-    p.add_argument("--paired-model-s", type=float, default=6.0,
-                   help="seconds of the bare-model measurements just before and after each saturation burst")
-    p.add_argument("--model-threads", default=None, help="INTRA,INTER for the bare model (default: TF's)")
-    p.add_argument("--pages", choices=("tmdb", "small"), default="tmdb",
-                   help="tmdb: 150-300 KB TMDB-shaped pages, w780 posters; small: the old lean page, w500")
-    p.add_argument("--no-redirect", action="store_true", help="no /movie/<id> -> /movie/<id>-<slug> redirect")
-    p.add_argument("--handshake-rtts", type=int, default=2,
-                   help="extra round trips on a new connection when a run has an RTT (TCP + TLS 1.3)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s of the latency phase (default: half of saturation)",
+    )
+    p.add_argument(
+        "--model-s", type=float, default=12.0, help="seconds of each bare-model measurement A and B"
+    )
+    p.add_argument(
+        "--paired-model-s",
+        type=float,
+        default=6.0,
+        help="seconds of the bare-model measurements just before and after each saturation burst",
+    )
+    p.add_argument(
+        "--model-threads", default=None, help="INTRA,INTER for the bare model (default: TF's)"
+    )
+    p.add_argument(
+        "--pages",
+        choices=("tmdb", "small"),
+        default="tmdb",
+        help="tmdb: 150-300 KB TMDB-shaped pages, w780 posters; small: the old lean page, w500",
+    )
+    p.add_argument(
+        "--no-redirect", action="store_true", help="no /movie/<id> -> /movie/<id>-<slug> redirect"
+    )
+    p.add_argument(
+        "--handshake-rtts",
+        type=int,
+        default=2,
+        help="extra round trips on a new connection when a run has an RTT (TCP + TLS 1.3)",
+    )
     p.add_argument("--posters", type=int, default=48, help="distinct posters served")
-    p.add_argument("--poster-cache", type=Path, default=POSTER_CACHE, help="where the built posters are kept")
+    p.add_argument(
+        "--poster-cache", type=Path, default=POSTER_CACHE, help="where the built posters are kept"
+    )
     p.add_argument("--partitions", type=int, default=2, help="partitions of the input topic")
-    p.add_argument("--variant", action="append", default=[], metavar="NAME=SRC[,K=V...]",
-                   help="a worker to run: its source checkout and extra env (repeatable; default: this checkout)")
-    p.add_argument("--model-dir", type=Path, default=None,
-                   help="keep the exported models under DIR/<model> and reuse them in later runs")
-    p.add_argument("--no-cpu-split", dest="cpu_split", action="store_false",
-                   help="do not sample the worker with py-spy during saturation")
-    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                   help="keep the py-spy raw stacks of each saturation burst in DIR")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=SRC[,K=V...]",
+        help="a worker to run: its source checkout and extra env (repeatable; default: this checkout)",
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="keep the exported models under DIR/<model> and reuse them in later runs",
+    )
+    p.add_argument(
+        "--no-cpu-split",
+        dest="cpu_split",
+        action="store_false",
+        help="do not sample the worker with py-spy during saturation",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the py-spy raw stacks of each saturation burst in DIR",
+    )
     p.add_argument("--native", action="store_true", help="py-spy --native")
-    p.add_argument("--rounds", type=int, default=1, help="run the variants in turn this many times (A B A B ...)")
-    p.add_argument("--server-check", action="store_true", help="also measure the poster server's capacity")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the variants in turn this many times (A B A B ...)",
+    )
+    p.add_argument(
+        "--server-check", action="store_true", help="also measure the poster server's capacity"
+    )
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = p.parse_args(argv)
     if args.runs and (args.model or args.rtt_ms is not None):
@@ -486,8 +639,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     else:
         args.scenarios = Scenario.parse_list(args.runs or DEFAULT_RUNS)
     if args.events < 10 * args.batch_size:
-        print(f"note: {args.events} events are under 10 batches: saturation events/s will not be a steady state",
-              flush=True)
+        print(
+            f"note: {args.events} events are under 10 batches: saturation events/s will not be a steady state",
+            flush=True,
+        )
     if args.cpu_split and py_spy() is None:
         print("py-spy not found (pip install py-spy): no CPU split", flush=True)
         args.cpu_split = False
@@ -510,13 +665,23 @@ def prepare_model(kind: str, args: argparse.Namespace, workdir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     variants = [Variant.parse(v) for v in args.variant] or [Variant("main", ROOT)]
     workdir = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    print(f"work folder {workdir}; {os.cpu_count()} cores; runs "
-          + ", ".join(s.label for s in args.scenarios), flush=True)
-    server = PosterServer(args.poster_cache, args.posters, args.pages, handshake_rtts=args.handshake_rtts,
-                          redirect=not args.no_redirect)  # builds its pages (and posters, once) meanwhile
+    print(
+        f"work folder {workdir}; {os.cpu_count()} cores; runs "
+        + ", ".join(s.label for s in args.scenarios),
+        flush=True,
+    )
+    server = PosterServer(
+        args.poster_cache,
+        args.posters,
+        args.pages,
+        handshake_rtts=args.handshake_rtts,
+        redirect=not args.no_redirect,
+    )  # builds its pages (and posters, once) meanwhile
 
     import tensorflow as tf
 
@@ -535,42 +700,75 @@ def main(argv: list[str] | None = None) -> int:
         site = server.command("site")
         posters = server.posters()
         sizes = sorted(len(p) for p in posters)
-        pages = (f"{site['page_variants']} pages of {site['page_kb'][0]:.0f}-{site['page_kb'][2]:.0f} KB "
-                 f"(gzip {site['page_gzip_kb'][0]:.0f}-{site['page_gzip_kb'][2]:.0f} KB), slug redirect "
-                 f"{'on' if site['redirect'] else 'off'}" if site["page_variants"] else "lean pages (~0.4 KB)")
-        print(f"poster server: {pages}; "
-              f"{len(posters)} {site['rendition']} posters {sizes[0] // 1024}-{sizes[-1] // 1024} KB "
-              f"(median {statistics.median(sizes) / 1024:.0f} KB)", flush=True)
-        results: dict[str, Any] = {"cores": os.cpu_count(), "batch_size": args.batch_size, "events": args.events,
-                                   "pages": args.pages, "site": site, "bare": {}}
+        pages = (
+            f"{site['page_variants']} pages of {site['page_kb'][0]:.0f}-{site['page_kb'][2]:.0f} KB "
+            f"(gzip {site['page_gzip_kb'][0]:.0f}-{site['page_gzip_kb'][2]:.0f} KB), slug redirect "
+            f"{'on' if site['redirect'] else 'off'}"
+            if site["page_variants"]
+            else "lean pages (~0.4 KB)"
+        )
+        print(
+            f"poster server: {pages}; "
+            f"{len(posters)} {site['rendition']} posters {sizes[0] // 1024}-{sizes[-1] // 1024} KB "
+            f"(median {statistics.median(sizes) / 1024:.0f} KB)",
+            flush=True,
+        )
+        results: dict[str, Any] = {
+            "cores": os.cpu_count(),
+            "batch_size": args.batch_size,
+            "events": args.events,
+            "pages": args.pages,
+            "site": site,
+            "bare": {},
+        }
         if args.server_check:
             results["server_capacity_eps"] = round(capacity(server.base_url), 1)
-            print(f"poster server: {results['server_capacity_eps']:.0f} page+poster fetches/s for one httpx "
-                  "client (client-bound)", flush=True)
+            print(
+                f"poster server: {results['server_capacity_eps']:.0f} page+poster fetches/s for one httpx "
+                "client (client-bound)",
+                flush=True,
+            )
         runs = []
         with EmbeddedBroker() as broker:
             for kind in kinds:
+
                 def measure(seconds: float, kind: str = kind) -> dict[str, float]:
                     return models.bare(model_dirs[kind], posters, args.batch_size, seconds)
 
                 bare = results["bare"][kind] = {"a": measure(args.model_s)}
-                print(f"bare {kind} A: {bare['a']['eps']:.1f} events/s, one batch of {args.batch_size}: "
-                      f"{bare['a']['batch_ms']:.0f} ms, {bare['a']['cpu_ms_per_event']:.2f} CPU ms/event", flush=True)
+                print(
+                    f"bare {kind} A: {bare['a']['eps']:.1f} events/s, one batch of {args.batch_size}: "
+                    f"{bare['a']['batch_ms']:.0f} ms, {bare['a']['cpu_ms_per_event']:.2f} CPU ms/event",
+                    flush=True,
+                )
                 for scenario in (s for s in args.scenarios if s.model == kind):
                     server.set_rtt(scenario.rtt_ms)
                     for round_ in range(args.rounds):
                         for variant in variants:
-                            run = run_worker(variant, scenario, args, broker, server, model_dirs[kind].parent, workdir,
-                                             lambda measure=measure: measure(args.paired_model_s))
+                            run = run_worker(
+                                variant,
+                                scenario,
+                                args,
+                                broker,
+                                server,
+                                model_dirs[kind].parent,
+                                workdir,
+                                lambda measure=measure: measure(args.paired_model_s),
+                            )
                             run["round"] = round_
                             runs.append(run)
                     server.set_rtt(0)
                 if any(s.model == kind for s in args.scenarios):
                     bare["b"] = measure(args.model_s)
-                    print(f"bare {kind} B: {bare['b']['eps']:.1f} events/s, one batch: {bare['b']['batch_ms']:.0f} ms, "
-                          f"{bare['b']['cpu_ms_per_event']:.2f} CPU ms/event", flush=True)
+                    print(
+                        f"bare {kind} B: {bare['b']['eps']:.1f} events/s, one batch: {bare['b']['batch_ms']:.0f} ms, "
+                        f"{bare['b']['cpu_ms_per_event']:.2f} CPU ms/event",
+                        flush=True,
+                    )
                 for key in ("eps", "cpu_ms_per_event", "batch_ms"):
-                    bare[key] = round(statistics.mean(m[key] for k, m in bare.items() if k in ("a", "b")), 2)
+                    bare[key] = round(
+                        statistics.mean(m[key] for k, m in bare.items() if k in ("a", "b")), 2
+                    )
     finally:
         server.stop()
     summary = summarise(args, variants, runs, results)
@@ -586,24 +784,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summarise(args: argparse.Namespace, variants: list[Variant], runs: list[dict[str, Any]],
-              results: dict[str, Any]) -> dict[str, Any]:
+def summarise(
+    args: argparse.Namespace,
+    variants: list[Variant],
+    runs: list[dict[str, Any]],
+    results: dict[str, Any],
+) -> dict[str, Any]:
     """Per-run derived figures, printed; the final JSON object with the target figures first."""
     decode_ms = results["bare"].get("tiny", {}).get("cpu_ms_per_event")
     for run in runs:
         bare = results["bare"][run["model"]]
         run["throughput_ratio_ab"] = round(run["worker_eps"] / bare["eps"], 3)
-        run["cpu_ratio"] = round(run["paired_model_cpu_ms_per_event"] / run["worker_cpu_ms_per_event"], 3)
+        run["cpu_ratio"] = round(
+            run["paired_model_cpu_ms_per_event"] / run["worker_cpu_ms_per_event"], 3
+        )
         run["cpu_outside_model_diff_ms"] = round(
-            run["worker_cpu_ms_per_event"] - run["paired_model_cpu_ms_per_event"], 2)
+            run["worker_cpu_ms_per_event"] - run["paired_model_cpu_ms_per_event"], 2
+        )
         name = f"{run['variant']}/{Scenario(run['model'], run['rtt_ms']).label}"
         if "cpu_split_raw" in run:
             run["cpu_split"] = cpu_by_stage(run.pop("cpu_split_raw"), args.events, decode_ms)
             split = run["cpu_split"]
-            stages = ", ".join(f"{s} {v}" + (f" (parsing {split['page_parse_ms']})" if s == "page" else "")
-                               for s, v in split["stages_ms"].items())
-            print(f"[{name}] CPU ms per event: {split['total_ms']} = {stages}; outside the model "
-                  f"{split['outside_model_ms']} (worker - bare model: {run['cpu_outside_model_diff_ms']})", flush=True)
+            stages = ", ".join(
+                f"{s} {v}" + (f" (parsing {split['page_parse_ms']})" if s == "page" else "")
+                for s, v in split["stages_ms"].items()
+            )
+            print(
+                f"[{name}] CPU ms per event: {split['total_ms']} = {stages}; outside the model "
+                f"{split['outside_model_ms']} (worker - bare model: {run['cpu_outside_model_diff_ms']})",
+                flush=True,
+            )
         print(
             f"[{name}] worker {run['worker_eps']} / model {run['paired_model_eps']} events/s = "
             f"{run['throughput_ratio']} (vs A/B {run['throughput_ratio_ab']}; CPU per event model/worker "
@@ -613,14 +823,36 @@ def summarise(args: argparse.Namespace, variants: list[Variant], runs: list[dict
             flush=True,
         )
     if args.rounds > 1:  # per variant and scenario: the mean over rounds
-        keys = ("worker_eps", "paired_model_eps", "throughput_ratio", "cpu_ratio", "p50_ms", "p99_ms",
-                "p99_over_batch", "peak_rss_mb", "ready_s", "connections_per_1000_posters")
+        keys = (
+            "worker_eps",
+            "paired_model_eps",
+            "throughput_ratio",
+            "cpu_ratio",
+            "p50_ms",
+            "p99_ms",
+            "p99_over_batch",
+            "peak_rss_mb",
+            "ready_s",
+            "connections_per_1000_posters",
+        )
         for variant in variants:
             for scenario in args.scenarios:
-                mine = [r for r in runs if r["variant"] == variant.name and r["model"] == scenario.model
-                        and r["rtt_ms"] == scenario.rtt_ms]
-                mean = {k: round(statistics.mean(r[k] for r in mine), 3) for k in keys if all(k in r for r in mine)}
-                print(f"[{variant.name}/{scenario.label}] mean of {len(mine)} rounds: {mean}", flush=True)
+                mine = [
+                    r
+                    for r in runs
+                    if r["variant"] == variant.name
+                    and r["model"] == scenario.model
+                    and r["rtt_ms"] == scenario.rtt_ms
+                ]
+                mean = {
+                    k: round(statistics.mean(r[k] for r in mine), 3)
+                    for k in keys
+                    if all(k in r for r in mine)
+                }
+                print(
+                    f"[{variant.name}/{scenario.label}] mean of {len(mine)} rounds: {mean}",
+                    flush=True,
+                )
                 results.setdefault("means", {})[f"{variant.name}/{scenario.key}"] = mean
     targets = target_figures(args, variants[0].name, runs, results)
     print(f"target figures ({variants[0].name}):", flush=True)
@@ -629,20 +861,36 @@ def summarise(args: argparse.Namespace, variants: list[Variant], runs: list[dict
     first = next((r for r in runs if r["model"] == "mobilenet" and not r["rtt_ms"]), runs[0])
     return {
         "targets": targets,
-        **{k: first[k] for k in ("worker_eps", "throughput_ratio", "p50_ms", "p99_ms", "peak_rss_mb", "ready_s")},
+        **{
+            k: first[k]
+            for k in (
+                "worker_eps",
+                "throughput_ratio",
+                "p50_ms",
+                "p99_ms",
+                "peak_rss_mb",
+                "ready_s",
+            )
+        },
         "model_eps": first["paired_model_eps"],
         **results,
         "runs": runs,
     }
 
 
-def target_figures(args: argparse.Namespace, variant: str, runs: list[dict[str, Any]],
-                   results: dict[str, Any]) -> dict[str, Any]:
+def target_figures(
+    args: argparse.Namespace, variant: str, runs: list[dict[str, Any]], results: dict[str, Any]
+) -> dict[str, Any]:
     """Every figure with a target, for the first variant (the mean over rounds when there are several)."""
     out: dict[str, Any] = {}
     for scenario in args.scenarios:
-        mine = [r for r in runs if r["variant"] == variant and r["model"] == scenario.model
-                and r["rtt_ms"] == scenario.rtt_ms]
+        mine = [
+            r
+            for r in runs
+            if r["variant"] == variant
+            and r["model"] == scenario.model
+            and r["rtt_ms"] == scenario.rtt_ms
+        ]
         if not mine:
             continue
 
@@ -652,12 +900,17 @@ def target_figures(args: argparse.Namespace, variant: str, runs: list[dict[str, 
         out[f"throughput_ratio_{scenario.key}"] = mean("throughput_ratio")
         if "cpu_split" in mine[0]:
             out[f"cpu_ms_per_event_outside_model_{scenario.key}"] = round(
-                statistics.mean(r["cpu_split"]["outside_model_ms"] for r in mine), 2)
+                statistics.mean(r["cpu_split"]["outside_model_ms"] for r in mine), 2
+            )
             out[f"cpu_ms_per_event_by_stage_{scenario.key}"] = {
-                s: round(statistics.mean(r["cpu_split"]["stages_ms"][s] for r in mine), 2) for s in STAGE_ORDER}
+                s: round(statistics.mean(r["cpu_split"]["stages_ms"][s] for r in mine), 2)
+                for s in STAGE_ORDER
+            }
         out[f"p99_over_batch_{scenario.key}"] = mean("p99_over_batch")
         out[f"peak_rss_mb_{scenario.key}"] = max(r["peak_rss_mb"] for r in mine)
-        out[f"connections_per_1000_posters_{scenario.key}"] = max(r["connections_per_1000_posters"] for r in mine)
+        out[f"connections_per_1000_posters_{scenario.key}"] = max(
+            r["connections_per_1000_posters"] for r in mine
+        )
         out[f"ready_s_{scenario.key}"] = mean("ready_s")
     return out
 

@@ -72,14 +72,18 @@ def build_producer(settings: KafkaSettings, client_id: str, **overrides: Any) ->
     return KafkaProducer(**config)
 
 
-def connect(factory: Callable[[], Any], what: str, should_stop: Callable[[], bool], max_wait_s: float = 30.0) -> Any:
+def connect(
+    factory: Callable[[], Any], what: str, should_stop: Callable[[], bool], max_wait_s: float = 30.0
+) -> Any:
     """Build a client, waiting with backoff while no broker answers; None if stopped first."""
     delay = 1.0
     while not should_stop():
         try:
             return factory()
         except KafkaError as exc:
-            log.warning("no Kafka broker answers for the %s (%s); trying again in %.0f s", what, exc, delay)
+            log.warning(
+                "no Kafka broker answers for the %s (%s); trying again in %.0f s", what, exc, delay
+            )
             end = time.monotonic() + delay
             while time.monotonic() < end and not should_stop():
                 time.sleep(0.2)

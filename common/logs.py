@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 NOISY_LOGGERS = ("kafka", "httpx", "httpcore", "tensorflow", "absl", "h5py", "PIL", "urllib3")
@@ -46,9 +46,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render `record` as a JSON line."""
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
+            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -66,7 +64,7 @@ class JsonFormatter(logging.Formatter):
 class PlainFormatter(logging.Formatter):
     """Plain lines whose exception text is masked too."""
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's naming)
+    def formatException(self, ei: Any) -> str:
         """Format a traceback with secrets masked."""
         return redact(super().formatException(ei))
 

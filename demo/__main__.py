@@ -18,18 +18,36 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-REAL_MOVIES = {603: "The Matrix", 550: "Fight Club", 13: "Forrest Gump", 862: "Toy Story",
-               27205: "Inception", 694: "The Shining", 105: "Back to the Future", 8587: "The Lion King"}
+REAL_MOVIES = {
+    603: "The Matrix",
+    550: "Fight Club",
+    13: "Forrest Gump",
+    862: "Toy Story",
+    27205: "Inception",
+    694: "The Shining",
+    105: "Back to the Future",
+    8587: "The Lion King",
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="genre-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work-dir", type=Path, default=Path(".demo"), help="models and data (default .demo)")
-    parser.add_argument("--events", type=int, default=12, help="movies.new events to send (default 12)")
-    parser.add_argument("--retrain", action="store_true", help="train a new model version even if one exists")
-    parser.add_argument("--real", action="store_true",
-                        help="use themoviedb.org and the TF Hub MobileNetV2 extractor (needs the internet)")
+    parser = argparse.ArgumentParser(
+        prog="genre-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path(".demo"), help="models and data (default .demo)"
+    )
+    parser.add_argument(
+        "--events", type=int, default=12, help="movies.new events to send (default 12)"
+    )
+    parser.add_argument(
+        "--retrain", action="store_true", help="train a new model version even if one exists"
+    )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="use themoviedb.org and the TF Hub MobileNetV2 extractor (needs the internet)",
+    )
     return parser.parse_args(argv)
 
 
@@ -66,13 +84,18 @@ def stderr_to(path: Path) -> Iterator[None]:
 def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
     """Train on synthetic posters with a local extractor (or MovieLens + TF Hub with `real`)."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from posters import FetchSettings
     from trainer.settings import HeadSettings, TrainerSettings
     from trainer.train import train
-    from posters import FetchSettings
 
     if real:
-        settings = TrainerSettings(download=True, cache_dir=work / "data", posters=work / "data" / "posters",
-                                   model_dir=model_dir, force=True)  # the demo serves what it trains
+        settings = TrainerSettings(
+            download=True,
+            cache_dir=work / "data",
+            posters=work / "data" / "posters",
+            model_dir=model_dir,
+            force=True,
+        )  # the demo serves what it trains
         return train(settings, FetchSettings()).version_dir
     from demo.extractor import build_local_extractor
     from demo.synthetic import write_dataset
@@ -83,10 +106,18 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
     if not (extractor / "saved_model.pb").exists():
         build_local_extractor(extractor, image_size, features=96)
     settings = TrainerSettings(
-        movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
-        image_size=image_size, model_dir=model_dir, cache_dir=work / "cache", test_fraction=0.0,
+        movielens=data.root,
+        posters=data.posters_dir,
+        offline=True,
+        feature_extractor=str(extractor),
+        image_size=image_size,
+        model_dir=model_dir,
+        cache_dir=work / "cache",
+        test_fraction=0.0,
         force=True,  # no films held out, so no gate: the demo serves what it trains
-        val_fraction=0.2, head=HeadSettings(epochs=40, patience=8, hidden=128), progress=False,
+        val_fraction=0.2,
+        head=HeadSettings(epochs=40, patience=8, hidden=128),
+        progress=False,
         repeats=1,  # one 5-fold cross-fit is enough for synthetic posters, and three times quicker
     )
     return train(settings).version_dir
@@ -97,11 +128,16 @@ def print_row(record: dict, truth: dict[int, list[str]]) -> None:
     if "genres" in record:
         top = max(record["scores"].values()) if record["scores"] else 0.0
         actual = ", ".join(truth.get(record["tmdb_id"], [])) or "?"
-        print(f"  {record['tmdb_id']:>7}  {str(record.get('title') or '')[:32]:<32}  "
-              f"{', '.join(record['genres']) or '-':<28}  {actual:<28}  v{record['model_version']}  {top:.2f}",
-              flush=True)
+        print(
+            f"  {record['tmdb_id']:>7}  {str(record.get('title') or '')[:32]:<32}  "
+            f"{', '.join(record['genres']) or '-':<28}  {actual:<28}  v{record['model_version']}  {top:.2f}",
+            flush=True,
+        )
     else:
-        print(f"  {record.get('tmdb_id') or '':>7}  dead letter: {record['error']}: {record['detail'][:80]}", flush=True)
+        print(
+            f"  {record.get('tmdb_id') or '':>7}  dead letter: {record['error']}: {record['detail'][:80]}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,10 +164,17 @@ def main(argv: list[str] | None = None) -> int:
 
         began = steps.begin(f"looking for a model in {model_dir}")
         if args.retrain or not complete_versions(model_dir):
-            print("      none: training one on synthetic posters (colour and shape tell the genre)"
-                  if not args.real else "      none: training one on MovieLens and TMDB posters", flush=True)
+            print(
+                "      none: training one on synthetic posters (colour and shape tell the genre)"
+                if not args.real
+                else "      none: training one on MovieLens and TMDB posters",
+                flush=True,
+            )
             work.mkdir(parents=True, exist_ok=True)
-            print(f"      about half a minute on 2 cores; training log in {work / 'train.log'}", flush=True)
+            print(
+                f"      about half a minute on 2 cores; training log in {work / 'train.log'}",
+                flush=True,
+            )
             with stderr_to(work / "train.log"):
                 version = train_demo_model(work, model_dir, args.real)
             steps.done(began, f"exported {version}")
@@ -146,43 +189,79 @@ def main(argv: list[str] | None = None) -> int:
             standin = None
             site_env = {}
         else:
-            new = write_dataset(work / "new", n_labelled=args.events, n_unlabelled=0, n_without_tmdb=0, seed=99)
+            new = write_dataset(
+                work / "new", n_labelled=args.events, n_unlabelled=0, n_without_tmdb=0, seed=99
+            )
             ids = list(new.labelled)
             truth = new.labelled
             titles = {i: f"New movie {i}" for i in ids}
-            movies = {i: StandInMovie((new.posters_dir / f"{i}.jpg").read_bytes(), title=titles[i]) for i in ids}
+            movies = {
+                i: StandInMovie((new.posters_dir / f"{i}.jpg").read_bytes(), title=titles[i])
+                for i in ids
+            }
             missing = max(ids) + 7
             ids.append(missing)  # one movie the site does not know: a dead letter
             standin = TmdbStandIn(movies).start()
             site_env = {"TMDB_BASE_URL": standin.base_url, "POSTER_HOSTS": standin.host}
-            steps.done(began, f"{len(movies)} posters served by a TMDB stand-in at {standin.base_url}")
+            steps.done(
+                began, f"{len(movies)} posters served by a TMDB stand-in at {standin.base_url}"
+            )
 
         began = steps.begin("starting genre-worker")
         port = free_port()
-        env = {**os.environ, **site_env, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-               "MODEL_DIR": str(model_dir), "HTTP_PORT": str(port), "GROUP_ID": "genre-demo",
-               "SESSION_TIMEOUT_MS": "6000", "HEARTBEAT_INTERVAL_MS": "1000", "BATCH_SIZE": "8"}
+        env = {
+            **os.environ,
+            **site_env,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "MODEL_DIR": str(model_dir),
+            "HTTP_PORT": str(port),
+            "GROUP_ID": "genre-demo",
+            "SESSION_TIMEOUT_MS": "6000",
+            "HEARTBEAT_INTERVAL_MS": "1000",
+            "BATCH_SIZE": "8",
+        }
         log_path = work / "worker.log"
         log_file = open(log_path, "w")
-        worker = subprocess.Popen([sys.executable, "-m", "worker", "--exit-when-idle", "5"],
-                                  env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        steps.done(began, f"pid {worker.pid}, log in {log_path}, metrics on http://127.0.0.1:{port}/metrics")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "worker", "--exit-when-idle", "5"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        steps.done(
+            began,
+            f"pid {worker.pid}, log in {log_path}, metrics on http://127.0.0.1:{port}/metrics",
+        )
         try:
             began = steps.begin(f"sending {len(ids)} movies.new events")
             producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
             for tmdb_id in ids:
-                body = {"tmdb_id": tmdb_id, "event_id": f"demo-{tmdb_id}", "title": titles.get(tmdb_id)}
-                producer.send("movies.new", key=str(tmdb_id).encode(), value=json.dumps(body).encode())
+                body = {
+                    "tmdb_id": tmdb_id,
+                    "event_id": f"demo-{tmdb_id}",
+                    "title": titles.get(tmdb_id),
+                }
+                producer.send(
+                    "movies.new", key=str(tmdb_id).encode(), value=json.dumps(body).encode()
+                )
             producer.flush()
             producer.close()
             steps.done(began)
 
             began = steps.begin("waiting for movies.genres (the worker starts TensorFlow first)")
-            print(f"  {'tmdb id':>7}  {'title':<32}  {'predicted genres':<28}  {'drawn on the poster':<28}  model top",
-                  flush=True)
-            consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest",
-                                     enable_auto_commit=False, group_id=None)
-            consumer.assign([TopicPartition("movies.genres", 0), TopicPartition("movies.new.dlq", 0)])
+            print(
+                f"  {'tmdb id':>7}  {'title':<32}  {'predicted genres':<28}  {'drawn on the poster':<28}  model top",
+                flush=True,
+            )
+            consumer = KafkaConsumer(
+                bootstrap_servers=broker.bootstrap_servers,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                group_id=None,
+            )
+            consumer.assign(
+                [TopicPartition("movies.genres", 0), TopicPartition("movies.new.dlq", 0)]
+            )
             seen, predicted = 0, []
             deadline = time.monotonic() + 300
             while seen < len(ids) and time.monotonic() < deadline and worker.poll() is None:
@@ -198,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             if predicted:
                 exact = sum(p == t for p, t in predicted)
                 overlap = sum(len(p & t) / len(p | t) for p, t in predicted) / len(predicted)
-                print(f"      genres exactly right for {exact} of {len(predicted)} posters; "
-                      f"mean overlap (Jaccard) {overlap:.2f}", flush=True)
+                print(
+                    f"      genres exactly right for {exact} of {len(predicted)} posters; "
+                    f"mean overlap (Jaccard) {overlap:.2f}",
+                    flush=True,
+                )
         finally:
             if worker.poll() is None:
                 worker.terminate()
@@ -208,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             if standin is not None:
                 standin.stop()
         summary = [line for line in log_path.read_text().splitlines() if "worker stopped" in line]
-        print(f"worker exited with code {worker.returncode}: {summary[-1].split(': ', 1)[-1] if summary else '?'}")
+        print(
+            f"worker exited with code {worker.returncode}: {summary[-1].split(': ', 1)[-1] if summary else '?'}"
+        )
         print(f"Run `genre-demo` again to reuse the model in {model_dir}, or add --retrain.")
         return 0 if seen == len(ids) and worker.returncode == 0 else 1
 

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """Start Tansu in memory on loopback; `bootstrap_servers` is what clients dial."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", startup_timeout: float = 15.0):
+    def __init__(
+        self, port: int | None = None, host: str = "127.0.0.1", startup_timeout: float = 15.0
+    ):
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
@@ -57,7 +60,14 @@ class EmbeddedBroker:
         """Launch the broker and wait until it accepts connections."""
         url = f"tcp://{self.host}:{self.port}"
         self._process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -90,7 +100,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def build_local_extractor(path: Path, image_size: tuple[int, int], features: int = 48, seed: int = 1) -> Path:
+def build_local_extractor(
+    path: Path, image_size: tuple[int, int], features: int = 48, seed: int = 1
+) -> Path:
     """Save a random-convolution feature vector SavedModel: float32 [N, h, w, 3] in [0, 1] -> [N, features].
 
     Its filters are random, not trained: enough to tell the synthetic posters' colours and

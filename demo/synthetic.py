@@ -37,8 +37,12 @@ GENRES: tuple[str, ...] = tuple(GENRE_STYLES)
 _TITLE_WORDS = ("Night", "Return", "Last", "Storm", "Garden", "City", "Secret", "River", "Star")
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
-                colour: tuple[int, int, int]) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    box: tuple[int, int, int, int],
+    colour: tuple[int, int, int],
+) -> None:
     x0, y0, x1, y1 = box
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
     w, h = x1 - x0, y1 - y0
@@ -163,7 +167,9 @@ def write_dataset(
             movie_genres: list[str] = []
         else:
             movie_genres = rng.sample(list(genres), rng.randint(1, min(max_genres, len(genres))))
-        movie_rows.append([str(movie_id), _title(rng, movie_id), "|".join(movie_genres) or NO_GENRES])
+        movie_rows.append(
+            [str(movie_id), _title(rng, movie_id), "|".join(movie_genres) or NO_GENRES]
+        )
         imdb = f"{1_000_000 + movie_id:07d}"
         if kind == "no_tmdb":
             link_rows.append([str(movie_id), imdb, ""])

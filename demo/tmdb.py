@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,9 @@ class TmdbStandIn:
         return f"{self.base_url}/t/p/w500/{tmdb_id}.jpg"
 
     def start(self) -> TmdbStandIn:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="tmdb-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tmdb-standin", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -128,7 +131,7 @@ class TmdbStandIn:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> TmdbStandIn:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -139,7 +142,9 @@ class TmdbStandIn:
     ) -> None:
         self.stop()
 
-    def _scripted_failure(self, failures: list[int], movie: StandInMovie) -> tuple[int, dict[str, str]] | None:
+    def _scripted_failure(
+        self, failures: list[int], movie: StandInMovie
+    ) -> tuple[int, dict[str, str]] | None:
         with self._lock:
             if not failures:
                 return None
@@ -171,23 +176,35 @@ class TmdbStandIn:
                 else:
                     self.reply(404, b"not found", "text/plain")
 
-            def reply(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            def reply(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str,
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 respond(self, status, body, content_type, headers)
 
             def _movie(self, tmdb_id: int, has_slug: bool) -> None:
                 movie = standin.movies.get(tmdb_id)
                 if movie is None:
-                    self.reply(404, b"<html><body>Oops! We can't find the page</body></html>", "text/html")
+                    self.reply(
+                        404, b"<html><body>Oops! We can't find the page</body></html>", "text/html"
+                    )
                     return
                 if failure := standin._scripted_failure(movie.page_failures, movie):
                     self.reply(failure[0], b"try later", "text/plain", failure[1])
                     return
                 if not has_slug:
                     query = urlsplit(self.path).query
-                    location = f"/movie/{tmdb_id}-{slugify(movie.title)}" + (f"?{query}" if query else "")
+                    location = f"/movie/{tmdb_id}-{slugify(movie.title)}" + (
+                        f"?{query}" if query else ""
+                    )
                     self.reply(301, b"", "text/html", {"Location": location})
                     return
-                url = movie.poster_url or (standin.image_url(tmdb_id) if movie.poster is not None else None)
+                url = movie.poster_url or (
+                    standin.image_url(tmdb_id) if movie.poster is not None else None
+                )
                 body = page_html(movie, url).encode("utf-8")
                 self.reply(200, body, "text/html; charset=utf-8")
 

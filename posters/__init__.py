@@ -5,7 +5,7 @@ themoviedb.org (or its API) and download it, within an allowlist, caps and time 
         poster = await fetcher.fetch(603)       # a Poster, or a PosterError with a code
 """
 
-from posters.client import Poster, PosterFetcher
+from posters.client import FetchStats, Poster, PosterFetcher
 from posters.errors import (
     CodedError,
     FetchFailed,
@@ -24,6 +24,7 @@ __all__ = [
     "CodedError",
     "FetchFailed",
     "FetchSettings",
+    "FetchStats",
     "HostNotAllowed",
     "InvalidURL",
     "MovieNotFound",

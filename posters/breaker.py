@@ -63,6 +63,12 @@ class CircuitBreaker:
         self._circuits: dict[str, _Circuit] = {}
         self.opened = 0  # times a circuit opened, for metrics and tests
         self.probes = 0
+        self.waited_s = 0.0  # seconds requests spent waiting on open circuits, in all
+        self._seen: set[str] = set()  # hosts that ever failed, so a closed circuit reports 0
+
+    def states(self) -> dict[str, bool]:
+        """Whether each host that ever failed has its circuit open now (for metrics)."""
+        return {host: self.is_open(host) for host in list(self._seen)}
 
     def is_open(self, host: str) -> bool:
         """Whether requests to `host` wait for a probe."""
@@ -77,6 +83,14 @@ class CircuitBreaker:
     async def admit(self, host: str, max_wait_s: float) -> tuple[float, bool]:
         """Wait until `host` may be requested; (seconds waited, whether this is the probe)."""
         begun = self._clock()
+        try:
+            waited, probe = await self._admit(host, max_wait_s, begun)
+        finally:
+            self.waited_s += self._clock() - begun
+        return waited, probe
+
+    async def _admit(self, host: str, max_wait_s: float, begun: float) -> tuple[float, bool]:
+        """`admit`'s loop: wake on every change of the circuit until admitted or out of time."""
         while (circuit := self._circuits.get(host)) is not None and circuit.open_since is not None:
             now = self._clock()
             if not circuit.probing and now >= circuit.retry_at:
@@ -114,6 +128,7 @@ class CircuitBreaker:
     def failure(self, host: str, detail: str, probe: bool = False) -> None:
         """`host` failed transiently: count it, open the circuit at the threshold, back off."""
         circuit = self._circuits.setdefault(host, _Circuit())
+        self._seen.add(host)
         circuit.failures += 1
         circuit.last_error = detail
         now = self._clock()
@@ -125,7 +140,9 @@ class CircuitBreaker:
             self.opened += 1
             log.warning(
                 "%s failed %d times in a row (%s): circuit open, requests wait for a probe",
-                host, circuit.failures, detail,
+                host,
+                circuit.failures,
+                detail,
             )
         elif probe:
             circuit.cooldown = min(circuit.cooldown * 2, self.max_cooldown_s)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -30,6 +31,17 @@ from posters.retry import Budget, Retrier
 from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
 from posters.urls import Allowlist, display_url, with_rendition
+
+
+@dataclass(frozen=True)
+class FetchStats:
+    """Running totals of a fetcher, which the worker turns into metrics (posters has none)."""
+
+    retries: int = 0  # transient failures retried
+    circuits: dict[str, bool] = field(default_factory=dict)  # host -> circuit open now
+    circuit_wait_s: float = 0.0  # spent waiting on open circuits
+    rate_limit_wait_s: float = 0.0  # spent waiting for a host's rate limit
+    rate_limit_waits: int = 0  # requests that waited for it
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,17 @@ class PosterFetcher:
         """Transient failures retried so far, for metrics."""
         return self._retrier.retries
 
-    async def __aenter__(self) -> PosterFetcher:
+    def stats(self) -> FetchStats:
+        """Totals so far: retries, circuit states and waits (safe to call from any thread)."""
+        return FetchStats(
+            self._retrier.retries,
+            self.breaker.states(),
+            self.breaker.waited_s,
+            self.pacer.waited_s,
+            self.pacer.waits,
+        )
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -45,7 +45,8 @@ class HostPacer:
         self.burst = settings.rate_limit_burst
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
-        self.waited_s = 0.0  # in all, for tests and debugging
+        self.waited_s = 0.0  # in all, for metrics and tests
+        self.waits = 0  # requests that had to wait for a token
 
     def reserve(self, url: str) -> float:
         """Seconds to wait before requesting `url` (0 when its host has no limit)."""
@@ -58,4 +59,5 @@ class HostPacer:
             bucket = self._buckets[host] = TokenBucket(rate, self.burst, self._clock)
         delay = bucket.reserve()
         self.waited_s += delay
+        self.waits += delay > 0
         return delay

@@ -17,9 +17,7 @@ from posters.settings import FetchSettings
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # `/t/p/<size>/<file>`: w500, h632, original, w600_and_h900_bestv2, w220_and_h330_face, ...
-_TMDB_IMAGE_SIZE = re.compile(
-    r"^/t/p/(?:original|[wh]\d+|w\d+_and_h\d+(?:_[a-z0-9]+)*)/(?=[^/]+$)"
-)
+_TMDB_IMAGE_SIZE = re.compile(r"^/t/p/(?:original|[wh]\d+|w\d+_and_h\d+(?:_[a-z0-9]+)*)/(?=[^/]+$)")
 
 
 def split_host_port(entry: str) -> tuple[str, int | None]:

@@ -27,6 +27,7 @@ from schemas.events import (
     NewMovie,
     OriginalRecord,
 )
+from schemas.headers import DEAD_LETTER_HEADERS
 from schemas.model import ModelMetadata, ServingPointer
 
 DEFAULT_DIR = Path(__file__).parent / "json"
@@ -66,7 +67,10 @@ def examples() -> dict[str, dict[str, Any]]:
     """A valid event of each topic, as JSON-ready values (built through the models)."""
     source = "0b6f7a3e-4c1d-4e0a-9f57-1d2c3b4a5e6f"
     new = NewMovie(
-        tmdb_id=603, event_id=source, title="The Matrix", occurred_at=datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+        tmdb_id=603,
+        event_id=source,
+        title="The Matrix",
+        occurred_at=datetime(2026, 11, 28, 9, 30, tzinfo=UTC),
     )
     genres = MovieGenres(
         event_id="9d1c5e0e-7b1a-4f5e-8a8e-5c2f3d4b6a71",
@@ -87,7 +91,9 @@ def examples() -> dict[str, dict[str, Any]]:
         failed_at=datetime(2026, 11, 28, 9, 30, 2, tzinfo=UTC),
         tmdb_id=99999999,
         source_event_id="c7d1",
-        original=OriginalRecord.from_raw("movies.new", 4, 1042, b"99999999", raw, timestamp_ms=1795858200000),
+        original=OriginalRecord.from_raw(
+            "movies.new", 4, 1042, b"99999999", raw, timestamp_ms=1795858200000
+        ),
     )
     return {
         "movies.new": new.model_dump(mode="json", exclude_none=True),
@@ -104,7 +110,9 @@ def asyncapi() -> dict[str, Any]:
     )
     sample = examples()
 
-    def message(name: str, topic: str, title: str, summary: str, key: dict[str, Any]) -> dict[str, Any]:
+    def message(
+        name: str, topic: str, title: str, summary: str, key: dict[str, Any]
+    ) -> dict[str, Any]:
         model = TOPICS[topic]
         return {
             "name": model.__name__,
@@ -123,7 +131,9 @@ def asyncapi() -> dict[str, Any]:
             "messages": {message_id: {"$ref": f"#/components/messages/{message_id}"}},
         }
 
-    def operation(action: str, channel_id: str, message_id: str, summary: str, **kafka: Any) -> dict[str, Any]:
+    def operation(
+        action: str, channel_id: str, message_id: str, summary: str, **kafka: Any
+    ) -> dict[str, Any]:
         return {
             "action": action,
             "channel": {"$ref": f"#/channels/{channel_id}"},
@@ -157,21 +167,27 @@ def asyncapi() -> dict[str, Any]:
         },
         "channels": {
             "moviesNew": channel(
-                "movies.new", "newMovie",
+                "movies.new",
+                "newMovie",
                 "Movies whose genres are not known yet. Unknown fields are ignored.",
             ),
             "moviesGenres": channel(
-                "movies.genres", "movieGenres",
+                "movies.genres",
+                "movieGenres",
                 "One event per input that succeeded: the genres the model sees in the poster.",
             ),
             "moviesNewDlq": channel(
-                "movies.new.dlq", "deadLetter",
+                "movies.new.dlq",
+                "deadLetter",
                 "One event per input that failed for good: a stable error code and the raw input.",
             ),
         },
         "operations": {
             "receiveNewMovie": operation(
-                "receive", "moviesNew", "newMovie", "Consume new movies as one consumer group.",
+                "receive",
+                "moviesNew",
+                "newMovie",
+                "Consume new movies as one consumer group.",
                 groupId={"type": "string", "default": GROUP_ID, "description": "GROUP_ID"},
                 clientId=client,
             ),
@@ -179,32 +195,61 @@ def asyncapi() -> dict[str, Any]:
                 "send", "moviesGenres", "movieGenres", "Publish a movie's genres.", clientId=client
             ),
             "sendDeadLetter": operation(
-                "send", "moviesNewDlq", "deadLetter", "Publish an input that failed for good.", clientId=client
+                "send",
+                "moviesNewDlq",
+                "deadLetter",
+                "Publish an input that failed for good.",
+                clientId=client,
             ),
         },
         "components": {
             "messages": {
                 "newMovie": message(
-                    "the-matrix", "movies.new", "New movie", "A movie whose genres are not known yet.",
+                    "the-matrix",
+                    "movies.new",
+                    "New movie",
+                    "A movie whose genres are not known yet.",
                     TMDB_ID_KEY,
                 ),
                 "movieGenres": message(
-                    "the-matrix", "movies.genres", "Movie genres",
-                    "The genres the model sees in a movie's poster.", TMDB_ID_KEY,
+                    "the-matrix",
+                    "movies.genres",
+                    "Movie genres",
+                    "The genres the model sees in a movie's poster.",
+                    TMDB_ID_KEY,
                 ),
-                "deadLetter": message(
-                    "movie-not-found", "movies.new.dlq", "Dead letter",
-                    "An input that failed for good, and why.",
-                    {
-                        "type": ["string", "null"],
-                        "description": "The TMDB id as a decimal string when the input held a "
-                        "valid event, else the input record's key as it was.",
-                        "examples": ["99999999"],
-                    },
-                ),
+                "deadLetter": {
+                    **message(
+                        "movie-not-found",
+                        "movies.new.dlq",
+                        "Dead letter",
+                        "An input that failed for good, and why.",
+                        {
+                            "type": ["string", "null"],
+                            "description": "The TMDB id as a decimal string when the input held "
+                            "a valid event, else the input record's key as it was.",
+                            "examples": ["99999999"],
+                        },
+                    ),
+                    "headers": dead_letter_headers(),
+                },
             },
             "schemas": top["$defs"],
         },
+    }
+
+
+def dead_letter_headers() -> dict[str, Any]:
+    """The Kafka headers of a dead letter, as an AsyncAPI message `headers` schema."""
+    return {
+        "type": "object",
+        "description": "Kafka record headers, values UTF-8 text. The input record's own headers "
+        "are copied first; replaying a dead letter gives them back without the `dlq.` ones.",
+        "properties": {
+            name: {"type": "string", "description": text}
+            for name, text in DEAD_LETTER_HEADERS.items()
+        },
+        "required": list(DEAD_LETTER_HEADERS),
     }
 
 
@@ -234,9 +279,14 @@ def write(directory: Path = DEFAULT_DIR) -> list[Path]:
 def stale(directory: Path = DEFAULT_DIR) -> list[str]:
     """Names of the files in `directory` that are missing, differ, or are no longer generated."""
     expected = files()
-    present = {path.name for path in directory.glob("*") if path.is_file()} if directory.is_dir() else set()
+    present = (
+        {path.name for path in directory.glob("*") if path.is_file()}
+        if directory.is_dir()
+        else set()
+    )
     wrong = [
-        name for name, text in expected.items()
+        name
+        for name, text in expected.items()
         if name not in present or (directory / name).read_text(encoding="utf-8") != text
     ]
     return sorted(wrong + sorted(present - set(expected)))
@@ -261,7 +311,11 @@ def to_yaml(value: dict[str, Any]) -> str:
 def _yaml_lines(value: Any, indent: str) -> Iterator[str]:
     if isinstance(value, dict):
         for key, item in value.items():
-            name = key if _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS else json.dumps(key)
+            name = (
+                key
+                if _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS
+                else json.dumps(key)
+            )
             if isinstance(item, (dict, list)) and item:
                 yield f"{indent}{name}:"
                 yield from _yaml_lines(item, indent + "  ")

@@ -177,6 +177,14 @@ class OriginalRecord(BaseModel):
             value_truncated=truncated,
         )
 
+    def raw_key(self) -> bytes | None:
+        """The original key's bytes, for replaying a dead letter."""
+        if self.key is None:
+            return None
+        if self.value_encoding == "base64":
+            return base64.b64decode(self.key)
+        return self.key.encode("utf-8")
+
     def raw_value(self) -> bytes | None:
         """The original value's bytes, for replaying a dead letter."""
         if self.value is None:
@@ -191,7 +199,9 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    schema_version: int = Field(default=SCHEMA_VERSION, description="Version of this event's schema.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, description="Version of this event's schema."
+    )
     # An open list: a code added in a later release must not break readers of this version.
     error: ErrorCode | str = Field(
         union_mode="left_to_right",  # a known code parses as an ErrorCode

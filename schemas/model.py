@@ -45,9 +45,7 @@ class ModelMetadata(BaseModel):
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
         if len(self.thresholds) != len(self.labels):
-            raise ValueError(
-                f"{len(self.thresholds)} thresholds for {len(self.labels)} labels"
-            )
+            raise ValueError(f"{len(self.thresholds)} thresholds for {len(self.labels)} labels")
         if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
             raise ValueError("thresholds must lie in [0, 1]")
         return self

@@ -28,7 +28,9 @@ LABELS = ["Red", "Green", "Blue"]
 COLOURS = {"Red": (230, 20, 20), "Green": (20, 230, 20), "Blue": (20, 20, 230)}
 
 
-def poster_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (60, 90), fmt: str = "JPEG") -> bytes:
+def poster_bytes(
+    colour: tuple[int, int, int], size: tuple[int, int] = (60, 90), fmt: str = "JPEG"
+) -> bytes:
     """A plain poster of one colour."""
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, fmt)
@@ -96,12 +98,16 @@ class Topics:
 def topics(broker: EmbeddedBroker) -> Topics:
     """Fresh topic names (and group) per test, so tests sharing the broker do not meet."""
     suffix = uuid.uuid4().hex[:8]
-    names = Topics(f"movies.new.{suffix}", f"movies.genres.{suffix}", f"movies.new.dlq.{suffix}", f"g-{suffix}")
+    names = Topics(
+        f"movies.new.{suffix}", f"movies.genres.{suffix}", f"movies.new.dlq.{suffix}", f"g-{suffix}"
+    )
     create_topics(broker.bootstrap_servers, {names.input: 2, names.output: 1, names.dlq: 1})
     return names
 
 
-def worker_env(broker: EmbeddedBroker, topics: Topics, model_dir: Path, tmdb: TmdbStandIn, **extra: str) -> dict[str, str]:
+def worker_env(
+    broker: EmbeddedBroker, topics: Topics, model_dir: Path, tmdb: TmdbStandIn, **extra: str
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
@@ -139,7 +145,9 @@ def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes |
     """Send (key, value) pairs and wait for the acknowledgements."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=16 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=16 * 1024 * 1024
+    )
     try:
         for key, value in values:
             producer.send(topic, key=key, value=value)
@@ -155,12 +163,13 @@ def event(tmdb_id: int, **fields: object) -> tuple[bytes, bytes]:
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> list[dict]:
     """Read `topic` from the start until `expected` records arrived (or the timeout)."""
-    from kafka import KafkaConsumer
-
-    from kafka import TopicPartition
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     partitions = consumer.partitions_for_topic(topic) or {0}
     consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])

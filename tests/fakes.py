@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
+from posters import FetchStats, Poster
 from worker.errors import WorkerError
-from posters import Poster
 
 LABELS = ["Red", "Green", "Blue"]
 
@@ -29,8 +29,19 @@ def record(
 ) -> ConsumerRecord:
     """A ConsumerRecord as kafka-python's fetcher returns it."""
     return ConsumerRecord(
-        topic, partition, -1, offset, timestamp, 0, key, value, [], None,
-        len(key or b""), len(value or b""), -1,
+        topic,
+        partition,
+        -1,
+        offset,
+        timestamp,
+        0,
+        key,
+        value,
+        [],
+        None,
+        len(key or b""),
+        len(value or b""),
+        -1,
     )
 
 
@@ -65,15 +76,24 @@ class FakeFuture:
 class FakeProducer:
     """Records every send; `answer(topic, key, value)` decides each send's fate."""
 
-    answer: Callable[[str, bytes | None, bytes], FakeFuture | Exception] = (
-        lambda t, k, v: FakeFuture()
+    answer: Callable[[str, bytes | None, bytes], FakeFuture | Exception] = lambda t, k, v: (
+        FakeFuture()
     )
     sent: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     acknowledged: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
     flushes: int = 0
 
-    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> FakeFuture:
+    headers: list[list[tuple[str, bytes]] | None] = field(default_factory=list)
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None = None,
+        value: bytes = b"",
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> FakeFuture:
         self.sent.append((topic, key, value))
+        self.headers.append(headers)
         fate = self.answer(topic, key, value)
         if isinstance(fate, Exception):
             raise fate
@@ -98,6 +118,10 @@ class FakeConsumer:
     paused: set[TopicPartition] = field(default_factory=set)
     empty_polls: int = 0
     on_poll: Callable[[FakeConsumer], None] | None = None
+    generation: int = 1  # the group generation this member joined; -1: not a member
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        return ConsumerGroupMetadata("g", self.generation, "member-1", None, "stable")
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -145,6 +169,9 @@ class FakeFetcher:
         self.retries = 0
         self.asked: list[int] = []
 
+    def stats(self) -> FetchStats:
+        return FetchStats(self.retries)
+
     async def fetch(self, tmdb_id: int) -> Poster:
         self.asked.append(tmdb_id)
         if self.delay_s:
@@ -167,8 +194,14 @@ class FakeClassifier:
         self.fail = fail or (lambda images: None)
 
     def scores(self, images: list[bytes]) -> np.ndarray:
-        rows = [[0.9, 0.1, 0.1] if i[:1] == b"R" else [0.1, 0.9, 0.1] if i[:1] == b"G"
-                else [0.1, 0.1, 0.9] for i in images]
+        rows = [
+            [0.9, 0.1, 0.1]
+            if i[:1] == b"R"
+            else [0.1, 0.9, 0.1]
+            if i[:1] == b"G"
+            else [0.1, 0.1, 0.9]
+            for i in images
+        ]
         return np.asarray(rows, np.float32).reshape(len(images), 3)
 
     def classify(self, images: list[bytes]) -> list[np.ndarray | WorkerError]:

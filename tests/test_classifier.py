@@ -35,7 +35,7 @@ def test_the_loaded_model_scores_a_batch_and_labels_it(model_dir):
     scores = classifier.scores(images)
     assert scores.shape == (3, 3)
     assert [classifier.genres(row)[0] for row in scores] == [["Red"], ["Green"], ["Blue"]]
-    genres, by_label = classifier.genres(scores[0])
+    _genres, by_label = classifier.genres(scores[0])
     assert set(by_label) == set(LABELS) and by_label["Red"] > 0.9
 
 

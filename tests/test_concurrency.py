@@ -41,8 +41,9 @@ def test_the_rate_limits_cap_the_rate_worth_fetching_for():
 
 
 def test_the_limit_follows_the_latency_ewma_and_stays_fixed_without_a_target():
-    limit = AdaptiveLimit(settings(fetch_target_rate=50, fetch_concurrency=32,
-                                   fetch_concurrency_min=2))
+    limit = AdaptiveLimit(
+        settings(fetch_target_rate=50, fetch_concurrency=32, fetch_concurrency_min=2)
+    )
     assert limit.adaptive and limit.limit == 32  # nothing known yet: the cap
     limit.observe(0.1)
     assert limit.limit == 10  # 50 x 2 x 0.1

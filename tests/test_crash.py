@@ -18,7 +18,15 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from demo.tmdb import StandInMovie, TmdbStandIn
-from tests.conftest import COLOURS, build_tiny_model, event, poster_bytes, produce, start_worker, worker_env
+from tests.conftest import (
+    COLOURS,
+    build_tiny_model,
+    event,
+    poster_bytes,
+    produce,
+    start_worker,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
@@ -30,7 +38,9 @@ def written(bootstrap: str, *topics: str) -> int:
     """Records in `topics` so far (sum of end offsets)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
-        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})]
+        parts = [
+            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})
+        ]
         return sum(consumer.end_offsets(parts).values())
     finally:
         consumer.close()
@@ -38,7 +48,12 @@ def written(bootstrap: str, *topics: str) -> int:
 
 def read_ids(bootstrap: str, topic: str) -> Counter[int]:
     """How many records in `topic` name each tmdb_id (outputs and dead letters alike)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
     consumer.assign(parts)
     ends = consumer.end_offsets(parts)
@@ -54,7 +69,9 @@ def read_ids(bootstrap: str, topic: str) -> Counter[int]:
     return counts
 
 
-def wait_for(predicate, timeout_s: float, what: str, process: subprocess.Popen[str] | None = None) -> None:
+def wait_for(
+    predicate, timeout_s: float, what: str, process: subprocess.Popen[str] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if process is not None and process.poll() is not None:
@@ -81,7 +98,9 @@ def standin_for(request: pytest.FixtureRequest):
     return make
 
 
-def test_sigkill_at_random_moments_loses_nothing(broker, topics, tmp_path: Path, model_dir: Path, standin_for) -> None:
+def test_sigkill_at_random_moments_loses_nothing(
+    broker, topics, tmp_path: Path, model_dir: Path, standin_for
+) -> None:
     rng = random.Random(6)
     total, kills = 2000, 4
     models = tmp_path / "models"
@@ -89,13 +108,15 @@ def test_sigkill_at_random_moments_loses_nothing(broker, topics, tmp_path: Path,
     standin = standin_for(range(1, total + 1))
     produce(broker.bootstrap_servers, topics.input, [event(i) for i in range(1, total + 1)])
     env = worker_env(broker, topics, models, standin, BATCH_SIZE=str(BATCH), MODEL_POLL_S="1")
-    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)  # noqa: E731
+    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)
     started = time.monotonic()
     for n in range(kills):
         process = start_worker(env)
         before = done()
         wait_for(lambda: done() > before, 90, "progress after a restart", process)
-        if n == 1:  # a new model version appears while events stream; the kill lands during or after the reload
+        if (
+            n == 1
+        ):  # a new model version appears while events stream; the kill lands during or after the reload
             build_tiny_model(models, bias=-3.0)
         time.sleep(rng.uniform(0.3, 2.5))
         assert done() < total, "the stream finished before the kill; make it longer"
@@ -118,32 +139,43 @@ def test_sigkill_at_random_moments_loses_nothing(broker, topics, tmp_path: Path,
     print(f"crash: {total} events, {kills} SIGKILLs, {duplicates} duplicates, 0 lost, {took:.0f} s")
 
 
-def test_a_second_worker_takes_over_when_one_is_killed(broker, topics, model_dir: Path, standin_for) -> None:
+def test_a_second_worker_takes_over_when_one_is_killed(
+    broker, topics, model_dir: Path, standin_for
+) -> None:
     total = 600
     standin = standin_for(range(1, total + 1))
     produce(broker.bootstrap_servers, topics.input, [event(i) for i in range(1, total + 1)])
     env = worker_env(broker, topics, model_dir, standin, BATCH_SIZE="16")
     first, second = start_worker(env), start_worker(env)
-    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)  # noqa: E731
+    done = lambda: written(broker.bootstrap_servers, topics.output, topics.dlq)
     try:
         wait_for(lambda: done() >= 40, 90, "both workers to start", first)
         kill(first)
         at_kill = done()
         assert at_kill < total
-        wait_for(lambda: len(read_ids(broker.bootstrap_servers, topics.output)) >= total, 120, "the survivor to finish", second)
+        wait_for(
+            lambda: len(read_ids(broker.bootstrap_servers, topics.output)) >= total,
+            120,
+            "the survivor to finish",
+            second,
+        )
     finally:
         for process in (first, second):
             if process.poll() is None:
                 process.terminate()
         out, _ = second.communicate(timeout=60)
     assert second.returncode == 0, out[-3000:]
-    assert "partitions assigned" in out and out.count("partitions assigned") >= 2, "the survivor never took over"
+    assert "partitions assigned" in out and out.count("partitions assigned") >= 2, (
+        "the survivor never took over"
+    )
     outputs = read_ids(broker.bootstrap_servers, topics.output)
     assert set(outputs) == set(range(1, total + 1))
     assert sum(outputs.values()) - total <= 3 * 16
 
 
-def test_the_worker_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path, model_dir: Path, standin_for) -> None:
+def test_the_worker_waits_for_a_broker_that_is_not_there_yet(
+    tmp_path: Path, model_dir: Path, standin_for
+) -> None:
     from demo.broker import EmbeddedBroker, create_topics
     from tests.conftest import Topics, consume_all
 
@@ -167,7 +199,9 @@ def test_the_worker_waits_for_a_broker_that_is_not_there_yet(tmp_path: Path, mod
     assert process.returncode == 0, out[-3000:]
 
 
-def test_losing_the_broker_mid_run_neither_commits_nor_crash_loops(tmp_path: Path, model_dir: Path, standin_for) -> None:
+def test_losing_the_broker_mid_run_neither_commits_nor_crash_loops(
+    tmp_path: Path, model_dir: Path, standin_for
+) -> None:
     from demo.broker import EmbeddedBroker, create_topics
     from tests.conftest import Topics, consume_all
 

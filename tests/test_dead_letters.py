@@ -97,13 +97,21 @@ def test_a_refused_output_is_sent_again_as_a_dead_letter_not_retried_forever():
     job.poster, classifier = poster(603, b"R"), FakeClassifier()
     job.scores = classifier.scores([b"R"])[0]
     producer = FakeProducer(refusing({"out"}, TopicAuthorizationFailedError("out")))
-    publisher = Publisher(producer, WorkerMetrics(), threading.Event(), lambda: None,
-                          shrink=builder.refused, first_pause_s=30)
+    publisher = Publisher(
+        producer,
+        WorkerMetrics(),
+        threading.Event(),
+        lambda: None,
+        shrink=builder.refused,
+        first_pause_s=30,
+    )
     assert publisher.publish([builder.build(job, classifier)]) is Outcome.ACKNOWLEDGED
     assert [topic for topic, _, _ in producer.sent] == ["out", "dlq"]
     letter = json.loads(producer.acknowledged[0][2])
     assert letter["error"] == "internal_error" and letter["source_event_id"] == "ev-1"
-    assert "refused the output" in letter["detail"] and "TopicAuthorizationFailed" in letter["detail"]
+    assert (
+        "refused the output" in letter["detail"] and "TopicAuthorizationFailed" in letter["detail"]
+    )
 
 
 def test_a_dead_letter_refused_by_the_producer_is_sent_again_without_its_value():
@@ -116,8 +124,14 @@ def test_a_dead_letter_refused_by_the_producer_is_sent_again_without_its_value()
         return FakeFuture()
 
     producer = FakeProducer(answer)
-    publisher = Publisher(producer, WorkerMetrics(), threading.Event(), lambda: None,
-                          shrink=builder.refused, first_pause_s=30)
+    publisher = Publisher(
+        producer,
+        WorkerMetrics(),
+        threading.Event(),
+        lambda: None,
+        shrink=builder.refused,
+        first_pause_s=30,
+    )
     assert publisher.publish([builder.build(job, None)]) is Outcome.ACKNOWLEDGED
     assert len(producer.sent) == 2
     letter = json.loads(producer.acknowledged[0][2])
@@ -133,8 +147,9 @@ def test_when_even_the_smallest_dead_letter_is_refused_the_worker_exits_1_uncomm
     settings = WorkerSettings(output_topic="out", dlq_topic="dlq", batch_linger_ms=0)
     runner = AsyncRunner()
     try:
-        worker = Worker(settings, consumer, producer, FakeFetcher({}), runner,
-                        FakeModels(FakeClassifier()))
+        worker = Worker(
+            settings, consumer, producer, FakeFetcher({}), runner, FakeModels(FakeClassifier())
+        )
         worker.run(exit_when_idle=0.0)
     finally:
         runner.close()
@@ -145,7 +160,9 @@ def test_when_even_the_smallest_dead_letter_is_refused_the_worker_exits_1_uncomm
 
 
 @pytest.mark.slow
-def test_a_huge_key_and_an_escaped_value_reach_the_dead_letter_topic(broker, topics, model_dir, tmdb):
+def test_a_huge_key_and_an_escaped_value_reach_the_dead_letter_topic(
+    broker, topics, model_dir, tmdb
+):
     tmdb.movies[7] = StandInMovie(poster_bytes(COLOURS["Red"]))
     produce(broker.bootstrap_servers, topics.input, [(BIG_KEY, BIG_VALUE), (b"small", BIG_VALUE)])
     produce(broker.bootstrap_servers, topics.input, [event(7)])
@@ -176,7 +193,9 @@ def committed(bootstrap: str, topics) -> int:
     """The group's committed offsets of the input topic, summed over partitions."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group)
     try:
-        parts = [TopicPartition(topics.input, p) for p in consumer.partitions_for_topic(topics.input)]
+        parts = [
+            TopicPartition(topics.input, p) for p in consumer.partitions_for_topic(topics.input)
+        ]
         return sum(consumer.committed(tp) or 0 for tp in parts)
     finally:
         consumer.close()

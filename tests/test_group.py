@@ -48,8 +48,14 @@ def test_an_unknown_position_is_unknown_lag_not_zero():
 def test_sigterm_is_handled_while_the_coordinator_is_away():
     consumer = CoordinatorAway(assigned={TP0, TP1}, ends={TP0: 5, TP1: 5})
     runner = AsyncRunner()
-    worker = Worker(WorkerSettings(), consumer, FakeProducer(), FakeFetcher({}), runner,
-                    FakeModels(FakeClassifier()))
+    worker = Worker(
+        WorkerSettings(),
+        consumer,
+        FakeProducer(),
+        FakeFetcher({}),
+        runner,
+        FakeModels(FakeClassifier()),
+    )
     threading.Timer(0.3, worker.stop).start()
     began = time.monotonic()
     try:
@@ -95,8 +101,14 @@ def run_with_rebalance(rebalances: bool) -> tuple[Worker, list[dict]]:
         worker.on_partitions_assigned({TP0, TP1})  # B left: TP0 is back
 
     fetcher = RebalancingFetcher({1: poster(1), 2: poster(2)}, rebalance)
-    worker = Worker(WorkerSettings(batch_linger_ms=0), consumer, FakeProducer(), fetcher, runner,
-                    FakeModels(FakeClassifier()))
+    worker = Worker(
+        WorkerSettings(batch_linger_ms=0),
+        consumer,
+        FakeProducer(),
+        fetcher,
+        runner,
+        FakeModels(FakeClassifier()),
+    )
     worker.on_partitions_assigned({TP0, TP1})
     try:
         worker.run(exit_when_idle=0.0)
@@ -118,8 +130,14 @@ def test_a_batch_whose_partitions_were_reassigned_while_it_ran_is_not_committed(
 
 
 def test_partitions_kept_through_rebalances_are_committed_under_a_cooperative_style_listener():
-    worker = Worker(WorkerSettings(), FakeConsumer(assigned={TP0, TP1}), FakeProducer(),
-                    FakeFetcher({}), AsyncRunner(), FakeModels(FakeClassifier()))
+    worker = Worker(
+        WorkerSettings(),
+        FakeConsumer(assigned={TP0, TP1}),
+        FakeProducer(),
+        FakeFetcher({}),
+        AsyncRunner(),
+        FakeModels(FakeClassifier()),
+    )
     worker.on_partitions_assigned({TP0, TP1})
     polled = worker.assignments.generations({TP0, TP1})
     worker.on_partitions_assigned({TopicPartition("movies.new", 2)})  # only additions

@@ -66,7 +66,8 @@ def test_readiness_check_that_raises_is_503(metrics: WorkerMetrics) -> None:
 
 def test_metrics_exposition(metrics: WorkerMetrics) -> None:
     metrics.events_consumed.inc(3)
-    metrics.outputs_produced.inc(2)
+    metrics.acknowledged("", None, model_version=3)
+    metrics.acknowledged("", None, model_version=3)
     metrics.dead_letters.labels(code="poster_not_found").inc()
     metrics.model_version.set(7)
     metrics.set_lag("movies.new", 4, 12)
@@ -76,7 +77,8 @@ def test_metrics_exposition(metrics: WorkerMetrics) -> None:
     assert status == 200
     assert ctype.startswith("text/plain; version=")
     assert "genre_worker_events_consumed_total 3.0" in body
-    assert "genre_worker_outputs_produced_total 2.0" in body
+    assert 'genre_worker_outputs_produced_total{model_version="3"} 2.0' in body
+    assert "genre_worker_last_output_timestamp_seconds 1." in body
     assert 'genre_worker_dead_letters_total{code="poster_not_found"} 1.0' in body
     assert "genre_worker_model_version 7.0" in body
     assert 'genre_worker_consumer_lag{partition="4",topic="movies.new"} 12.0' in body
@@ -132,18 +134,23 @@ def test_model_says_what_the_served_version_means(metrics: WorkerMetrics, tmp_pa
 
     version = build_tiny_model(tmp_path)
     meta = json.loads((version / "metadata.json").read_text())
-    per_genre = [{"genre": g, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3}
-                 for g in LABELS]
+    per_genre = [
+        {"genre": g, "precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3} for g in LABELS
+    ]
     meta["metrics"] = {"split": "test", "macro_f1": 0.5, "per_genre": per_genre}
     meta["training_data"] = {"excluded_genres": ["IMAX"]}
     (version / "metadata.json").write_text(json.dumps(meta))
     watcher = ModelWatcher(tmp_path, poll_s=60)
     try:
-        with HealthServer("127.0.0.1", 0, metrics, lambda: (True, "ready"),
-                          model=lambda: describe(watcher)) as server:
+        with HealthServer(
+            "127.0.0.1", 0, metrics, lambda: (True, "ready"), model=lambda: describe(watcher)
+        ) as server:
             status, ctype, body = get(server.port, "/model")
-            assert (status, ctype, json.loads(body)) == (503, "application/json",
-                                                         {"error": "no model loaded"})
+            assert (status, ctype, json.loads(body)) == (
+                503,
+                "application/json",
+                {"error": "no model loaded"},
+            )
             watcher.load_initial()
             status, ctype, body = get(server.port, "/model")
     finally:

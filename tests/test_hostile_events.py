@@ -16,7 +16,15 @@ import pytest
 
 from demo.tmdb import StandInMovie
 from schemas import DeadLetter, EventDecodeError, OriginalRecord, decode_new_movie
-from tests.conftest import COLOURS, consume_all, event, poster_bytes, produce, start_worker, worker_env
+from tests.conftest import (
+    COLOURS,
+    consume_all,
+    event,
+    poster_bytes,
+    produce,
+    start_worker,
+    worker_env,
+)
 
 MAX_EVENT_BYTES = 64 * 1024
 KEEP_BYTES = 256 * 1024
@@ -43,7 +51,11 @@ CORPUS: list[tuple[str, bytes | None, str]] = [
     ("id null", b'{"tmdb_id": null}', "tmdb_id"),
     ("id as string", b'{"tmdb_id": "603"}', "tmdb_id: Input should be a valid integer"),
     ("id with spaces", b'{"tmdb_id": " 603 "}', "tmdb_id: Input should be a valid integer"),
-    ("id in unicode digits", '{"tmdb_id": "٦٠٣"}'.encode(), "tmdb_id: Input should be a valid integer"),
+    (
+        "id in unicode digits",
+        '{"tmdb_id": "٦٠٣"}'.encode(),
+        "tmdb_id: Input should be a valid integer",
+    ),
     ("id true", b'{"tmdb_id": true}', "tmdb_id: Input should be a valid integer"),
     ("id false", b'{"tmdb_id": false}', "tmdb_id: Input should be a valid integer"),
     ("id float 1.0", b'{"tmdb_id": 1.0}', "tmdb_id: Input should be a valid integer"),
@@ -65,24 +77,50 @@ CORPUS: list[tuple[str, bytes | None, str]] = [
     ("utf-16", '{"tmdb_id": 603}'.encode("utf-16"), "not UTF-8"),
     ("byte order mark", b'\xef\xbb\xbf{"tmdb_id": 603}', "not JSON"),
     ("lone surrogate", b'{"tmdb_id": 603, "title": "\\ud800"}', "title"),
-    ("title as object", b'{"tmdb_id": 603, "title": {"en": "Alien"}}', "title: Input should be a valid string"),
-    ("nested junk title", b'{"tmdb_id": 603, "title": [[{"a": [null, {}]}]]}', "title: Input should be a valid string"),
+    (
+        "title as object",
+        b'{"tmdb_id": 603, "title": {"en": "Alien"}}',
+        "title: Input should be a valid string",
+    ),
+    (
+        "nested junk title",
+        b'{"tmdb_id": 603, "title": [[{"a": [null, {}]}]]}',
+        "title: Input should be a valid string",
+    ),
     ("deep nesting", _deep(30_000), "not JSON"),
-    ("huge title", json.dumps({"tmdb_id": 603, "title": "x" * 60_000}).encode(), "at most 2000 characters"),
+    (
+        "huge title",
+        json.dumps({"tmdb_id": 603, "title": "x" * 60_000}).encode(),
+        "at most 2000 characters",
+    ),
     ("empty event_id", b'{"tmdb_id": 603, "event_id": ""}', "event_id"),
-    ("event_id number", b'{"tmdb_id": 603, "event_id": 17}', "event_id: Input should be a valid string"),
+    (
+        "event_id number",
+        b'{"tmdb_id": 603, "event_id": 17}',
+        "event_id: Input should be a valid string",
+    ),
     ("bad occurred_at", b'{"tmdb_id": 603, "occurred_at": "yesterday"}', "occurred_at"),
     ("naive occurred_at", b'{"tmdb_id": 603, "occurred_at": "2026-01-01T00:00:00"}', "occurred_at"),
     ("schema_version 0", b'{"tmdb_id": 603, "schema_version": 0}', "schema_version"),
     ("schema_version string", b'{"tmdb_id": 603, "schema_version": "1"}', "schema_version"),
-    ("over the size limit", json.dumps({"tmdb_id": 603, "pad": "y" * 70_000}).encode(), "over the limit of 65536"),
-    ("10 MB value", b'{"tmdb_id": 603, "pad": "' + b"z" * (10 * 1024 * 1024) + b'"}', "over the limit of 65536"),
+    (
+        "over the size limit",
+        json.dumps({"tmdb_id": 603, "pad": "y" * 70_000}).encode(),
+        "over the limit of 65536",
+    ),
+    (
+        "10 MB value",
+        b'{"tmdb_id": 603, "pad": "' + b"z" * (10 * 1024 * 1024) + b'"}',
+        "over the limit of 65536",
+    ),
     ("binary noise", bytes(range(256)) * 4, "not UTF-8"),
 ]
 
 
 @pytest.mark.parametrize("kind,value,fragment", CORPUS, ids=[kind for kind, _, _ in CORPUS])
-def test_each_hostile_value_is_an_invalid_event_with_a_clear_detail(kind: str, value: bytes | None, fragment: str) -> None:
+def test_each_hostile_value_is_an_invalid_event_with_a_clear_detail(
+    kind: str, value: bytes | None, fragment: str
+) -> None:
     with pytest.raises(EventDecodeError) as caught:
         decode_new_movie(value, MAX_EVENT_BYTES)
     detail = str(caught.value)
@@ -113,7 +151,11 @@ def test_raw_values_are_kept_as_text_or_base64_and_truncated_beyond_256_kib() ->
     cut = OriginalRecord.from_raw("movies.new", 1, 8, None, b"x" + accented)
     assert cut.value_truncated and cut.raw_value() == (b"x" + accented)[:KEEP_BYTES]
     letter = DeadLetter(
-        error="invalid_event", detail="d", attempts=0, failed_at="2026-01-01T00:00:00Z", original=kept
+        error="invalid_event",
+        detail="d",
+        attempts=0,
+        failed_at="2026-01-01T00:00:00Z",
+        original=kept,
     )
     assert len(letter.model_dump_json()) < 2 * 1024 * 1024  # fits the producer's max request
 
@@ -127,7 +169,9 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.mark.slow
-def test_hostile_values_through_the_worker_each_end_as_one_dead_letter(broker, topics, model_dir, tmdb):
+def test_hostile_values_through_the_worker_each_end_as_one_dead_letter(
+    broker, topics, model_dir, tmdb
+):
     for tmdb_id in range(1, 21):
         tmdb.movies[tmdb_id] = StandInMovie(poster_bytes(COLOURS["Green"]))
     process = start_worker(worker_env(broker, topics, model_dir, tmdb))
@@ -154,7 +198,11 @@ def test_hostile_values_through_the_worker_each_end_as_one_dead_letter(broker, t
     by_key: dict[str, dict] = {}
     for letter in letters:
         original = letter["original"]
-        key = original["key"] if original["value_encoding"] == "utf-8" else base64.b64decode(original["key"]).decode()
+        key = (
+            original["key"]
+            if original["value_encoding"] == "utf-8"
+            else base64.b64decode(original["key"]).decode()
+        )
         assert key not in by_key, f"two dead letters for {key}"
         by_key[key] = letter
     for i, (kind, value, fragment) in enumerate(CORPUS):

@@ -24,15 +24,23 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
-from schemas import ErrorCode
 from common.kafka import security_config
 from common.logs import RedactFilter
+from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
 from posters import FetchSettings, HostNotAllowed, PosterError, PosterFetcher
 from posters.net import AddressGuard, CheckedBackend, blocked_reason, literal_address
-from worker.settings import WorkerSettings
-from tests.conftest import COLOURS, consume_all, event, poster_bytes, produce, start_worker, worker_env
+from schemas import ErrorCode
+from tests.conftest import (
+    COLOURS,
+    consume_all,
+    event,
+    poster_bytes,
+    produce,
+    start_worker,
+    worker_env,
+)
 from tests.test_hostile_events import rss_kib
+from worker.settings import WorkerSettings
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 MiB = 1024 * 1024
@@ -45,10 +53,17 @@ def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose header declares `width` x `height` (its pixel data is a token few bytes)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_declaring(width: int, height: int) -> bytes:
@@ -72,8 +87,21 @@ def serve(body: bytes, content_type: str | None, headers: dict[str, str] | None 
 class Stream:
     """Send `total` bytes in chunks, optionally lying about or omitting the length; count what got out."""
 
-    def __init__(self, total: int, content_type: str, declare: bool, chunk: int = 64 * 1024, pause_s: float = 0.0):
-        self.total, self.content_type, self.declare, self.chunk, self.pause_s = total, content_type, declare, chunk, pause_s
+    def __init__(
+        self,
+        total: int,
+        content_type: str,
+        declare: bool,
+        chunk: int = 64 * 1024,
+        pause_s: float = 0.0,
+    ):
+        self.total, self.content_type, self.declare, self.chunk, self.pause_s = (
+            total,
+            content_type,
+            declare,
+            chunk,
+            pause_s,
+        )
         self.sent = 0
 
     def __call__(self, h: BaseHTTPRequestHandler) -> None:
@@ -106,7 +134,9 @@ def install_hostile(standin: TmdbStandIn) -> tuple[dict[int, tuple[str, str]], d
     streams: dict[str, Stream] = {}
 
     def page_to(tmdb_id: int, image_url: str) -> None:
-        standin.movies[tmdb_id] = StandInMovie(good, title=f"Hostile {tmdb_id}", poster_url=image_url)
+        standin.movies[tmdb_id] = StandInMovie(
+            good, title=f"Hostile {tmdb_id}", poster_url=image_url
+        )
 
     def image_route(tmdb_id: int, route: Route, code: str, fragment: str) -> None:
         path = f"/img/{tmdb_id}.jpg"
@@ -121,40 +151,100 @@ def install_hostile(standin: TmdbStandIn) -> tuple[dict[int, tuple[str, str]], d
     page_route(701, redirect("/movie/701-loop"), "fetch_failed", "redirects")
     standin.routes["/movie/701-loop"] = redirect("/movie/701")
     page_route(702, redirect(f"http://127.0.0.2:{port}/movie/702"), "host_not_allowed", "127.0.0.2")
-    page_route(703, redirect("http://169.254.169.254/latest/meta-data/"), "host_not_allowed", "169.254.169.254")
+    page_route(
+        703,
+        redirect("http://169.254.169.254/latest/meta-data/"),
+        "host_not_allowed",
+        "169.254.169.254",
+    )
     page_route(704, redirect("http://10.0.0.1/admin"), "host_not_allowed", "10.0.0.1")
     page_route(705, redirect("file:///etc/passwd"), "host_not_allowed", "file:///etc/passwd")
     page_route(706, redirect(f"gopher://127.0.0.1:{port}/_SET"), "host_not_allowed", "gopher://")
-    page_route(707, redirect(f"http://user:pw@127.0.0.1:{port}/movie/1"), "host_not_allowed", "allowlist")
+    page_route(
+        707, redirect(f"http://user:pw@127.0.0.1:{port}/movie/1"), "host_not_allowed", "allowlist"
+    )
     page_to(708, "http://images.example.net/p/708.jpg")
     expected[708] = ("host_not_allowed", "images.example.net")
-    image_route(709, serve(b"\xff" * (50 * MiB), "image/jpeg"), "poster_too_large", "52428800 bytes")
+    image_route(
+        709, serve(b"\xff" * (50 * MiB), "image/jpeg"), "poster_too_large", "52428800 bytes"
+    )
     streams["undeclared"] = Stream(50 * MiB, "image/jpeg", declare=False)
     image_route(710, streams["undeclared"], "poster_too_large", "over the cap")
-    image_route(711, serve(jpeg_declaring(65000, 65000), "image/jpeg"), "poster_too_large", "pixels")
-    image_route(712, serve(png_declaring(50_000, 50_000), "image/png"), "poster_too_large", "pixels")
+    image_route(
+        711, serve(jpeg_declaring(65000, 65000), "image/jpeg"), "poster_too_large", "pixels"
+    )
+    image_route(
+        712, serve(png_declaring(50_000, 50_000), "image/png"), "poster_too_large", "pixels"
+    )
     image_route(713, serve(png_declaring(8000, 8000), "image/png"), "poster_too_large", "8000x8000")
     noisy = io.BytesIO()
     Image.frombytes("RGB", (200, 300), bytes(range(251)) * 718).save(noisy, "JPEG")
-    image_route(714, serve(noisy.getvalue()[: len(noisy.getvalue()) // 2], "image/jpeg"), "poster_unreadable", "decode")
-    image_route(715, serve(b"<html><body>Not found</body></html>", "image/jpeg"), "poster_unreadable", "not an image")
+    image_route(
+        714,
+        serve(noisy.getvalue()[: len(noisy.getvalue()) // 2], "image/jpeg"),
+        "poster_unreadable",
+        "decode",
+    )
+    image_route(
+        715,
+        serve(b"<html><body>Not found</body></html>", "image/jpeg"),
+        "poster_unreadable",
+        "not an image",
+    )
     streams["trickle"] = Stream(1000, "image/jpeg", declare=True, chunk=1, pause_s=1.0)
     image_route(716, streams["trickle"], "fetch_failed", "took over")
     bomb = gzip.compress(b"<html>" + b" " * (200 * MiB) + b"</html>", 9)
-    page_route(717, serve(bomb, "text/html", {"Content-Encoding": "gzip"}), "fetch_failed", "decompresses to more than")
-    page_route(718, serve(b"<html>" + b"a" * (3 * MiB) + b"</html>", "text/html"), "fetch_failed", "over the cap")
-    junk = b"".join(b'<img class="poster" src="http://evil.example/%d.jpg">' % i for i in range(20_000))
-    page_route(719, serve(b"<html><body>" + junk + b"</body></html>", "text/html"), "host_not_allowed", "evil.example")
-    latin = "<html><body><p>Amélie, ça</p><img src='/nothing.png'></body></html>".encode("latin-1") + b"\xff\xfe\x80"
-    page_route(720, serve(latin, "text/html; charset=x-no-such-charset"), "poster_not_found", "no poster")
+    page_route(
+        717,
+        serve(bomb, "text/html", {"Content-Encoding": "gzip"}),
+        "fetch_failed",
+        "decompresses to more than",
+    )
+    page_route(
+        718,
+        serve(b"<html>" + b"a" * (3 * MiB) + b"</html>", "text/html"),
+        "fetch_failed",
+        "over the cap",
+    )
+    junk = b"".join(
+        b'<img class="poster" src="http://evil.example/%d.jpg">' % i for i in range(20_000)
+    )
+    page_route(
+        719,
+        serve(b"<html><body>" + junk + b"</body></html>", "text/html"),
+        "host_not_allowed",
+        "evil.example",
+    )
+    latin = (
+        "<html><body><p>Amélie, ça</p><img src='/nothing.png'></body></html>".encode("latin-1")
+        + b"\xff\xfe\x80"
+    )
+    page_route(
+        720, serve(latin, "text/html; charset=x-no-such-charset"), "poster_not_found", "no poster"
+    )
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
     image_route(721, serve(svg, "image/svg+xml"), "poster_unreadable", "not an image")
     image_route(722, serve(b"", "image/jpeg"), "poster_unreadable", "0 bytes")
     image_route(723, serve(good, None), "poster_unreadable", "untyped")
     image_bomb = gzip.compress(b"\0" * (100 * MiB), 9)
-    image_route(724, serve(image_bomb, "image/png", {"Content-Encoding": "gzip"}), "poster_too_large", "decompresses")
-    image_route(725, serve(good, "image/jpeg", {"Content-Encoding": "br"}), "fetch_failed", "content-encoding 'br'")
-    page_route(726, serve(page_html(StandInMovie(good), "javascript:alert(1)").encode(), "text/html"), "poster_not_found", "no poster")
+    image_route(
+        724,
+        serve(image_bomb, "image/png", {"Content-Encoding": "gzip"}),
+        "poster_too_large",
+        "decompresses",
+    )
+    image_route(
+        725,
+        serve(good, "image/jpeg", {"Content-Encoding": "br"}),
+        "fetch_failed",
+        "content-encoding 'br'",
+    )
+    page_route(
+        726,
+        serve(page_html(StandInMovie(good), "javascript:alert(1)").encode(), "text/html"),
+        "poster_not_found",
+        "no poster",
+    )
     return expected, streams
 
 
@@ -168,13 +258,22 @@ class NoEgress(httpcore.AsyncNetworkBackend):
         self.inner = inner
         self.attempts: list[str] = []
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: Any = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: Any = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
         self.attempts.append(host)
         if host != "127.0.0.1":
             raise AssertionError(f"a test tried to connect to {host}")
         return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
         raise AssertionError("unix socket")
 
     async def sleep(self, seconds: float) -> None:
@@ -189,21 +288,23 @@ def no_egress(fetcher: PosterFetcher) -> NoEgress:
 
 
 def fetch_settings(standin: TmdbStandIn, **overrides: Any) -> FetchSettings:
-    values: dict[str, Any] = dict(
-        tmdb_base_url=standin.base_url,
-        poster_hosts=[standin.host],
-        request_timeout_s=2.0,
-        read_timeout_s=2.0,
-        fetch_attempts=2,
-        backoff_base_s=0.05,
-        backoff_max_s=0.2,
-        fetch_deadline_s=20.0,
-    )
+    values: dict[str, Any] = {
+        "tmdb_base_url": standin.base_url,
+        "poster_hosts": [standin.host],
+        "request_timeout_s": 2.0,
+        "read_timeout_s": 2.0,
+        "fetch_attempts": 2,
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 0.2,
+        "fetch_deadline_s": 20.0,
+    }
     values.update(overrides)
     return FetchSettings(**values)
 
 
-def fetch_all(settings: FetchSettings, ids: list[int], **kwargs: Any) -> tuple[dict[int, Any], NoEgress, PosterFetcher]:
+def fetch_all(
+    settings: FetchSettings, ids: list[int], **kwargs: Any
+) -> tuple[dict[int, Any], NoEgress, PosterFetcher]:
     """Fetch every id concurrently; {id: Poster or the exception}."""
 
     async def main() -> tuple[dict[int, Any], NoEgress, PosterFetcher]:
@@ -233,8 +334,14 @@ def test_each_hostile_answer_is_a_permanent_error_with_a_clear_code(hostile_site
         result = results[tmdb_id]
         if not isinstance(result, PosterError):
             problems.append(f"{tmdb_id}: {result!r}")
-        elif result.code != code or fragment not in result.detail or result.code == ErrorCode.INTERNAL_ERROR:
-            problems.append(f"{tmdb_id}: {result.code} {result.detail!r}, expected {code} with {fragment!r}")
+        elif (
+            result.code != code
+            or fragment not in result.detail
+            or result.code == ErrorCode.INTERNAL_ERROR
+        ):
+            problems.append(
+                f"{tmdb_id}: {result.code} {result.detail!r}, expected {code} with {fragment!r}"
+            )
     # 714 (a truncated JPEG) passes the header check; the model refuses it (see the end-to-end test)
     assert problems == [f"714: {results[714]!r}"], "\n".join(problems)
     assert set(egress.attempts) == {"127.0.0.1"}
@@ -245,11 +352,27 @@ def test_each_hostile_answer_is_a_permanent_error_with_a_clear_code(hostile_site
 @pytest.mark.parametrize(
     "address,blocked",
     [
-        ("127.0.0.1", True), ("127.0.0.2", True), ("10.0.0.1", True), ("172.16.5.4", True), ("192.168.1.1", True),
-        ("169.254.169.254", True), ("100.64.0.1", True), ("0.0.0.0", True), ("224.0.0.1", True),
-        ("255.255.255.255", True), ("::1", True), ("fe80::1", True), ("fd00::1", True), ("::ffff:169.254.169.254", True),
-        ("::ffff:10.0.0.1", True), ("2002:a00:1::", True), ("ff02::1", True), ("::", True),
-        ("93.184.216.34", False), ("2606:4700:4700::1111", False), ("::ffff:8.8.8.8", False),
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("10.0.0.1", True),
+        ("172.16.5.4", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),
+        ("100.64.0.1", True),
+        ("0.0.0.0", True),
+        ("224.0.0.1", True),
+        ("255.255.255.255", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("fd00::1", True),
+        ("::ffff:169.254.169.254", True),
+        ("::ffff:10.0.0.1", True),
+        ("2002:a00:1::", True),
+        ("ff02::1", True),
+        ("::", True),
+        ("93.184.216.34", False),
+        ("2606:4700:4700::1111", False),
+        ("::ffff:8.8.8.8", False),
     ],
 )
 def test_address_classification(address: str, blocked: bool) -> None:
@@ -269,14 +392,28 @@ def resolver_of(table: dict[str, list[str]], calls: list[str]) -> Any:
 def test_the_guard_checks_every_answer_and_trusts_only_configured_literals() -> None:
     calls: list[str] = []
     guard = AddressGuard.from_urls_and_hosts(
-        ["http://127.0.0.1:8000"], ["image.tmdb.org", "[::1]:9000", "10.1.2.3:80"],
-        resolver_of({"a.test": ["93.184.216.34"], "b.test": ["93.184.216.34", "10.0.0.1"], "c.test": ["10.1.2.3"]}, calls),
+        ["http://127.0.0.1:8000"],
+        ["image.tmdb.org", "[::1]:9000", "10.1.2.3:80"],
+        resolver_of(
+            {
+                "a.test": ["93.184.216.34"],
+                "b.test": ["93.184.216.34", "10.0.0.1"],
+                "c.test": ["10.1.2.3"],
+            },
+            calls,
+        ),
     )
-    assert guard.trusted == {literal_address("127.0.0.1"), literal_address("::1"), literal_address("10.1.2.3")}
+    assert guard.trusted == {
+        literal_address("127.0.0.1"),
+        literal_address("::1"),
+        literal_address("10.1.2.3"),
+    }
     assert asyncio.run(guard.resolve("a.test", 443)) == ["93.184.216.34"]
     with pytest.raises(HostNotAllowed, match="b.test, which resolves to private address 10.0.0.1"):
         asyncio.run(guard.resolve("b.test", 443))
-    assert asyncio.run(guard.resolve("c.test", 80)) == ["10.1.2.3"]  # a configured literal is trusted
+    assert asyncio.run(guard.resolve("c.test", 80)) == [
+        "10.1.2.3"
+    ]  # a configured literal is trusted
     with pytest.raises(HostNotAllowed, match="127.0.0.2"):
         asyncio.run(guard.resolve("127.0.0.2", 80))
     assert calls == ["a.test", "b.test", "c.test"]
@@ -285,10 +422,14 @@ def test_the_guard_checks_every_answer_and_trusts_only_configured_literals() -> 
 def test_a_name_resolving_to_a_private_address_is_refused_before_connecting() -> None:
     with TmdbStandIn() as standin:
         port = standin.host.rsplit(":", 1)[1]
-        settings = fetch_settings(standin, tmdb_base_url=f"http://tmdb.test:{port}", poster_hosts=[])
+        settings = fetch_settings(
+            standin, tmdb_base_url=f"http://tmdb.test:{port}", poster_hosts=[]
+        )
         for answer in (["10.0.0.1"], ["169.254.169.254"], ["127.0.0.1"], ["::ffff:127.0.0.1"]):
             calls: list[str] = []
-            results, egress, _ = fetch_all(settings, [1], resolver=resolver_of({"tmdb.test": answer}, calls))
+            results, egress, _ = fetch_all(
+                settings, [1], resolver=resolver_of({"tmdb.test": answer}, calls)
+            )
             assert isinstance(results[1], HostNotAllowed), results[1]
             assert "not a public address" in results[1].detail
             assert egress.attempts == [] and calls == ["tmdb.test"]
@@ -320,17 +461,23 @@ def test_a_checked_name_is_connected_by_address_with_its_own_host_header() -> No
         results, egress, fetcher = fetch_all(settings, [3], resolver=rebinding)
         assert results[3].url.startswith("http://posters.test:")
         assert hosts == [f"posters.test:{port}"]
-        assert calls == ["posters.test"]  # resolved once; the connect used that answer, not a second lookup
+        assert calls == [
+            "posters.test"
+        ]  # resolved once; the connect used that answer, not a second lookup
         backend = fetcher._client._transport._pool._network_backend  # type: ignore[attr-defined]
         assert ("posters.test", "127.0.0.1", int(port)) in backend.connects
-        assert [c for c in backend.connects if c[0] == "posters.test"] == [("posters.test", "127.0.0.1", int(port))]
+        assert [c for c in backend.connects if c[0] == "posters.test"] == [
+            ("posters.test", "127.0.0.1", int(port))
+        ]
         assert set(egress.attempts) == {"127.0.0.1"}
 
 
 # -- secrets --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["k3y-0123456789abcdef-SECRET", "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.SIGSECRET"])
+@pytest.mark.parametrize(
+    "key", ["k3y-0123456789abcdef-SECRET", "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.SIGSECRET"]
+)
 def test_the_api_key_appears_in_no_error_detail_or_log_record(key: str) -> None:
     with TmdbStandIn() as standin:
         seen_auth: list[str] = []
@@ -340,14 +487,18 @@ def test_the_api_key_appears_in_no_error_detail_or_log_record(key: str) -> None:
             if "/movie/1" in h.path:
                 h.reply(503, b"down", "text/plain")  # type: ignore[attr-defined]
             elif "/movie/2" in h.path:
-                h.reply(302, b"", "text/plain", {"Location": f"http://169.254.169.254/?api_key={key}"})  # type: ignore[attr-defined]
+                h.reply(
+                    302, b"", "text/plain", {"Location": f"http://169.254.169.254/?api_key={key}"}
+                )  # type: ignore[attr-defined]
             else:
                 h.reply(401, b'{"status_message": "Invalid API key"}', "application/json")  # type: ignore[attr-defined]
 
         for n in (1, 2, 3):
             standin.routes[f"/3/movie/{n}"] = api
         settings = fetch_settings(
-            standin, tmdb_api_key=SecretStr(key), tmdb_api_url=f"{standin.base_url}/3",
+            standin,
+            tmdb_api_key=SecretStr(key),
+            tmdb_api_url=f"{standin.base_url}/3",
             tmdb_image_base_url=f"{standin.base_url}/t/p/w500",
         )
         records: list[logging.LogRecord] = []
@@ -372,7 +523,11 @@ def test_the_api_key_appears_in_no_error_detail_or_log_record(key: str) -> None:
             root.removeHandler(keep)
             root.setLevel(old_level)
         assert all(key in line for line in seen_auth)  # the stand-in did get the key
-        assert [type(results[n]).__name__ for n in (1, 2, 3)] == ["FetchFailed", "HostNotAllowed", "PosterError"]
+        assert [type(results[n]).__name__ for n in (1, 2, 3)] == [
+            "FetchFailed",
+            "HostNotAllowed",
+            "PosterError",
+        ]
         for n in (1, 2, 3):
             assert key not in results[n].detail and key not in str(results[n])
         ours = [r.getMessage() for r in records if r.name.startswith(("worker", "posters"))]
@@ -384,8 +539,13 @@ def test_the_api_key_appears_in_no_error_detail_or_log_record(key: str) -> None:
 def test_kafka_tls_and_sasl_settings_map_to_kafka_python_options(tmp_path: Any) -> None:
     ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
     settings = WorkerSettings(
-        kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="genre",
-        kafka_sasl_password=SecretStr("s3cr3t-pass"), kafka_ssl_cafile=ca, kafka_ssl_certfile=cert, kafka_ssl_keyfile=key,
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="genre",
+        kafka_sasl_password=SecretStr("s3cr3t-pass"),
+        kafka_ssl_cafile=ca,
+        kafka_ssl_certfile=cert,
+        kafka_ssl_keyfile=key,
     )
     assert security_config(settings) == {
         "security_protocol": "SASL_SSL",
@@ -408,21 +568,33 @@ def test_kafka_tls_and_sasl_settings_map_to_kafka_python_options(tmp_path: Any) 
 
 
 @pytest.mark.slow
-def test_hostile_sites_through_the_worker_end_as_dead_letters_with_bounded_memory(broker, topics, model_dir):
+def test_hostile_sites_through_the_worker_end_as_dead_letters_with_bounded_memory(
+    broker, topics, model_dir
+):
     with TmdbStandIn() as standin:
         expected, streams = install_hostile(standin)
         for tmdb_id in range(1, 11):
             standin.movies[tmdb_id] = StandInMovie(poster_bytes(COLOURS["Red"]))
         env = worker_env(
-            broker, topics, model_dir, standin,
-            REQUEST_TIMEOUT_S="2", READ_TIMEOUT_S="2", FETCH_ATTEMPTS="2", FETCH_DEADLINE_S="20",
+            broker,
+            topics,
+            model_dir,
+            standin,
+            REQUEST_TIMEOUT_S="2",
+            READ_TIMEOUT_S="2",
+            FETCH_ATTEMPTS="2",
+            FETCH_DEADLINE_S="20",
         )
         process = start_worker(env)
         try:
             produce(broker.bootstrap_servers, topics.input, [event(i) for i in range(1, 6)])
             assert len(consume_all(broker.bootstrap_servers, topics.output, 5, timeout_s=90)) == 5
             before = rss_kib(process.pid)
-            produce(broker.bootstrap_servers, topics.input, [event(i) for i in sorted(expected)] + [event(i) for i in range(6, 11)])
+            produce(
+                broker.bootstrap_servers,
+                topics.input,
+                [event(i) for i in sorted(expected)] + [event(i) for i in range(6, 11)],
+            )
             letters = consume_all(broker.bootstrap_servers, topics.dlq, len(expected), timeout_s=90)
             outputs = consume_all(broker.bootstrap_servers, topics.output, 10, timeout_s=20)
             after = rss_kib(process.pid)
@@ -435,11 +607,14 @@ def test_hostile_sites_through_the_worker_end_as_dead_letters_with_bounded_memor
     got = {letter["tmdb_id"]: letter for letter in letters}
     assert len(got) == len(letters) == len(expected), out[-3000:]
     wrong = {
-        i: (got[i]["error"], got[i]["detail"]) for i, (code, fragment) in expected.items()
+        i: (got[i]["error"], got[i]["detail"])
+        for i, (code, fragment) in expected.items()
         if got[i]["error"] != code or (fragment not in got[i]["detail"] and i != 714)
     }
     assert not wrong, wrong
-    assert got[714]["error"] == "poster_unreadable" and "model could not decode" in got[714]["detail"]
+    assert (
+        got[714]["error"] == "poster_unreadable" and "model could not decode" in got[714]["detail"]
+    )
     assert streams["undeclared"].sent < 20 * MiB
     growth = (after - before) / 1024
     assert growth < 200, f"RSS grew by {growth:.0f} MiB"

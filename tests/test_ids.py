@@ -48,8 +48,11 @@ def test_ids_derive_from_where_the_record_is_stored_and_the_model_version():
 def rewind(bootstrap: str, topic: str, group: str, timeout_s: float = 60) -> None:
     """Join `group` and set its committed offsets of `topic` back to 0 (as if commits were lost)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        session_timeout_ms=6000, heartbeat_interval_ms=1000,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
     )
     try:
         consumer.subscribe([topic])

@@ -81,8 +81,9 @@ def test_a_device_that_cannot_score_even_one_poster_stops_the_worker_uncommitted
     monkeypatch.setattr(inference, "RETRY_PAUSE_S", 0)
     lost = FakeClassifier(fail=lambda images: tf.errors.UnavailableError(None, None, "lost"))
     try:
-        worker = Worker(settings, consumer, producer, FakeFetcher({1: poster(1)}), runner,
-                        FakeModels(lost))
+        worker = Worker(
+            settings, consumer, producer, FakeFetcher({1: poster(1)}), runner, FakeModels(lost)
+        )
         worker.run(exit_when_idle=0.0)
     finally:
         runner.close()

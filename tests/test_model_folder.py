@@ -23,8 +23,12 @@ from schemas.model import (
 
 def test_versions_complete_and_not(tmp_path: Path) -> None:
     assert version_numbers(tmp_path / "missing") == [] and latest_version(tmp_path) is None
-    for name, files in {"1": ("saved_model.pb", METADATA_FILE), "2": ("saved_model.pb",),
-                        "10": ("saved_model.pb", METADATA_FILE), "11": ()}.items():
+    for name, files in {
+        "1": ("saved_model.pb", METADATA_FILE),
+        "2": ("saved_model.pb",),
+        "10": ("saved_model.pb", METADATA_FILE),
+        "11": (),
+    }.items():
         (tmp_path / name).mkdir()
         for file in files:
             (tmp_path / name / file).write_text("x")
@@ -60,11 +64,13 @@ def test_served_version_pin_then_pointer_then_the_highest(tmp_path: Path) -> Non
     assert served_version(tmp_path) == 3
     assert served_version(tmp_path, skip={3}) == 2  # a worker passes over what it refused
     (tmp_path / SERVING_FILE).write_text(
-        '{"version": 2, "previous": [3], "updated_at": "2026-01-02T03:04:05Z"}')
+        '{"version": 2, "previous": [3], "updated_at": "2026-01-02T03:04:05Z"}'
+    )
     assert served_version(tmp_path) == 2  # even below the highest: a rollback
     assert served_version(tmp_path, pinned=1) == 1
     (tmp_path / SERVING_FILE).write_text(
-        '{"version": 9, "previous": [], "updated_at": "2026-01-02T03:04:05Z"}')
+        '{"version": 9, "previous": [], "updated_at": "2026-01-02T03:04:05Z"}'
+    )
     assert served_version(tmp_path) == 9  # named, present or not: the reader decides
     pointer = ServingPointer.read(tmp_path)
     assert pointer is not None and pointer.previous == [] and pointer.updated_at.year == 2026

@@ -25,7 +25,9 @@ def copy_version(source: Path, model_dir: Path, version: int) -> Path:
     return target
 
 
-def test_a_version_without_metadata_is_neither_complete_nor_loadable(tmp_path: Path, good_version: Path) -> None:
+def test_a_version_without_metadata_is_neither_complete_nor_loadable(
+    tmp_path: Path, good_version: Path
+) -> None:
     path = copy_version(good_version, tmp_path, 2)
     (path / "metadata.json").unlink()
     assert complete_versions(tmp_path) == []
@@ -33,17 +35,23 @@ def test_a_version_without_metadata_is_neither_complete_nor_loadable(tmp_path: P
         load_version(path)
 
 
-def test_labels_that_do_not_match_the_outputs_are_refused(tmp_path: Path, good_version: Path) -> None:
+def test_labels_that_do_not_match_the_outputs_are_refused(
+    tmp_path: Path, good_version: Path
+) -> None:
     path = copy_version(good_version, tmp_path, 2)
     meta = json.loads((path / "metadata.json").read_text())
     meta["labels"] = meta["labels"] + ["Purple"]
     meta["thresholds"] = meta["thresholds"] + [0.5]
     (path / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelLoadError, match="outputs 3 scores per image but its metadata names 4 labels"):
+    with pytest.raises(
+        ModelLoadError, match="outputs 3 scores per image but its metadata names 4 labels"
+    ):
         load_version(path)
 
 
-def test_invalid_metadata_and_a_broken_saved_model_are_refused(tmp_path: Path, good_version: Path) -> None:
+def test_invalid_metadata_and_a_broken_saved_model_are_refused(
+    tmp_path: Path, good_version: Path
+) -> None:
     bad_meta = copy_version(good_version, tmp_path, 2)
     (bad_meta / "metadata.json").write_text("{not json")
     with pytest.raises(ModelLoadError, match="metadata.json is invalid"):
@@ -60,7 +68,9 @@ def test_a_model_that_fails_its_warm_up_is_refused(tmp_path: Path) -> None:
         load_version(path)
 
 
-def test_only_integer_version_folders_in_model_dir_count(tmp_path: Path, good_version: Path) -> None:
+def test_only_integer_version_folders_in_model_dir_count(
+    tmp_path: Path, good_version: Path
+) -> None:
     for name in ("latest", "2.tmp", "-3", "0x4"):
         copy_version(good_version, tmp_path, name)  # type: ignore[arg-type]
     assert complete_versions(tmp_path) == []
@@ -69,7 +79,9 @@ def test_only_integer_version_folders_in_model_dir_count(tmp_path: Path, good_ve
         load_version(tmp_path / "latest")
 
 
-def test_bad_newer_versions_are_refused_and_the_current_one_keeps_serving(tmp_path: Path, good_version: Path) -> None:
+def test_bad_newer_versions_are_refused_and_the_current_one_keeps_serving(
+    tmp_path: Path, good_version: Path
+) -> None:
     copy_version(good_version, tmp_path, 1)
     watcher = ModelWatcher(tmp_path, poll_s=0.1)
     try:

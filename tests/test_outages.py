@@ -7,6 +7,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
+import pytest
+
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchFailed, FetchSettings, Poster, PosterFetcher
@@ -26,17 +28,17 @@ class OutageSettings(FetchSettings):
 
 
 def settings_for(port: int, **overrides: object) -> OutageSettings:
-    values: dict[str, object] = dict(
-        tmdb_base_url=f"http://127.0.0.1:{port}",
-        poster_hosts=[f"127.0.0.1:{port}"],
-        request_timeout_s=1.0,
-        read_timeout_s=1.0,
-        connect_timeout_s=1.0,
-        fetch_attempts=3,
-        backoff_base_s=0.05,
-        backoff_max_s=0.2,
-        fetch_deadline_s=8.0,
-    )
+    values: dict[str, object] = {
+        "tmdb_base_url": f"http://127.0.0.1:{port}",
+        "poster_hosts": [f"127.0.0.1:{port}"],
+        "request_timeout_s": 1.0,
+        "read_timeout_s": 1.0,
+        "connect_timeout_s": 1.0,
+        "fetch_attempts": 3,
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 0.2,
+        "fetch_deadline_s": 8.0,
+    }
     values.update(overrides)
     return OutageSettings(**values)
 
@@ -108,7 +110,9 @@ def test_an_outage_longer_than_the_max_wait_dead_letters_as_fetch_failed() -> No
 
 def test_the_breaker_opens_at_the_threshold_probes_once_and_closes_on_an_answer() -> None:
     clock = {"t": 0.0}
-    breaker = CircuitBreaker(threshold=3, cooldown_s=1.0, max_cooldown_s=4.0, clock=lambda: clock["t"])
+    breaker = CircuitBreaker(
+        threshold=3, cooldown_s=1.0, max_cooldown_s=4.0, clock=lambda: clock["t"]
+    )
 
     async def scenario() -> None:
         for _ in range(2):
@@ -139,3 +143,5 @@ def test_the_breaker_opens_at_the_threshold_probes_once_and_closes_on_an_answer(
 
     asyncio.run(scenario())
     assert breaker.opened == 1 and breaker.probes == 2
+    assert breaker.states() == {"h:80": False}  # for the worker's circuit gauge
+    assert breaker.waited_s == pytest.approx(0.5)  # the waiter, from 2.5 to 3.0

@@ -64,7 +64,9 @@ def test_new_layout_prefers_og_image_then_srcset_2x_then_src():
 
 
 def test_img_poster_without_og_image_takes_the_2x_source():
-    assert poster_candidates(IMG_ONLY, PAGE)[0].startswith("https://media.themoviedb.org/t/p/w600_and_h900")
+    assert poster_candidates(IMG_ONLY, PAGE)[0].startswith(
+        "https://media.themoviedb.org/t/p/w600_and_h900"
+    )
 
 
 def test_old_layout_data_src_is_made_absolute():
@@ -99,7 +101,9 @@ def test_allowlist_hosts_ports_and_schemes():
 
 
 def test_allowlist_from_settings_includes_the_site_and_its_port():
-    settings = FetchSettings(tmdb_base_url="http://127.0.0.1:5555", poster_hosts="a.example, b.example:81")
+    settings = FetchSettings(
+        tmdb_base_url="http://127.0.0.1:5555", poster_hosts="a.example, b.example:81"
+    )
     allow = Allowlist.from_settings(settings)
     assert allow.allows("http://127.0.0.1:5555/movie/1")
     assert allow.allows("https://a.example/x") and allow.allows("http://b.example:81/x")
@@ -116,7 +120,9 @@ def test_backoff_grows_is_capped_and_honours_retry_after():
 
 def test_retry_after_seconds_and_http_dates():
     assert parse_retry_after("12") == 12.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(
+        10.0
+    )
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
 
@@ -219,8 +225,13 @@ def test_no_poster_on_the_page():
 
 
 def test_control_characters_in_a_page_do_not_break_extraction():
-    page = NEW_LAYOUT.replace("<body>", "<body>\x00\x1f\x0b", 1).replace('class="poster w-full"', 'class="poster w-full"\x1f')
-    assert poster_candidates(page, PAGE)[0] == "https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    page = NEW_LAYOUT.replace("<body>", "<body>\x00\x1f\x0b", 1).replace(
+        'class="poster w-full"', 'class="poster w-full"\x1f'
+    )
+    assert (
+        poster_candidates(page, PAGE)[0]
+        == "https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    )
 
 
 def test_the_locale_language_variable_does_not_leak_into_requests(monkeypatch):
@@ -336,7 +347,9 @@ def test_head_watch_says_enough_once_the_head_names_an_allowed_og_image():
     page = NEW_LAYOUT.encode()
     cut = page.index(b"</head>") + 3  # "</head>" split across two pieces
     assert [watch.feed(page[:40]), watch.feed(page[40:cut]), watch.feed(page[cut:])] == [
-        False, False, True
+        False,
+        False,
+        True,
     ]
     off_list = HeadWatch(PAGE, "utf-8", allow)
     assert not off_list.feed(OG_ELSEWHERE.encode()) and off_list.done
@@ -394,7 +407,9 @@ def test_pages_without_a_usable_og_image_are_read_in_full_and_every_layout_works
     body_poster = f'<img class="poster" src="{tmdb.image_url(4)}">' + "<p>filler</p>" * 20_000
     tmdb.movies[4] = StandInMovie(image)
     tmdb.routes["/movie/4"] = partial(  # og:image off the allowlist; the poster after 250 KB
-        respond, status=200, content_type="text/html",
+        respond,
+        status=200,
+        content_type="text/html",
         body=(OG_ELSEWHERE.replace("<body>", "<body>" + body_poster)).encode(),
     )
     settings = FetchSettings(tmdb_base_url=tmdb.base_url, poster_hosts=[tmdb.host])
@@ -487,6 +502,7 @@ def test_each_host_has_its_own_bucket_and_the_site_the_lower_rate():
     assert [pacer.reserve(site) for _ in range(3)] == pytest.approx([0, 0.5, 1.0])
     assert [pacer.reserve(image) for _ in range(3)] == pytest.approx([0, 0.1, 0.2])
     assert pacer.reserve("https://media.themoviedb.org/a.jpg") == 0  # a bucket of its own
+    assert (pacer.waits, pacer.waited_s) == (4, pytest.approx(1.8))  # for the worker's metrics
     unlimited = HostPacer(FetchSettings(site_rate_limit=0), clock=lambda: clock["t"])
     assert [unlimited.reserve(site) for _ in range(10)] == [0] * 10
 

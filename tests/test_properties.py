@@ -17,11 +17,14 @@ PAGE = "https://www.themoviedb.org/movie/603-the-matrix?language=en-US"
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 event_like = st.dictionaries(
-    st.sampled_from(["tmdb_id", "event_id", "title", "occurred_at", "schema_version", "other"]) | st.text(max_size=6),
+    st.sampled_from(["tmdb_id", "event_id", "title", "occurred_at", "schema_version", "other"])
+    | st.text(max_size=6),
     json_values,
     max_size=6,
 )
@@ -60,7 +63,9 @@ valid_events = st.builds(
     event_id=st.none() | st.text(min_size=1, max_size=200),
     title=st.none() | st.text(max_size=2000),
     occurred_at=st.none()
-    | st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
+    | st.datetimes(
+        min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
     schema_version=st.integers(1, 10),
 )
 
@@ -77,18 +82,44 @@ def test_valid_events_round_trip(event: NewMovie) -> None:
 
 html_bits = st.sampled_from(
     [
-        "<html>", "<head>", "<body>", "</div>", "<div class='image_content'>", "<img class='poster' ",
-        "<meta property='og:image' content='", "src='", "srcset='", "data-src='", " 2x, ", " 1x", "'>",
-        "/t/p/w500/a.jpg", "//image.tmdb.org/x.jpg", "javascript:alert(1)", "file:///etc/passwd",
-        "gopher://x/", "http://[::1", "https://", "/assets/logo.svg", "\x00", "&amp;", "<!--", "]]>", "\ufffd",
+        "<html>",
+        "<head>",
+        "<body>",
+        "</div>",
+        "<div class='image_content'>",
+        "<img class='poster' ",
+        "<meta property='og:image' content='",
+        "src='",
+        "srcset='",
+        "data-src='",
+        " 2x, ",
+        " 1x",
+        "'>",
+        "/t/p/w500/a.jpg",
+        "//image.tmdb.org/x.jpg",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "gopher://x/",
+        "http://[::1",
+        "https://",
+        "/assets/logo.svg",
+        "\x00",
+        "&amp;",
+        "<!--",
+        "]]>",
+        "\ufffd",
     ]
 )
 html_pages = st.lists(html_bits | st.text(max_size=30), max_size=40).map("".join)
 
 
 @settings(max_examples=400, deadline=None)
-@given(html_pages, st.sampled_from([PAGE, "http://127.0.0.1:8000/movie/1-x", "https://example.org/"]))
-def test_poster_candidates_never_raise_and_return_absolute_http_urls(html: str, page_url: str) -> None:
+@given(
+    html_pages, st.sampled_from([PAGE, "http://127.0.0.1:8000/movie/1-x", "https://example.org/"])
+)
+def test_poster_candidates_never_raise_and_return_absolute_http_urls(
+    html: str, page_url: str
+) -> None:
     urls = poster_candidates(html, page_url)
     assert len(urls) <= 20
     assert len(set(urls)) == len(urls)
@@ -106,6 +137,11 @@ def test_the_allowlist_never_raises_and_allows_only_its_hosts(url: str) -> None:
         parts = urlsplit(url)
         assert parts.scheme in ("http", "https")
         assert (parts.hostname, parts.port) in {
-            ("www.themoviedb.org", None), ("image.tmdb.org", None), ("127.0.0.1", 8000),
-            ("www.themoviedb.org", 443), ("image.tmdb.org", 443), ("www.themoviedb.org", 80), ("image.tmdb.org", 80),
+            ("www.themoviedb.org", None),
+            ("image.tmdb.org", None),
+            ("127.0.0.1", 8000),
+            ("www.themoviedb.org", 443),
+            ("image.tmdb.org", 443),
+            ("www.themoviedb.org", 80),
+            ("image.tmdb.org", 80),
         }

@@ -7,7 +7,7 @@ import http.client
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,7 +55,7 @@ class ForwardProxy:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> ForwardProxy:
+    def __enter__(self) -> Self:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -79,13 +79,13 @@ def site_settings(tmdb: TmdbStandIn, proxy_url: str, **extra: Any) -> FetchSetti
     tmdb.movies[3] = StandInMovie(
         poster_bytes(COLOURS["Red"]), poster_url="http://images.example.net/3.jpg"
     )
-    values: dict[str, Any] = dict(
-        tmdb_base_url=f"http://tmdb.test:{port}",
-        poster_hosts=[],
-        http_proxy=SecretStr(proxy_url),
-        fetch_concurrency=2,
-        fetch_attempts=1,
-    )
+    values: dict[str, Any] = {
+        "tmdb_base_url": f"http://tmdb.test:{port}",
+        "poster_hosts": [],
+        "http_proxy": SecretStr(proxy_url),
+        "fetch_concurrency": 2,
+        "fetch_attempts": 1,
+    }
     values.update(extra)
     return FetchSettings(**values)
 

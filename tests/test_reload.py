@@ -151,7 +151,8 @@ def test_a_pointer_to_a_missing_or_broken_version_keeps_the_current_one_and_says
     try:
         watcher.load_initial()
         (tmp_path / SERVING_FILE).write_text(
-            '{"version": 7, "previous": [1], "updated_at": "2026-01-01T00:00:00Z"}')
+            '{"version": 7, "previous": [1], "updated_at": "2026-01-01T00:00:00Z"}'
+        )
         poll_until(watcher, lambda: False, timeout_s=1.0)  # 20 polls
         assert watcher.current.version == 1 and watcher.wanted == 7  # type: ignore[union-attr]
         lines = [r for r in caplog.records if "names model version 7" in r.getMessage()]

@@ -27,8 +27,14 @@ def test_a_minimal_event_and_a_full_one():
     assert decode_new_movie(b'{"tmdb_id": 603}') == NewMovie(tmdb_id=603)
     event = decode_new_movie(
         json.dumps(
-            {"tmdb_id": 603, "event_id": "e1", "title": "The Matrix", "occurred_at": "2026-11-28T09:30:00Z",
-             "schema_version": 1, "producer_note": "ignored"}
+            {
+                "tmdb_id": 603,
+                "event_id": "e1",
+                "title": "The Matrix",
+                "occurred_at": "2026-11-28T09:30:00Z",
+                "schema_version": 1,
+                "producer_note": "ignored",
+            }
         ).encode()
     )
     assert event.title == "The Matrix" and event.event_id == "e1" and event.occurred_at.year == 2026
@@ -76,7 +82,9 @@ def test_original_record_keeps_text_or_base64_and_truncates_huge_values():
 
 
 def test_python_m_schemas_prints_every_topic():
-    out = subprocess.run([sys.executable, "-m", "schemas"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "schemas"], capture_output=True, text=True, check=True
+    ).stdout
     schemas = json.loads(out)
     assert set(schemas) == {"movies.new", "movies.genres", "movies.new.dlq"}
     assert schemas["movies.new"]["required"] == ["tmdb_id"]
@@ -99,7 +107,9 @@ def test_the_committed_contract_files_are_up_to_date():
 
 def test_schemas_check_fails_on_a_stale_file_and_write_fixes_it(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "schemas", *args], cwd=ROOT, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "schemas", *args], cwd=ROOT, capture_output=True, text=True
+        )
 
     assert run("write", str(tmp_path)).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(contract.files())
@@ -123,18 +133,31 @@ def test_importing_schemas_needs_pydantic_only():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(done.stdout.split())
     assert "tensorflow" not in loaded and "kafka" not in loaded
-    pydantic_and_its_own = {"pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection"}
+    pydantic_and_its_own = {
+        "pydantic",
+        "pydantic_core",
+        "annotated_types",
+        "typing_extensions",
+        "typing_inspection",
+    }
     assert loaded - {"schemas"} <= pydantic_and_its_own, loaded
 
 
 def published_schemas() -> dict[str, dict]:
-    return {name: json.loads((contract.DEFAULT_DIR / name).read_text()) for name in contract.files() if name.endswith(".json")}
+    return {
+        name: json.loads((contract.DEFAULT_DIR / name).read_text())
+        for name in contract.files()
+        if name.endswith(".json")
+    }
 
 
 def closed_objects(schema, path="$"):
     """Every place in a JSON Schema that refuses unknown properties."""
     if isinstance(schema, dict):
-        if schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False:
+        if (
+            schema.get("additionalProperties") is False
+            or schema.get("unevaluatedProperties") is False
+        ):
             yield path
         for key, value in schema.items():
             yield from closed_objects(value, f"{path}.{key}")
@@ -150,26 +173,37 @@ def test_published_schemas_allow_unknown_fields():
 
 
 def test_examples_validate_and_so_do_events_with_fields_added_later():
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="jsonschema (a dev dependency) validates the examples"
+    )
     for topic, example in contract.examples().items():
         schema = json.loads((contract.DEFAULT_DIR / contract.schema_file(topic)).read_text())
-        validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+        validator = jsonschema.Draft202012Validator(
+            schema, format_checker=jsonschema.FormatChecker()
+        )
         validator.validate(example)
         validator.validate({**example, "added_in_a_later_release": {"any": "thing"}})
         with pytest.raises(jsonschema.ValidationError):
             validator.validate({**example, "tmdb_id": "603"})
         model = contract.TOPICS[topic]
-        assert model.model_validate({**example, "added_in_a_later_release": 1}) == model.model_validate(example)
+        assert model.model_validate(
+            {**example, "added_in_a_later_release": 1}
+        ) == model.model_validate(example)
 
 
 def test_metadata_schema_matches_what_the_trainer_writes():
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="jsonschema (a dev dependency) validates the examples"
+    )
     from schemas import ModelMetadata
 
     metadata = ModelMetadata(
-        labels=["Action", "Comedy"], thresholds=[0.4, 0.55], image_size=(224, 224),
+        labels=["Action", "Comedy"],
+        thresholds=[0.4, 0.55],
+        image_size=(224, 224),
         feature_extractor="https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5",
-        created_at="2026-11-28T09:30:00Z", trainer_note="kept",
+        created_at="2026-11-28T09:30:00Z",
+        trainer_note="kept",
     )
     schema = published_schemas()[contract.METADATA_SCHEMA_FILE]
     validator = jsonschema.Draft202012Validator(schema)
@@ -184,14 +218,20 @@ def test_asyncapi_document_describes_the_worker():
     doc = contract.asyncapi()
     assert doc["asyncapi"] == "3.0.0"
     addresses = {channel["address"] for channel in doc["channels"].values()}
-    assert addresses == {settings.input_topic, settings.output_topic, settings.dlq_topic} == set(contract.TOPICS)
+    assert (
+        addresses
+        == {settings.input_topic, settings.output_topic, settings.dlq_topic}
+        == set(contract.TOPICS)
+    )
     actions = {
         doc["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]]["address"]: op["action"]
         for op in doc["operations"].values()
     }
     assert actions == {"movies.new": "receive", "movies.genres": "send", "movies.new.dlq": "send"}
     (receive,) = [op for op in doc["operations"].values() if op["action"] == "receive"]
-    assert receive["bindings"]["kafka"]["groupId"]["default"] == settings.group_id == contract.GROUP_ID
+    assert (
+        receive["bindings"]["kafka"]["groupId"]["default"] == settings.group_id == contract.GROUP_ID
+    )
     assert settings.client_id == contract.CLIENT_ID
     messages = doc["components"]["messages"]
     key = messages["newMovie"]["bindings"]["kafka"]["key"]
@@ -206,7 +246,11 @@ def test_asyncapi_yaml_reads_back_as_the_document():
     yaml = pytest.importorskip("yaml", reason="PyYAML (a dev dependency) reads the YAML back")
     text = (contract.DEFAULT_DIR / contract.ASYNCAPI_FILE).read_text()
     assert yaml.safe_load(text) == contract.asyncapi()
-    tricky = {"on": ["yes", 1e-05, 2.5, -3, None, True, "a: b", 'q"\\\n\u00e9'], "$ref": {}, "k": [[1], {"x": []}]}
+    tricky = {
+        "on": ["yes", 1e-05, 2.5, -3, None, True, "a: b", 'q"\\\n\u00e9'],
+        "$ref": {},
+        "k": [[1], {"x": []}],
+    }
     assert yaml.safe_load(contract.to_yaml(tricky)) == tricky
 
 
@@ -214,8 +258,12 @@ def test_dead_letter_codes_are_an_open_list():
     """A code added in a later release reaches older readers as a string, not as an error."""
     letter = contract.examples()["movies.new.dlq"]
     assert DeadLetter.model_validate(letter).error is ErrorCode.MOVIE_NOT_FOUND
-    assert DeadLetter.model_validate({**letter, "error": "quota_exceeded"}).error == "quota_exceeded"
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a dev dependency) validates the examples")
+    assert (
+        DeadLetter.model_validate({**letter, "error": "quota_exceeded"}).error == "quota_exceeded"
+    )
+    jsonschema = pytest.importorskip(
+        "jsonschema", reason="jsonschema (a dev dependency) validates the examples"
+    )
     schema = published_schemas()[contract.schema_file("movies.new.dlq")]
     jsonschema.Draft202012Validator(schema).validate({**letter, "error": "quota_exceeded"})
     assert set(schema["$defs"]["ErrorCode"]["enum"]) == {code.value for code in ErrorCode}

@@ -12,6 +12,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.structs import OffsetAndMetadata
 
+from posters import PosterNotFound, PosterUnreadable
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -23,7 +24,6 @@ from tests.fakes import (
     poster,
     record,
 )
-from posters import PosterNotFound, PosterUnreadable
 from worker.errors import InvalidEvent, WorkerError
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import classify_batch
@@ -93,6 +93,24 @@ def test_a_dead_letter_carries_the_error_and_the_raw_record():
     assert result.input_timestamp_ms == job.record.timestamp
 
 
+def test_a_dead_letter_keeps_the_input_headers_and_adds_its_origin_as_headers():
+    raw = record(9, b"[]", b"k", partition=1)._replace(
+        headers=[("traceparent", b"00-1"), ("dlq.error.code", b"stale")]
+    )
+    result = BUILDER.build(decode_batch([raw], 65536).jobs[0], None)
+    assert result.headers == [
+        ("traceparent", b"00-1"),
+        ("dlq.error.code", b"invalid_event"),
+        ("dlq.original.topic", b"movies.new"),
+        ("dlq.original.partition", b"1"),
+        ("dlq.original.offset", b"9"),
+        ("dlq.attempts", b"0"),
+    ]
+    producer = FakeProducer()
+    Publisher(producer, WorkerMetrics(), threading.Event(), lambda: None).publish([result])
+    assert producer.headers == [result.headers]
+
+
 def test_an_output_names_its_source_event_and_every_label():
     job = decode_batch([event_record(0, 603, event_id="ev-1", title="The Matrix")], 65536).jobs[0]
     job.poster = poster(603, b"R...")
@@ -105,6 +123,7 @@ def test_an_output_names_its_source_event_and_every_label():
     assert output["genres"] == ["Red"] and set(output["scores"]) == {"Red", "Green", "Blue"}
     assert (output["model_version"], output["title"]) == (4, "The Matrix")
     assert output["poster_url"] == "http://img.test/603.jpg"
+    assert result.model_version == 4 and result.headers == []
 
 
 def test_a_job_with_neither_scores_nor_error_becomes_an_internal_error_dead_letter():
@@ -187,8 +206,9 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     producer = FakeProducer(answer)
     metrics = WorkerMetrics()
     alive = []
-    publisher = Publisher(producer, metrics, threading.Event(), lambda: alive.append(1),
-                          first_pause_s=0.01)
+    publisher = Publisher(
+        producer, metrics, threading.Event(), lambda: alive.append(1), first_pause_s=0.01
+    )
     delivery = publisher.send(results(3))
     assert [r.key for r in delivery.acknowledged] == [b"0", b"2"]
     assert [(r.key, type(e)) for r, e in delivery.failed] == [(b"1", NotLeaderForPartitionError)]
@@ -196,7 +216,7 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     assert publisher.publish(results(3)) is Outcome.ACKNOWLEDGED
     assert [key for _, key, _ in producer.sent] == [b"0", b"1", b"2", b"0", b"1", b"2", b"1"]
     assert sorted(key for _, key, _ in producer.acknowledged) == [b"0", b"0", b"1", b"2", b"2"]
-    assert metrics.outputs_produced._value.get() == 5
+    assert metrics.outputs_produced.labels(model_version="")._value.get() == 5
     assert len(alive) == 1  # one keep-alive poll before the second round
 
 
@@ -280,14 +300,38 @@ def test_the_worker_loop_runs_batches_through_every_stage_and_summarises_from_me
     producer = FakeProducer()
     fetcher = FakeFetcher({1: poster(1, b"R"), 2: PosterNotFound("no poster"), 3: poster(3, b"G")})
     settings = WorkerSettings(output_topic="out", dlq_topic="dlq", batch_linger_ms=0)
-    worker = Worker(settings, consumer, producer, fetcher, runner,
-                    FakeModels(FakeClassifier()))
+    worker = Worker(settings, consumer, producer, fetcher, runner, FakeModels(FakeClassifier()))
     metrics = worker.run(exit_when_idle=0.0)
     assert [(topic, key) for topic, key, _ in producer.sent] == [
-        ("out", b"1"), ("dlq", b"2"), ("dlq", b"k"), ("out", b"3")
+        ("out", b"1"),
+        ("dlq", b"2"),
+        ("dlq", b"k"),
+        ("out", b"3"),
     ]
     assert [c[TP0].offset for c in consumer.commits] == [3, 4]
-    summary = ("consumed=4 produced=2 dead_letters=2 (invalid_event=1, poster_not_found=1) "
-               "batches=2 commits=2")
+    summary = (
+        "consumed=4 produced=2 dead_letters=2 (invalid_event=1, poster_not_found=1) "
+        "batches=2 commits=2"
+    )
     assert metrics.summary() == summary
     assert f"worker stopped: {summary}" in caplog.text
+
+
+def test_ready_needs_a_model_and_group_membership_and_allows_zero_partitions():
+    consumer = FakeConsumer(generation=-1)
+    models = FakeModels(None)
+    worker = Worker(
+        WorkerSettings(group_id="genres"),
+        consumer,
+        FakeProducer(),  # type: ignore[arg-type]
+        FakeFetcher({}),
+        None,
+        models,  # type: ignore[arg-type]
+    )
+    assert worker.ready() == (False, "no model loaded")
+    models.current = FakeClassifier(version=3)
+    assert worker.ready() == (False, "not in consumer group genres yet")
+    consumer.generation = 4
+    assert worker.ready() == (True, "model version 3, generation 4, 0 partitions (standby)")
+    consumer.assigned = {TP0, TP1}
+    assert worker.ready() == (True, "model version 3, generation 4, 2 partitions")

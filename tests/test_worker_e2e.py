@@ -51,16 +51,22 @@ def test_good_and_bad_events_each_end_exactly_once(broker, topics, model_dir, tm
         good[tmdb_id] = poster_bytes(colour)
     good[130] = poster_bytes(COLOURS["Red"])
     for tmdb_id, content in good.items():
-        tmdb.movies[tmdb_id] = StandInMovie(content, title=f"Film {tmdb_id}", layout=("og", "img", "old")[tmdb_id % 3])
+        tmdb.movies[tmdb_id] = StandInMovie(
+            content, title=f"Film {tmdb_id}", layout=("og", "img", "old")[tmdb_id % 3]
+        )
     # transient failures that recover
-    tmdb.movies[140] = StandInMovie(poster_bytes(COLOURS["Green"]), page_failures=[429], retry_after="1")
+    tmdb.movies[140] = StandInMovie(
+        poster_bytes(COLOURS["Green"]), page_failures=[429], retry_after="1"
+    )
     tmdb.movies[141] = StandInMovie(poster_bytes(COLOURS["Blue"]), image_failures=[503, 503])
     good[140] = tmdb.movies[140].poster
     good[141] = tmdb.movies[141].poster
     # permanent failures
     tmdb.movies[150] = StandInMovie(None, title="No Poster")
     tmdb.movies[151] = StandInMovie(b"this is not an image", content_type="image/jpeg")
-    tmdb.movies[152] = StandInMovie(poster_bytes(COLOURS["Red"]), poster_url="http://images.example.net/p.jpg")
+    tmdb.movies[152] = StandInMovie(
+        poster_bytes(COLOURS["Red"]), poster_url="http://images.example.net/p.jpg"
+    )
     noise = Image.fromarray(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8))
     big = io.BytesIO()
     noise.save(big, "PNG")
@@ -95,7 +101,9 @@ def test_good_and_bad_events_each_end_exactly_once(broker, topics, model_dir, tm
     out = finish(start_worker(env, "--exit-when-idle", "4"))
 
     outputs = consume_all(broker.bootstrap_servers, topics.output, len(good), timeout_s=20)
-    letters = consume_all(broker.bootstrap_servers, topics.dlq, len(expected_codes) + len(bad_values), timeout_s=20)
+    letters = consume_all(
+        broker.bootstrap_servers, topics.dlq, len(expected_codes) + len(bad_values), timeout_s=20
+    )
     assert "worker stopped" in out, out[-3000:]
     assert sorted(o["tmdb_id"] for o in outputs) == sorted(good), out[-3000:]
     assert len(letters) == len(expected_codes) + len(bad_values)
@@ -112,20 +120,28 @@ def test_good_and_bad_events_each_end_exactly_once(broker, topics, model_dir, tm
         assert output["model_version"] == 1
         assert output["poster_url"].endswith(f"/{tmdb_id}.jpg")
         assert output["genres"] == sorted(
-            [label for label, s in output["scores"].items() if s >= 0.5], key=lambda lab: -output["scores"][lab]
+            [label for label, s in output["scores"].items() if s >= 0.5],
+            key=lambda lab: -output["scores"][lab],
         )
     assert by_id[130]["genres"] == ["Red"]
     assert by_id[140]["genres"] == ["Green"]
     assert by_id[141]["genres"] == ["Blue"]
 
-    coded = {l["tmdb_id"]: l for l in letters if l["tmdb_id"] is not None and l["error"] != "invalid_event"}
+    coded = {
+        l["tmdb_id"]: l
+        for l in letters
+        if l["tmdb_id"] is not None and l["error"] != "invalid_event"
+    }
     assert {i: coded[i]["error"] for i in coded} == expected_codes
     assert coded[154]["attempts"] >= 3
     invalid = [l for l in letters if l["error"] == "invalid_event"]
     assert len(invalid) == len(bad_values)
     raw = {
-        (base64.b64decode(l["original"]["key"]).decode() if l["original"]["value_encoding"] == "base64"
-         else l["original"]["key"]): l
+        (
+            base64.b64decode(l["original"]["key"]).decode()
+            if l["original"]["value_encoding"] == "base64"
+            else l["original"]["key"]
+        ): l
         for l in invalid
     }
     assert raw["k1"]["original"]["value"] == "not json at all"

@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genre-trainer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
-        add_options(sub.add_parser(name, help=command.help, description=command.help),
-                    command.settings)
+        add_options(
+            sub.add_parser(name, help=command.help, description=command.help), command.settings
+        )
     return parser
 
 
@@ -94,11 +95,21 @@ def cmd_train(settings: TrainSettings) -> int:
 
     result = train(settings, None if settings.offline else fetch_settings(settings))
     m = result.metadata.metrics
-    print(json.dumps({"version": int(result.version_dir.name),
-                      "version_dir": str(result.version_dir), "promoted": result.promoted,
-                      "gate": result.decision.reason, "split": m["split"],
-                      "macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"],
-                      "samples_f1": m["samples_f1"], "labels": result.metadata.labels}))
+    print(
+        json.dumps(
+            {
+                "version": int(result.version_dir.name),
+                "version_dir": str(result.version_dir),
+                "promoted": result.promoted,
+                "gate": result.decision.reason,
+                "split": m["split"],
+                "macro_f1": m["macro_f1"],
+                "micro_f1": m["micro_f1"],
+                "samples_f1": m["samples_f1"],
+                "labels": result.metadata.labels,
+            }
+        )
+    )
     return HELD_BACK if settings.promote and not result.promoted else 0
 
 
@@ -138,8 +149,13 @@ def cmd_fetch_posters(settings: FetchPostersSettings) -> int:
     wanted = movies.labelled
     if settings.include_unlabelled:
         wanted = movies.table[movies.table["tmdbId"].notna()]
-    report = fetch_posters([int(i) for i in wanted["tmdbId"]], PosterCache(settings.posters),
-                           fetch_settings(settings), settings.retry_failed, settings.progress)
+    report = fetch_posters(
+        [int(i) for i in wanted["tmdbId"]],
+        PosterCache(settings.posters),
+        fetch_settings(settings),
+        settings.retry_failed,
+        settings.progress,
+    )
     print(report.summary())
     return 0 if not report.failed else 1
 
@@ -152,13 +168,26 @@ def cmd_predict(settings: PredictSettings) -> int:
 
     version = served_version_dir(settings.model_dir)
     titles = read_movielens(settings.movielens).titles() if settings.movielens else {}
-    images = load_images(settings.inputs, PosterCache(settings.posters),
-                         None if settings.offline else fetch_settings(settings), titles)
+    images = load_images(
+        settings.inputs,
+        PosterCache(settings.posters),
+        None if settings.offline else fetch_settings(settings),
+        titles,
+    )
     predictions = predict(version, images)
     for p in predictions:
         if settings.as_json:
-            print(json.dumps({"input": p.source, "title": p.title, "genres": p.genres,
-                              "scores": p.scores, "model_version": int(version.name)}))
+            print(
+                json.dumps(
+                    {
+                        "input": p.source,
+                        "title": p.title,
+                        "genres": p.genres,
+                        "scores": p.scores,
+                        "model_version": int(version.name),
+                    }
+                )
+            )
         else:
             shown = ", ".join(f"{g} ({p.scores[g]:.2f})" for g in p.genres) or "-"
             label = f"{p.source} {p.title}" if p.title else p.source
@@ -184,17 +213,25 @@ def cmd_backfill(settings: BackfillSettings) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "train": Command(TrainSettings, cmd_train,
-                     "train a new model version; serve it if the release gate allows"),
-    "evaluate": Command(EvaluateSettings, cmd_evaluate,
-                        "compare versions on the evaluation films of the poster cache"),
-    "promote": Command(PromoteSettings, cmd_promote,
-                       "serve a version (a candidate is moved in first)"),
-    "rollback": Command(RollbackSettings, cmd_rollback,
-                        "serve the version that was served before the current one"),
-    "fetch-posters": Command(FetchPostersSettings, cmd_fetch_posters,
-                             "fill the poster cache for the labelled movies"),
+    "train": Command(
+        TrainSettings, cmd_train, "train a new model version; serve it if the release gate allows"
+    ),
+    "evaluate": Command(
+        EvaluateSettings,
+        cmd_evaluate,
+        "compare versions on the evaluation films of the poster cache",
+    ),
+    "promote": Command(
+        PromoteSettings, cmd_promote, "serve a version (a candidate is moved in first)"
+    ),
+    "rollback": Command(
+        RollbackSettings, cmd_rollback, "serve the version that was served before the current one"
+    ),
+    "fetch-posters": Command(
+        FetchPostersSettings, cmd_fetch_posters, "fill the poster cache for the labelled movies"
+    ),
     "predict": Command(PredictSettings, cmd_predict, "print the genres of posters"),
-    "backfill": Command(BackfillSettings, cmd_backfill,
-                        "produce movies.new for every movie without genres"),
+    "backfill": Command(
+        BackfillSettings, cmd_backfill, "produce movies.new for every movie without genres"
+    ),
 }

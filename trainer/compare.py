@@ -43,14 +43,20 @@ def evaluate_versions(settings: EvaluateSettings) -> dict[str, Any]:
     if not versions:
         raise ReleaseError(f"no model version in {model_dir} to evaluate")
     folders = [version_dir(model_dir, v) for v in versions]
-    films = evaluation_films(load_movies(settings).labelled, settings.exclude_genres,
-                             PosterCache(settings.posters), settings.test_fraction)
+    films = evaluation_films(
+        load_movies(settings).labelled,
+        settings.exclude_genres,
+        PosterCache(settings.posters),
+        settings.test_fraction,
+    )
     if len(films) == 0:
         raise DataError(f"no evaluation film has a poster in {settings.posters}")
     scored = [score_version(folder, films, settings.batch_size) for folder in folders]
     served = serving(model_dir)
-    roles = {v: "served" if v == served else "candidate" if f.parent != model_dir else ""
-             for v, f in zip(versions, folders, strict=True)}
+    roles = {
+        v: "served" if v == served else "candidate" if f.parent != model_dir else ""
+        for v, f in zip(versions, folders, strict=True)
+    }
     return compare(scored, films, roles)
 
 
@@ -75,14 +81,16 @@ def compare(scored: Sequence[Scored], films: Films, roles: Mapping[int, str]) ->
     versions = []
     for s in scored:
         baseline = all_genres_baseline(films, s.metadata.labels, rows)
-        versions.append({
-            "version": s.version,
-            "role": roles.get(s.version, ""),
-            "labels": s.metadata.labels,
-            "created_at": s.metadata.created_at.isoformat(),
-            **figures(s, films, rows),
-            "all_genres_baseline": {key: baseline[key] for key, _ in HEADLINE},
-        })
+        versions.append(
+            {
+                "version": s.version,
+                "role": roles.get(s.version, ""),
+                "labels": s.metadata.labels,
+                "created_at": s.metadata.created_at.isoformat(),
+                **figures(s, films, rows),
+                "all_genres_baseline": {key: baseline[key] for key, _ in HEADLINE},
+            }
+        )
     return {
         "films": {**films.subset(rows).digest(), "skipped_posters": skipped},
         "versions": versions,
@@ -105,8 +113,13 @@ def table(report: Mapping[str, Any]) -> str:
     """The report as text: headline metrics, then per genre P, R, F1 and support per version."""
     versions = report["versions"]
     films = report["films"]
-    lines = [(f"{films['count']} evaluation films (sha256 {str(films['sha256'])[:12]}), "
-              f"{len(films['skipped_posters'])} posters skipped"), ""]
+    lines = [
+        (
+            f"{films['count']} evaluation films (sha256 {str(films['sha256'])[:12]}), "
+            f"{len(films['skipped_posters'])} posters skipped"
+        ),
+        "",
+    ]
     names = [f"v{v['version']}" + (f" ({v['role']})" if v["role"] else "") for v in versions]
     lines.append(f"{'':<22}" + "".join(f"{n:>26}" for n in names))
     for key, title in HEADLINE:
@@ -119,9 +132,11 @@ def table(report: Mapping[str, Any]) -> str:
         lines.append(f"{genre[:21]:<22}" + "".join(f"{c:>26}" for c in cells))
     for overlap in report["labels"]:
         a, b = overlap["versions"]
-        lines.append(f"v{a} and v{b} share {len(overlap['shared'])} labels; only v{a}: "
-                     f"{', '.join(overlap[f'only_{a}']) or '-'}; only v{b}: "
-                     f"{', '.join(overlap[f'only_{b}']) or '-'}")
+        lines.append(
+            f"v{a} and v{b} share {len(overlap['shared'])} labels; only v{a}: "
+            f"{', '.join(overlap[f'only_{a}']) or '-'}; only v{b}: "
+            f"{', '.join(overlap[f'only_{b}']) or '-'}"
+        )
     return "\n".join(lines)
 
 
@@ -161,10 +176,16 @@ def plot_comparison(report: Mapping[str, Any], path: Path) -> Path:
     for k, v in enumerate(versions):
         f1 = {r["genre"]: r["f1"] for r in v["per_genre"]}
         at = [i for i, g in enumerate(genres) if g in f1]
-        label = (f"v{v['version']} {v['role']}: macro F1 {v['macro_f1']:.3f}, "
-                 f"micro F1 {v['micro_f1']:.3f}")
-        ax.bar(x[at] + (k - (len(versions) - 1) / 2) * width, [f1[genres[i]] for i in at],
-               width, label=label)
+        label = (
+            f"v{v['version']} {v['role']}: macro F1 {v['macro_f1']:.3f}, "
+            f"micro F1 {v['micro_f1']:.3f}"
+        )
+        ax.bar(
+            x[at] + (k - (len(versions) - 1) / 2) * width,
+            [f1[genres[i]] for i in at],
+            width,
+            label=label,
+        )
     ax.set_xticks(x, genres, rotation=45, ha="right")
     ax.set_ylim(0, 1 + 0.1 * len(versions))  # room for the legend above the bars
     ax.set_yticks(np.linspace(0, 1, 6))

@@ -33,8 +33,12 @@ def binarize(genres: Sequence[Sequence[str]], min_count: int = 1) -> Labels:
     names = sorted((g for g, c in counts.items() if c >= min_count), key=lambda g: (-counts[g], g))
     dropped = sorted(set(counts) - set(names))
     if dropped:
-        log.info("dropping %d genre(s) with fewer than %d movies: %s", len(dropped), min_count,
-                 ", ".join(f"{g} ({counts[g]})" for g in dropped))
+        log.info(
+            "dropping %d genre(s) with fewer than %d movies: %s",
+            len(dropped),
+            min_count,
+            ", ".join(f"{g} ({counts[g]})" for g in dropped),
+        )
     if not names:
         raise DataError("no genre has enough labelled movies to learn from")
     index = {g: i for i, g in enumerate(names)}
@@ -109,8 +113,10 @@ def image_dataset(
         image = read_image(path, image_size)
         return (image, *rest) if rest else image
 
-    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE
+    return (
+        ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
     )
 
 

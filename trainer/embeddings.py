@@ -170,8 +170,10 @@ def _run_extractor(
 
     ds = (
         tf.data.Dataset.from_tensor_slices((indices, files))
-        .map(lambda index, path: (index, read_image(path, image_size)),
-             num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda index, path: (index, read_image(path, image_size)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .ignore_errors()
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def tune_thresholds(y: np.ndarray, scores: np.ndarray, default: float = 0.5) -> np.ndarray:
     """One threshold per label that maximises that label's F1 (the `macro` objective)."""
     return macro_thresholds(y, scores, default)
@@ -49,7 +50,7 @@ def evaluate(
         for j, label in enumerate(labels)
     ]
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "macro_f1": round(float(f1_score(y, decisions, average="macro", zero_division=0)), 4),
         "micro_f1": round(float(f1_score(y, decisions, average="micro", zero_division=0)), 4),
         "samples_f1": round(float(f1_score(y, decisions, average="samples", zero_division=0)), 4),
@@ -74,9 +75,17 @@ def evaluate_fit(fitted: Fitted, examples: Examples, split: Split, folds: int) -
     report["best_epoch"] = fitted.best_epoch
     name, rows = ("test", split.test) if len(split.test) else ("validation", fitted.tuned_rows)
     films = report["evaluation_films"] = {"split": name, **films_digest(examples.tmdb_ids[rows])}
-    log.info("%s macro F1 %.3f, micro F1 %.3f on %d films (sha256 %s; best epoch %d, "
-             "head trained in %.1fs)", name, report[name]["macro_f1"], report[name]["micro_f1"],
-             films["count"], str(films["sha256"])[:12], fitted.best_epoch, fitted.seconds)
+    log.info(
+        "%s macro F1 %.3f, micro F1 %.3f on %d films (sha256 %s; best epoch %d, "
+        "head trained in %.1fs)",
+        name,
+        report[name]["macro_f1"],
+        report[name]["micro_f1"],
+        films["count"],
+        str(films["sha256"])[:12],
+        fitted.best_epoch,
+        fitted.seconds,
+    )
     return report
 
 

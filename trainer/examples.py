@@ -21,8 +21,8 @@ from trainer.movielens import genres_by_id, load_movies, without_genres
 from trainer.posters import PosterCache, fetch_posters
 
 if TYPE_CHECKING:
-    from trainer.settings import TrainSettings
     from posters import FetchSettings
+    from trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,13 @@ def embed_examples(
     have, cache = postered.movies, PosterCache(settings.posters)
     started = time.monotonic()
     embedded = embed_images(
-        [cache.path(int(i)) for i in have["tmdbId"]], extractor, settings.image_size,
+        [cache.path(int(i)) for i in have["tmdbId"]],
+        extractor,
+        settings.image_size,
         settings.embed_batch_size,
-        EmbeddingCache(settings.embedding_dir,
-                       extractor_key(settings.feature_extractor, settings.image_size)),
+        EmbeddingCache(
+            settings.embedding_dir, extractor_key(settings.feature_extractor, settings.image_size)
+        ),
         settings.progress,
     )
     embed_s = time.monotonic() - started
@@ -92,8 +95,12 @@ def embed_examples(
     skipped = {int(have.iloc[i]["tmdbId"]): reason for i, reason in embedded.failed.items()}
     if skipped:
         log.warning("skipped %d unreadable poster(s) in the cache", len(skipped))
-    log.info("embeddings %s: %d computed in %.1fs, the rest cached",
-             embedded.vectors.shape[1:], embedded.computed, embed_s)
+    log.info(
+        "embeddings %s: %d computed in %.1fs, the rest cached",
+        embedded.vectors.shape[1:],
+        embedded.computed,
+        embed_s,
+    )
     return Examples(
         tmdb_ids=usable["tmdbId"].to_numpy(dtype=np.int64),
         x=embedded.vectors,

@@ -121,6 +121,10 @@ def prune_versions(model_dir: Path, keep: int, candidates: bool = False) -> list
                 os.rename(path / REPORT_DIR, kept)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
-            log.info("pruned %s %s (its report kept in %s/)",
-                     "candidate" if candidates else "model version", number, REPORTS_DIR)
+            log.info(
+                "pruned %s %s (its report kept in %s/)",
+                "candidate" if candidates else "model version",
+                number,
+                REPORTS_DIR,
+            )
     return removed

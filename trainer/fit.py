@@ -49,13 +49,22 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
     if settings.folds > 1:
         rows = np.sort(np.concatenate([split.train, split.validation]))
         head, scores, history, best_epoch = cross_fit(
-            x[rows], y[rows], settings.head, settings.folds, settings.seed,
-            settings.tensorboard_dir, settings.repeats,
+            x[rows],
+            y[rows],
+            settings.head,
+            settings.folds,
+            settings.seed,
+            settings.tensorboard_dir,
+            settings.repeats,
         )
     else:
         rows = split.validation
         head, history, best_epoch = fit_head(
-            x[split.train], y[split.train], x[rows], y[rows], settings.head,
+            x[split.train],
+            y[split.train],
+            x[rows],
+            y[rows],
+            settings.head,
             tensorboard_dir=settings.tensorboard_dir,
         )
         scores = head.predict(x[rows], verbose=0)
@@ -108,9 +117,14 @@ def fit_head(
 ) -> tuple[tf_keras.Model, dict[str, list[float]], int]:
     """Train a head on embeddings; return it (best epoch's weights), its history and that epoch."""
     tf_keras.utils.set_random_seed(head_settings.seed)
-    head = build_head(x_train.shape[1], y_train.shape[1], head_settings.hidden,
-                      head_settings.dropout, head_settings.l2,
-                      normalize_with=x_train if head_settings.standardize else None)
+    head = build_head(
+        x_train.shape[1],
+        y_train.shape[1],
+        head_settings.hidden,
+        head_settings.dropout,
+        head_settings.l2,
+        normalize_with=x_train if head_settings.standardize else None,
+    )
     head.compile(
         optimizer=tf_keras.optimizers.Adam(head_settings.learning_rate),
         loss=get_loss(head_settings.loss),
@@ -157,7 +171,11 @@ def cross_fit(
             fit_rows = np.setdiff1d(np.arange(len(y)), held)
             settings_k = head_settings.model_copy(update={"seed": head_settings.seed + 100 * r + k})
             head, hist, best = fit_head(
-                x[fit_rows], y[fit_rows], x[held], y[held], settings_k,
+                x[fit_rows],
+                y[fit_rows],
+                x[held],
+                y[held],
+                settings_k,
                 tensorboard_dir=tensorboard_dir / f"r{r}fold{k}" if tensorboard_dir else None,
             )
             out_of_fold[held] += head.predict(x[held], verbose=0) / repeats

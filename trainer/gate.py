@@ -98,11 +98,20 @@ def judge_candidate(
         roles[served] = "served"
     report = compare(scored, films, roles)
     new, *old = report["versions"]
-    decision = judge(new, old[0] if old else None, new["all_genres_baseline"],
-                     settings.gate_metrics, settings.gate_tolerance, served if old else None)
-    report["decision"] = {"passed": decision.passed, "reason": decision.reason,
-                          "metrics": list(settings.gate_metrics),
-                          "tolerance": settings.gate_tolerance}
+    decision = judge(
+        new,
+        old[0] if old else None,
+        new["all_genres_baseline"],
+        settings.gate_metrics,
+        settings.gate_tolerance,
+        served if old else None,
+    )
+    report["decision"] = {
+        "passed": decision.passed,
+        "reason": decision.reason,
+        "metrics": list(settings.gate_metrics),
+        "tolerance": settings.gate_tolerance,
+    }
     return decision, report
 
 
@@ -111,8 +120,7 @@ def _score_served(version: int, films: Films, settings: TrainSettings) -> Scored
     try:
         return score_version(settings.model_dir / str(version), films, settings.embed_batch_size)
     except Exception as exc:  # noqa: BLE001 (TensorFlow raises many types for a broken model)
-        log.warning("cannot score served version %d (%s); the gate uses the baseline",
-                    version, exc)
+        log.warning("cannot score served version %d (%s); the gate uses the baseline", version, exc)
         return None
 
 
@@ -128,9 +136,13 @@ def release_candidate(candidate_dir: Path, films: Films, settings: TrainSettings
         log.info("version %d promoted%s, %s: %s", number, forced, moved.line(), decision.reason)
         return Released(settings.model_dir / str(number), True, decision, report)
     if settings.promote:
-        log.warning("version %d held back in %s: %s; `genre-trainer promote %d` serves it "
-                    "anyway", number, candidate_dir, decision.reason, number)
+        log.warning(
+            "version %d held back in %s: %s; `genre-trainer promote %d` serves it anyway",
+            number,
+            candidate_dir,
+            decision.reason,
+            number,
+        )
     else:
-        log.info("version %d left in %s (--no-promote): %s", number, candidate_dir,
-                 decision.reason)
+        log.info("version %d left in %s (--no-promote): %s", number, candidate_dir, decision.reason)
     return Released(candidate_dir, False, decision, report)

@@ -38,8 +38,11 @@ def build_metadata(
         created_at=datetime.now(UTC),
         head=settings.head.model_dump(),
         best_epoch=fitted.best_epoch,
-        timings_s={"embedding": round(examples.embed_s, 2), "head": round(fitted.seconds, 2),
-                   "total": round(total_s, 2)},
+        timings_s={
+            "embedding": round(examples.embed_s, 2),
+            "head": round(fitted.seconds, 2),
+            "total": round(total_s, 2),
+        },
     )
 
 

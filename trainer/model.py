@@ -12,7 +12,6 @@ import tf_keras
 log = logging.getLogger(__name__)
 
 
-
 def load_extractor(handle: str, trainable: bool = False) -> hub.KerasLayer:
     """`hub.KerasLayer` for a TF Hub / Kaggle handle (cached under TFHUB_CACHE_DIR) or a folder."""
     log.info("loading feature extractor %s", handle)

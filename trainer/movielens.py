@@ -65,8 +65,11 @@ def without_genres(labelled: pd.DataFrame, excluded: Collection[str]) -> pd.Data
     genres = labelled["genres"].map(lambda gs: [g for g in gs if g not in drop])
     kept = labelled.assign(genres=genres)[genres.map(len).gt(0)]
     if len(kept) < len(labelled):
-        log.info("%d movie(s) have no genre but %s: not used", len(labelled) - len(kept),
-                 ", ".join(sorted(drop)))
+        log.info(
+            "%d movie(s) have no genre but %s: not used",
+            len(labelled) - len(kept),
+            ", ".join(sorted(drop)),
+        )
     return kept
 
 
@@ -130,14 +133,18 @@ def read_movielens(directory: Path) -> Movies:
     # one movie per poster: when two movies share a TMDB id, keep the first
     shared = table["tmdbId"].notna() & table["tmdbId"].duplicated()
     if shared.any():
-        log.warning("%d movies share a TMDB id with an earlier one; keeping the first",
-                    shared.sum())
+        log.warning(
+            "%d movies share a TMDB id with an earlier one; keeping the first", shared.sum()
+        )
         table = table[~shared]
     table = table.reset_index(drop=True)
     movies_out = Movies(table)
     log.info(
         "read %d movies from %s: %d labelled with a TMDB id, %d unlabelled with one, %d without",
-        len(table), directory, len(movies_out.labelled), len(movies_out.unlabelled),
+        len(table),
+        directory,
+        len(movies_out.labelled),
+        len(movies_out.unlabelled),
         int(table["tmdbId"].isna().sum()),
     )
     return movies_out

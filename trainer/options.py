@@ -73,7 +73,9 @@ def settings_from_args(
 
 
 def _values(
-    model: type[BaseModel], given: Mapping[str, Any], environ: Mapping[str, str],
+    model: type[BaseModel],
+    given: Mapping[str, Any],
+    environ: Mapping[str, str],
     prefix: tuple[str, ...],
 ) -> dict[str, Any]:
     """The input of `model` (nested groups built) from what was given."""

@@ -106,8 +106,15 @@ def fetch_posters(
     progress: bool = True,
 ) -> FetchReport:
     """Fetch the posters missing from `cache` with the worker's `PosterFetcher`."""
-    return asyncio.run(_fetch_all(list(dict.fromkeys(int(i) for i in tmdb_ids)), cache,
-                                  fetch_settings, retry_failed, progress))
+    return asyncio.run(
+        _fetch_all(
+            list(dict.fromkeys(int(i) for i in tmdb_ids)),
+            cache,
+            fetch_settings,
+            retry_failed,
+            progress,
+        )
+    )
 
 
 async def _fetch_all(
@@ -121,8 +128,12 @@ async def _fetch_all(
 
     manifest = cache.failures()
     report, todo = _triage(tmdb_ids, cache, manifest, retry_failed)
-    log.info("posters: %d cached, %d to fetch, %d skipped after a permanent failure",
-             len(report.cached), len(todo), len(report.skipped))
+    log.info(
+        "posters: %d cached, %d to fetch, %d skipped after a permanent failure",
+        len(report.cached),
+        len(todo),
+        len(report.skipped),
+    )
     if not todo:
         cache.write_failures(manifest)
         return report
@@ -150,8 +161,9 @@ async def _fetch_all(
     try:
         async with PosterFetcher(fetch_settings) as fetcher:
             tasks = [asyncio.create_task(one(fetcher, t)) for t in todo]
-            with tqdm(total=len(tasks), desc="fetching posters", unit="poster",
-                      disable=not progress) as bar:
+            with tqdm(
+                total=len(tasks), desc="fetching posters", unit="poster", disable=not progress
+            ) as bar:
                 for task in asyncio.as_completed(tasks):
                     await task
                     bar.update(1)

@@ -46,8 +46,10 @@ def served_version_dir(model_dir: Path) -> Path:
     except PointerError as exc:
         raise PredictError(str(exc)) from exc
     if version is None or not is_complete(model_dir / str(version)):
-        raise PredictError(f"no served model version under {model_dir}"
-                           + (f" (version {version} is missing)" if version else ""))
+        raise PredictError(
+            f"no served model version under {model_dir}"
+            + (f" (version {version} is missing)" if version else "")
+        )
     return model_dir / str(version)
 
 
@@ -112,8 +114,9 @@ def render(predictions: list[Prediction], path: Path, model_name: str) -> Path:
         ax.axis("off")
     for ax, p in zip(axes.ravel(), predictions, strict=False):
         ax.imshow(Image.open(io.BytesIO(p.image)).convert("RGB"))
-        top = (", ".join(f"{g} {p.scores[g]:.2f}" for g in p.genres)
-               or "(no genre over its threshold)")
+        top = (
+            ", ".join(f"{g} {p.scores[g]:.2f}" for g in p.genres) or "(no genre over its threshold)"
+        )
         ax.set_title(f"{p.title or p.source}\n{top}", fontsize=8, wrap=True)
     fig.suptitle(f"model {model_name}", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.96))

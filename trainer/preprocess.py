@@ -17,10 +17,16 @@ MIN_COVER = 2  # a scaled decode keeps at least this multiple of the input size
 def _decode_jpeg_scaled(image_bytes: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     """A JPEG decoded at the largest scale-down that keeps MIN_COVER x the input size."""
     shape = tf.image.extract_jpeg_shape(image_bytes)
-    factor = tf.minimum(shape[0] // (MIN_COVER * image_size[0]), shape[1] // (MIN_COVER * image_size[1]))
-    branches = [(factor >= r, lambda r=r: tf.io.decode_jpeg(image_bytes, channels=3, ratio=r))
-                for r in JPEG_SCALES]
-    return tf.case(branches, default=lambda: tf.io.decode_jpeg(image_bytes, channels=3), exclusive=False)
+    factor = tf.minimum(
+        shape[0] // (MIN_COVER * image_size[0]), shape[1] // (MIN_COVER * image_size[1])
+    )
+    branches = [
+        (factor >= r, lambda r=r: tf.io.decode_jpeg(image_bytes, channels=3, ratio=r))
+        for r in JPEG_SCALES
+    ]
+    return tf.case(
+        branches, default=lambda: tf.io.decode_jpeg(image_bytes, channels=3), exclusive=False
+    )
 
 
 def decode_image(image_bytes: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:

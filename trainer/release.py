@@ -82,8 +82,10 @@ def promote(model_dir: Path, version: int) -> Moved:
         if not is_complete(target):
             source = version_dir(model_dir, version)  # the candidate, or ReleaseError
             if target.exists():
-                raise ReleaseError(f"{target} exists but is incomplete; remove it to promote "
-                                   f"the candidate {version}")
+                raise ReleaseError(
+                    f"{target} exists but is incomplete; remove it to promote "
+                    f"the candidate {version}"
+                )
             os.rename(source, target)
             log.info("moved candidate %d from %s into %s", version, source, target)
         history = [] if old is None else old.previous
@@ -112,8 +114,9 @@ def rollback(model_dir: Path) -> Moved:
             was, history = old.version, old.previous
         for i, version in enumerate(history):
             if is_complete(model_dir / str(version)):
-                pointer = ServingPointer(version=version, previous=history[i + 1:],
-                                         updated_at=_now())
+                pointer = ServingPointer(
+                    version=version, previous=history[i + 1 :], updated_at=_now()
+                )
                 write_pointer(model_dir, pointer)
                 moved = Moved(was, pointer)
                 log.info("rolled back: %s", moved.line())

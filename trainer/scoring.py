@@ -50,8 +50,9 @@ class Films:
 
     def subset(self, rows: np.ndarray) -> Films:
         """The films at `rows`."""
-        return Films(self.tmdb_ids[rows], [self.genres[i] for i in rows],
-                     [self.posters[i] for i in rows])
+        return Films(
+            self.tmdb_ids[rows], [self.genres[i] for i in rows], [self.posters[i] for i in rows]
+        )
 
     def digest(self) -> dict[str, int | str]:
         """Their count and the digest of their sorted ids (`trainer.split.films_digest`)."""
@@ -63,8 +64,9 @@ def films_of(
 ) -> Films:
     """The films of `tmdb_ids` with their MovieLens genres and cached posters, in id order."""
     ids = sorted(int(i) for i in tmdb_ids)
-    return Films(np.asarray(ids, np.int64), [list(genres[i]) for i in ids],
-                 [cache.path(i) for i in ids])
+    return Films(
+        np.asarray(ids, np.int64), [list(genres[i]) for i in ids], [cache.path(i) for i in ids]
+    )
 
 
 def evaluation_films(
@@ -100,7 +102,7 @@ def score_version(version_dir: Path, films: Films, batch_size: int = 32) -> Scor
         rows = range(start, min(start + batch_size, len(films)))
         images = [films.posters[i].read_bytes() for i in rows]
         try:
-            scores[rows.start:rows.stop] = _call(serve, images)
+            scores[rows.start : rows.stop] = _call(serve, images)
         except tf.errors.InvalidArgumentError:
             for i, image in zip(rows, images, strict=True):
                 try:
@@ -119,8 +121,9 @@ def _call(serve: Any, images: list[bytes]) -> np.ndarray:
 def figures(scored: Scored, films: Films, rows: np.ndarray) -> dict[str, Any]:
     """The version's metrics on the films at `rows`, with its own labels and thresholds."""
     labels = scored.metadata.labels
-    return evaluate(films.truth(labels)[rows], scored.scores[rows], scored.metadata.thresholds,
-                    labels)
+    return evaluate(
+        films.truth(labels)[rows], scored.scores[rows], scored.metadata.thresholds, labels
+    )
 
 
 def all_genres_baseline(films: Films, labels: Sequence[str], rows: np.ndarray) -> dict[str, Any]:

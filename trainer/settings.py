@@ -114,18 +114,26 @@ class EvaluationFilms(Settings):
 
     cli_group: ClassVar[str] = "evaluation films"
 
-    test_fraction: float = Field(0.15, ge=0, lt=1, description=(
-        "Share of films held out from training and threshold tuning, on which versions are "
-        "measured (report, release gate, evaluate); 0 = none."
-    ))
+    test_fraction: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description=(
+            "Share of films held out from training and threshold tuning, on which versions are "
+            "measured (report, release gate, evaluate); 0 = none."
+        ),
+    )
     exclude_genres: Annotated[
         list[str],
         BeforeValidator(_comma_list),
         Option(metavar="GENRES", default_text=",".join(DEFAULT_EXCLUDED)),
-    ] = Field(list(DEFAULT_EXCLUDED), description=(
-        "Genres that are not labels, comma-separated (\"\" for none); films left with no "
-        "genre are not used. (no genres listed) marks an unlabelled film and never is one."
-    ))
+    ] = Field(
+        list(DEFAULT_EXCLUDED),
+        description=(
+            'Genres that are not labels, comma-separated ("" for none); films left with no '
+            "genre are not used. (no genres listed) marks an unlabelled film and never is one."
+        ),
+    )
 
 
 class ReleaseGate(Settings):
@@ -137,18 +145,28 @@ class ReleaseGate(Settings):
         list[GateMetric],
         BeforeValidator(_comma_list),
         Option(metavar="METRICS", default_text="macro_f1,micro_f1"),
-    ] = Field(["macro_f1", "micro_f1"], min_length=1, description=(
-        "Metrics (comma-separated: macro_f1, micro_f1, samples_f1) on which the new version "
-        "may not be worse than the served one, on the same evaluation films."
-    ))
-    gate_tolerance: float = Field(0.005, ge=0, le=1, description=(
-        "How much worse than the served version a gate metric may be."
-    ))
+    ] = Field(
+        ["macro_f1", "micro_f1"],
+        min_length=1,
+        description=(
+            "Metrics (comma-separated: macro_f1, micro_f1, samples_f1) on which the new version "
+            "may not be worse than the served one, on the same evaluation films."
+        ),
+    )
+    gate_tolerance: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description=("How much worse than the served version a gate metric may be."),
+    )
     force: bool = Field(False, description="Serve the new version whatever the gate says.")
-    promote: bool = Field(True, description=(
-        "Serve the new version when it passes the gate; --no-promote leaves it in "
-        "candidates/ with its report."
-    ))
+    promote: bool = Field(
+        True,
+        description=(
+            "Serve the new version when it passes the gate; --no-promote leaves it in "
+            "candidates/ with its report."
+        ),
+    )
 
 
 class HeadSettings(Settings):
@@ -189,32 +207,53 @@ class TrainSettings(
         BeforeValidator(_square),
         Option(parse=int, metavar="PIXELS", default_text="224"),
     ] = Field((224, 224), description="Side of the square images the extractor takes.")
-    keep_versions: int = Field(5, ge=0, description=(
-        "Newest versions (and candidates) kept after export, besides the served one; "
-        "0 keeps all."
-    ))
+    keep_versions: int = Field(
+        5,
+        ge=0,
+        description=(
+            "Newest versions (and candidates) kept after export, besides the served one; "
+            "0 keeps all."
+        ),
+    )
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of films for validation.")
-    split: Literal["tmdb-id", "stratified"] = Field("tmdb-id", description=(
-        "How films are assigned to train, validation and test: by a hash of the TMDB id "
-        "(the same films as MovieLens grows), or a seeded split stratified by genre."
-    ))
+    split: Literal["tmdb-id", "stratified"] = Field(
+        "tmdb-id",
+        description=(
+            "How films are assigned to train, validation and test: by a hash of the TMDB id "
+            "(the same films as MovieLens grows), or a seeded split stratified by genre."
+        ),
+    )
     seed: int = Field(42, description="Seed of head training, the folds and a stratified split.")
-    folds: int = Field(5, ge=1, description=(
-        "Heads trained by K-fold cross-fitting on train+validation and averaged; thresholds "
-        "tuned on their out-of-fold scores; 1 = one train/validation split."
-    ))
-    repeats: int = Field(3, ge=1, description=(
-        "Times the K-fold cross-fit runs on other fold splits; all heads are averaged and "
-        "out-of-fold scores are averaged over repeats (no effect with --folds 1)."
-    ))
-    objective: Objective = Field("balanced", description=(
-        "What the per-genre thresholds maximise on out-of-fold scores: each genre's F1 "
-        "(macro), micro F1 with one threshold for all (micro), or a mix of the two weighted "
-        "by --macro-weight (balanced)."
-    ))
-    macro_weight: float = Field(MACRO_WEIGHT, ge=0, le=1, description=(
-        "Weight of macro F1 against micro F1 in the balanced objective."
-    ))
+    folds: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Heads trained by K-fold cross-fitting on train+validation and averaged; thresholds "
+            "tuned on their out-of-fold scores; 1 = one train/validation split."
+        ),
+    )
+    repeats: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Times the K-fold cross-fit runs on other fold splits; all heads are averaged and "
+            "out-of-fold scores are averaged over repeats (no effect with --folds 1)."
+        ),
+    )
+    objective: Objective = Field(
+        "balanced",
+        description=(
+            "What the per-genre thresholds maximise on out-of-fold scores: each genre's F1 "
+            "(macro), micro F1 with one threshold for all (micro), or a mix of the two weighted "
+            "by --macro-weight (balanced)."
+        ),
+    )
+    macro_weight: float = Field(
+        MACRO_WEIGHT,
+        ge=0,
+        le=1,
+        description=("Weight of macro F1 against micro F1 in the balanced objective."),
+    )
     min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
     embed_batch_size: int = Field(64, ge=1, description="Posters per feature-extractor call.")
     tensorboard_dir: OptionalDir = Field(None, description="Write TensorBoard logs of each head.")
@@ -238,8 +277,10 @@ class TrainSettings(
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation and test fractions leave too little to train on")
         if self.test_fraction == 0 and self.promote and not self.force:
-            raise ValueError("the release gate needs evaluation films: give --test-fraction, "
-                             "--force or --no-promote")
+            raise ValueError(
+                "the release gate needs evaluation films: give --test-fraction, "
+                "--force or --no-promote"
+            )
         return self
 
     @property

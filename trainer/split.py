@@ -52,8 +52,13 @@ def split_examples(tmdb_ids: np.ndarray, y: np.ndarray, settings: TrainSettings)
         split = split_stratified(y, settings.val_fraction, settings.test_fraction, settings.seed)
     if len(split.train) == 0 or len(split.validation) == 0:
         raise DataError(f"{len(y)} usable posters are too few to split for training")
-    log.info("split (%s): %d train, %d validation, %d test", settings.split,
-             len(split.train), len(split.validation), len(split.test))
+    log.info(
+        "split (%s): %d train, %d validation, %d test",
+        settings.split,
+        len(split.train),
+        len(split.validation),
+        len(split.test),
+    )
     return split
 
 
@@ -64,8 +69,9 @@ def split_by_id(
     points = np.fromiter((bucket(i) for i in tmdb_ids), dtype=np.float64, count=len(tmdb_ids))
     test = points < test_fraction
     validation = ~test & (points < test_fraction + val_fraction)
-    return Split(np.flatnonzero(~test & ~validation), np.flatnonzero(validation),
-                 np.flatnonzero(test))
+    return Split(
+        np.flatnonzero(~test & ~validation), np.flatnonzero(validation), np.flatnonzero(test)
+    )
 
 
 def split_stratified(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> Split:

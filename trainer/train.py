@@ -61,7 +61,10 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     with tempfile.TemporaryDirectory() as tmp:
         files = write_run_report(report, examples.skipped, Path(tmp))
         candidate = export_version(
-            classifier, metadata, settings.model_dir, candidate=True,
+            classifier,
+            metadata,
+            settings.model_dir,
+            candidate=True,
             extra_files={f"{REPORT_DIR}/{f.name}": f for f in files},
         )
     films = films_of(postered.genres, examples.tmdb_ids[split.test], PosterCache(settings.posters))
@@ -69,5 +72,12 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     if settings.keep_versions:
         prune_versions(settings.model_dir, settings.keep_versions)
         prune_versions(settings.model_dir, settings.keep_versions, candidates=True)
-    return TrainResult(released.version_dir, metadata, report, fitted.head, released.promoted,
-                       released.decision, released.report)
+    return TrainResult(
+        released.version_dir,
+        metadata,
+        report,
+        fitted.head,
+        released.promoted,
+        released.decision,
+        released.report,
+    )

@@ -10,11 +10,13 @@ from pydantic import ValidationError
 
 from worker.settings import WorkerSettings
 
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="genre-worker",
         description="Tag movies.new events with genres from their posters. "
-        "Settings come from environment variables (see the README).",
+        "Settings come from environment variables (see the README). "
+        "`genre-worker replay --help`: send dead letters to the input topic again.",
     )
     parser.add_argument(
         "--exit-when-idle",
@@ -34,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        from worker.replay_cli import main as replay
+
+        return replay(argv[1:])
     args = parse_args(argv)
     try:
         settings = WorkerSettings()

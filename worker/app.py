@@ -13,6 +13,7 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 
 from common.kafka import build_producer, connect
+from posters import PosterFetcher
 from worker.classifier import configure_devices
 from worker.clients import build_consumer
 from worker.fetch_pool import FetchPool
@@ -20,7 +21,6 @@ from worker.fetching import AsyncRunner
 from worker.health import HealthServer
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
-from posters import PosterFetcher
 from worker.reload import ModelWatcher, describe
 from worker.settings import WorkerSettings
 
@@ -97,7 +97,9 @@ def _watcher(settings: WorkerSettings, metrics: WorkerMetrics) -> ModelWatcher:
 
 
 def _serve_health(
-    settings: WorkerSettings, metrics: WorkerMetrics, ready: Callable[[], tuple[bool, str]],
+    settings: WorkerSettings,
+    metrics: WorkerMetrics,
+    ready: Callable[[], tuple[bool, str]],
     models: ModelWatcher,
 ) -> HealthServer:
     """Start the health, readiness, metrics and model port."""
@@ -109,7 +111,8 @@ def _serve_health(
 
 
 def run(
-    settings: WorkerSettings, exit_when_idle: float | None = None,
+    settings: WorkerSettings,
+    exit_when_idle: float | None = None,
     wait_for_model: float = float("inf"),
 ) -> int:
     """Run until SIGTERM (or idle); return the process exit code."""
@@ -126,7 +129,9 @@ def run(
     metrics = WorkerMetrics()
     models = _watcher(settings, metrics)
     health = _serve_health(
-        settings, metrics, lambda: worker.ready() if worker is not None else (False, "starting"),
+        settings,
+        metrics,
+        lambda: worker.ready() if worker is not None else (False, "starting"),
         models,
     )
     runner = AsyncRunner()
@@ -162,6 +167,10 @@ def run(
 def _log_start(settings: WorkerSettings, took_s: float) -> None:
     log.info(
         "worker started in %.1f s: %s -> %s (dead letters: %s), group %s, batches of %d",
-        took_s, settings.input_topic, settings.output_topic,
-        settings.dlq_topic, settings.group_id, settings.batch_size,
+        took_s,
+        settings.input_topic,
+        settings.output_topic,
+        settings.dlq_topic,
+        settings.group_id,
+        settings.batch_size,
     )

@@ -15,6 +15,7 @@ import tensorflow as tf
 from PIL import Image
 from pydantic import ValidationError
 
+from posters import PosterUnreadable
 from schemas.model import (
     INPUT_NAME,
     METADATA_FILE,
@@ -24,7 +25,6 @@ from schemas.model import (
     complete_versions,
     genres_from_scores,
 )
-from posters import PosterUnreadable
 from worker.errors import WorkerError
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,10 @@ def load_version(path: Path, device: str = "CPU:0") -> Classifier:
         raise ModelLoadError(f"{path} gives scores outside [0, 1] on its warm-up image")
     log.info(
         "loaded model version %d (%d labels) from %s in %.2f s",
-        classifier.version, len(metadata.labels), path, time.perf_counter() - started,
+        classifier.version,
+        len(metadata.labels),
+        path,
+        time.perf_counter() - started,
     )
     return classifier
 

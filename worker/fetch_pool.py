@@ -75,8 +75,14 @@ class _Child:
 class FetchPool:
     """Fetch processes behind a `submit(tmdb_id) -> Future[Poster]`; use `start` and `close`."""
 
-    def __init__(self, settings: FetchSettings, workers: int, log_level: str = "INFO",
-                 log_format: str = "plain", max_lost: int | None = None):
+    def __init__(
+        self,
+        settings: FetchSettings,
+        workers: int,
+        log_level: str = "INFO",
+        log_format: str = "plain",
+        max_lost: int | None = None,
+    ):
         self.workers = workers
         self._args = (share_of(settings, workers), log_level, log_format)
         self._max_lost = max_lost or settings.fetch_attempts
@@ -141,8 +147,11 @@ class FetchPool:
             with self._lock:
                 children = list(self._children)
             ready = wait(
-                [self._wake_recv, *(c.conn for c in children if c.alive),
-                 *(c.process.sentinel for c in children if c.alive)],
+                [
+                    self._wake_recv,
+                    *(c.conn for c in children if c.alive),
+                    *(c.process.sentinel for c in children if c.alive),
+                ],
                 timeout=self._restart_due(children),
             )
             for child in children:
@@ -181,16 +190,23 @@ class FetchPool:
             child.retries = 0
         log.error(
             "fetch process %d (pid %s) ended with exit code %s, %d posters in flight: "
-            "starting another", child.slot, child.process.pid, child.process.exitcode, len(lost),
+            "starting another",
+            child.slot,
+            child.process.pid,
+            child.process.exitcode,
+            len(lost),
         )
         child.conn.close()
         for request_id, request in lost:
             request.lost += 1
             if request.lost >= self._max_lost:
-                request.future.set_exception(FetchFailed(
-                    f"the fetch process died {request.lost} times while fetching the poster "
-                    f"of movie {request.tmdb_id}", request.lost,
-                ))
+                request.future.set_exception(
+                    FetchFailed(
+                        f"the fetch process died {request.lost} times while fetching the poster "
+                        f"of movie {request.tmdb_id}",
+                        request.lost,
+                    )
+                )
             else:
                 self._assign(request_id, request)
 

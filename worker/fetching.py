@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from posters import FetchStats, Poster, PosterFetcher
 from worker.errors import WorkerError
 from worker.fetch_pool import FetchPool
 from worker.jobs import Batch, Job
 from worker.metrics import WorkerMetrics
-from posters import Poster, PosterFetcher
 from worker.results import error_summary
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class PosterDownloads:
         self.runner = runner
         self.metrics = metrics
         self.keep_alive_s = keep_alive_s
-        self._retries_seen = 0
+        self._seen = FetchStats()
 
     def start(self, batch: Batch) -> None:
         """Start downloading the poster of every valid event of the batch."""
@@ -104,12 +104,24 @@ class PosterDownloads:
             pending = list(waited.not_done)
             if pending:
                 keep_alive()
+                self.observe()  # an open circuit shows while the batch waits for it
         for job in batch.jobs:
             if job.fetch is not None:
                 _take_poster(job, job.fetch)
-        retries = self.fetcher.retries
-        self.metrics.fetch_retries.inc(retries - self._retries_seen)
-        self._retries_seen = retries
+        self.observe()
+
+    def observe(self) -> None:
+        """Move the fetcher's totals since the last look into the metrics."""
+        stats, seen = self.fetcher.stats(), self._seen
+        self.metrics.fetch_retries.inc(stats.retries - seen.retries)
+        self.metrics.circuit_wait_seconds.inc(max(0.0, stats.circuit_wait_s - seen.circuit_wait_s))
+        self.metrics.rate_limit_wait_seconds.inc(
+            max(0.0, stats.rate_limit_wait_s - seen.rate_limit_wait_s)
+        )
+        self.metrics.rate_limit_waits.inc(stats.rate_limit_waits - seen.rate_limit_waits)
+        for host, is_open in stats.circuits.items():
+            self.metrics.circuit_open.labels(host=host).set(int(is_open))
+        self._seen = stats
 
 
 def _take_poster(job: Job, fetch: concurrent.futures.Future[Poster]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from worker.metrics import CONTENT_TYPE, WorkerMetrics
 
@@ -46,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         """Route one GET request."""
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
@@ -88,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base signature)
+    def log_message(self, format: str, *args: object) -> None:
         """Send access lines to logging at debug instead of stderr."""
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -97,7 +97,11 @@ class HealthServer:
     """A threaded HTTP server for /healthz, /readyz, /metrics and /model, in a daemon thread."""
 
     def __init__(
-        self, host: str, port: int, metrics: WorkerMetrics, ready: ReadyCheck,
+        self,
+        host: str,
+        port: int,
+        metrics: WorkerMetrics,
+        ready: ReadyCheck,
         model: ModelInfo = lambda: None,
     ) -> None:
         self.host = host
@@ -141,7 +145,7 @@ class HealthServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> HealthServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -93,7 +93,10 @@ def classify_resilient(classifier: Classifier, images: Sequence[bytes], pause_s:
         except DEVICE_ERRORS as exc:
             log.warning(
                 "the device failed on %d posters (try %d of %d): %s",
-                len(images), attempt, tries, _first_line(exc),
+                len(images),
+                attempt,
+                tries,
+                _first_line(exc),
             )
             last = exc
         if attempt < tries or len(images) > 1:

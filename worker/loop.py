@@ -17,6 +17,7 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from posters import PosterFetcher
 from worker.classifier import Classifier
 from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
@@ -24,7 +25,6 @@ from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
 from worker.metrics import WorkerMetrics
 from worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
-from posters import PosterFetcher
 from worker.publisher import Outcome, Publisher
 from worker.reload import ModelWatcher
 from worker.results import Result, ResultBuilder
@@ -79,13 +79,22 @@ class Worker:
         return self._stop.is_set()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: a model is loaded and the consumer has partitions."""
+        """Readiness: a model is loaded and the consumer is a member of its group.
+
+        Any number of partitions, zero included (a standby), so that replicas beyond the
+        partition count are ready too (docs/deployment.md#readiness).
+        """
         if self.models.current is None:
             return False, "no model loaded"
-        assigned = self.consumer.assignment()
-        if not assigned:
-            return False, "waiting for partitions"
-        return True, f"model version {self.models.current.version}, {len(assigned)} partitions"
+        # group_metadata() takes only the coordinator's lock: safe from the HTTP thread
+        generation = self.consumer.group_metadata().generation_id
+        if generation < 0:
+            return False, f"not in consumer group {self.settings.group_id} yet"
+        assigned = len(self.consumer.assignment())
+        standby = " (standby)" if assigned == 0 else ""
+        version = self.models.current.version
+        partitions = f"{assigned} partitions{standby}"
+        return True, f"model version {version}, generation {generation}, {partitions}"
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Note a revocation (kafka-python's IO thread: no blocking call may be made here).
@@ -180,12 +189,14 @@ class Worker:
             self.exit_code = 1
             log.critical(
                 "exiting with an error: a result of this batch of %d records cannot be stored; "
-                "its offsets are not committed", len(results),
+                "its offsets are not committed",
+                len(results),
             )
         elif outcome is Outcome.STOPPED:
             log.error(
                 "stopping with results of %d records unacknowledged: the batch is not "
-                "committed and will be processed again", len(results),
+                "committed and will be processed again",
+                len(results),
             )
         return outcome is Outcome.ACKNOWLEDGED
 
@@ -232,6 +243,11 @@ def _log_batch(batch: Batch, fetch_s: float, classify_s: float, publish_s: float
     log.info(
         "batch of %d: %d genres, %d dead letters%s; "
         "wait for posters %.3f s, classify %.3f s, publish %.3f s",
-        len(batch.jobs), len(batch.jobs) - failed, failed, f" ({by_code})" if by_code else "",
-        fetch_s, classify_s, publish_s,
+        len(batch.jobs),
+        len(batch.jobs) - failed,
+        failed,
+        f" ({by_code})" if by_code else "",
+        fetch_s,
+        classify_s,
+        publish_s,
     )

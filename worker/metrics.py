@@ -30,7 +30,8 @@ class WorkerMetrics:
         )
         self.outputs_produced = Counter(
             PREFIX + "outputs_produced",
-            "Genre events acknowledged by the broker on the output topic.",
+            "Genre events acknowledged by the broker on the output topic, by serving model.",
+            ["model_version"],
             registry=r,
         )
         self.dead_letters = Counter(
@@ -56,7 +57,33 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        self._add_fetching_metrics()
         self._add_histograms_and_gauges()
+
+    def _add_fetching_metrics(self) -> None:
+        """What the poster fetcher reports: circuits and waits (read from `PosterFetcher.stats`)."""
+        r = self.registry
+        self.circuit_wait_seconds = Counter(
+            PREFIX + "circuit_wait_seconds",
+            "Seconds poster requests spent waiting for hosts whose circuit was open.",
+            registry=r,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            PREFIX + "rate_limit_wait_seconds",
+            "Seconds poster requests spent waiting for a host's rate limit.",
+            registry=r,
+        )
+        self.rate_limit_waits = Counter(
+            PREFIX + "rate_limit_waits",
+            "Poster requests that had to wait for a host's rate limit.",
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            PREFIX + "circuit_open",
+            "1 while requests to a host wait for its circuit breaker's probe, else 0.",
+            ["host"],
+            registry=r,
+        )
 
     def _add_histograms_and_gauges(self) -> None:
         """The histograms and gauges (apart from `__init__` to keep each part short)."""
@@ -88,6 +115,11 @@ class WorkerMetrics:
         self.model_version = Gauge(
             PREFIX + "model_version", "Version number of the model being served.", registry=r
         )
+        self.last_output_time = Gauge(
+            PREFIX + "last_output_timestamp_seconds",
+            "Unix time of the newest output the broker acknowledged (age: time() - this).",
+            registry=r,
+        )
         self.model_wanted_version = Gauge(
             PREFIX + "model_wanted_version",
             "Version MODEL_VERSION, serving.json or the highest folder asks for (0: none).",
@@ -111,12 +143,16 @@ class WorkerMetrics:
         self.events_consumed.inc(records)
         self.batch_size.observe(records)
 
-    def acknowledged(self, code: str, input_timestamp_ms: int | None) -> None:
+    def acknowledged(
+        self, code: str, input_timestamp_ms: int | None, model_version: int | None = None
+    ) -> None:
         """Count one result the broker acknowledged: an output (`code` empty) or a dead letter."""
         if code:
             self.dead_letters.labels(code=code).inc()
         else:
-            self.outputs_produced.inc()
+            version = "" if model_version is None else str(model_version)
+            self.outputs_produced.labels(model_version=version).inc()
+            self.last_output_time.set(time.time())
         if input_timestamp_ms is not None and input_timestamp_ms > 0:
             self.end_to_end_seconds.observe(max(0.0, time.time() - input_timestamp_ms / 1000))
 

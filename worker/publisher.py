@@ -109,7 +109,10 @@ class Publisher:
                 continue
             log.error(
                 "%d of %d results were not acknowledged (%s); sending again in %.0f s",
-                len(retry), total, retry[0][1], pause,
+                len(retry),
+                total,
+                retry[0][1],
+                pause,
             )
             if self.stopped.wait(pause):
                 return Outcome.STOPPED
@@ -128,12 +131,18 @@ class Publisher:
                 log.critical(
                     "the broker refused a %d-byte record for %s even as a dead letter without "
                     "its value (%r): this batch cannot be stored, so it is not committed",
-                    len(result.value), result.topic, exc,
+                    len(result.value),
+                    result.topic,
+                    exc,
                 )
                 return None
             log.warning(
                 "the broker refused a %d-byte record for %s (%r): sending a %d-byte dead "
-                "letter instead", len(result.value), result.topic, exc, len(replacement.value),
+                "letter instead",
+                len(result.value),
+                result.topic,
+                exc,
+                len(replacement.value),
             )
             smaller.append(replacement)
         return smaller
@@ -148,7 +157,9 @@ class Publisher:
                 delivery.failed.append((result, unqueued))
                 continue
             try:
-                future = self.producer.send(result.topic, key=result.key, value=result.value)
+                future = self.producer.send(
+                    result.topic, key=result.key, value=result.value, headers=result.headers
+                )
             except KafkaError as exc:  # e.g. over max_request_size, or no metadata in time
                 delivery.failed.append((result, exc))
                 unqueued = None if is_refusal(exc) else exc
@@ -164,7 +175,7 @@ class Publisher:
                 delivery.failed.append((result, exc))
                 continue
             delivery.acknowledged.append(result)
-            self.metrics.acknowledged(result.code, result.input_timestamp_ms)
+            self.metrics.acknowledged(result.code, result.input_timestamp_ms, result.model_version)
         return delivery
 
     def _await_acks(self, futures: list[Any]) -> bool:

@@ -120,9 +120,7 @@ class ModelWatcher:
         self._on_reload = on_reload or (lambda outcome: None)
         self._on_problem = on_problem or (lambda problem: None)
         self._problem: str | None = None  # the one reported, until it changes
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="model-loader"
-        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model-loader")
         self._pending: concurrent.futures.Future[Classifier | None] | None = None
         self._loading: int | None = None
         self._next_check = time.monotonic() + poll_s
@@ -187,12 +185,17 @@ class ModelWatcher:
             return None
         path = self.model_dir / str(wanted)
         if not is_complete(path):
-            self._report(f"missing {wanted}", f"{named_by} names model version {wanted}, which "
-                         f"is missing or incomplete in {self.model_dir}; {self._keeping()}")
+            self._report(
+                f"missing {wanted}",
+                f"{named_by} names model version {wanted}, which "
+                f"is missing or incomplete in {self.model_dir}; {self._keeping()}",
+            )
             return None
         if self.refusals.stands(folder_identity(path)):
-            self._report(f"refused {wanted}", f"{named_by} names model version {wanted}, "
-                         f"which was refused; {self._keeping()}")
+            self._report(
+                f"refused {wanted}",
+                f"{named_by} names model version {wanted}, which was refused; {self._keeping()}",
+            )
             return None
         return wanted
 
@@ -212,7 +215,8 @@ class ModelWatcher:
         self._report(None)
         log.info(
             "now serving model version %d (was %s)",
-            candidate.version, old.version if old else "none",
+            candidate.version,
+            old.version if old else "none",
         )
         return candidate
 
@@ -230,7 +234,11 @@ class ModelWatcher:
                 self._on_reload("refused")
             log.error(
                 "refused model version %d, %s (tried again in %.0f s, or when its folder "
-                "changes): %s", version, self._keeping(), self.refusals.backoff_s, exc,
+                "changes): %s",
+                version,
+                self._keeping(),
+                self.refusals.backoff_s,
+                exc,
             )
             return None
 

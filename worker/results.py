@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from schemas import DeadLetter, MovieGenres, OriginalRecord
 from worker.classifier import Classifier
+from worker.deadletters import Headers, dead_letter_headers
 from worker.errors import WorkerError
 from worker.jobs import Job, output_event_id
 
@@ -39,6 +40,8 @@ class Result:
     input_timestamp_ms: int | None
     job: Job | None = field(default=None, repr=False)  # to rebuild it smaller if refused
     smallest: bool = False  # a dead letter without the raw value: nothing left to drop
+    headers: Headers = field(default_factory=list)  # Kafka record headers (dead letters)
+    model_version: int | None = None  # the model that scored an output
 
 
 def error_summary(exc: BaseException) -> str:
@@ -91,7 +94,15 @@ class ResultBuilder:
         )
         value = output.model_dump_json().encode()
         key = str(job.event.tmdb_id).encode()
-        return Result(self.output_topic, key, value, "", job.record.timestamp, job)
+        return Result(
+            self.output_topic,
+            key,
+            value,
+            "",
+            job.record.timestamp,
+            job,
+            model_version=classifier.version,
+        )
 
     def dead_letter(self, job: Job, error: WorkerError, drop_value: bool = False) -> Result:
         """The dead letter of a job: the error, and the original record to replay."""
@@ -106,10 +117,29 @@ class ResultBuilder:
             return self.dead_letter(job, _amended(error, note), drop_value=True)
         log.info(
             "dead letter %s for %s[%d]@%d: %s",
-            error.code, record.topic, record.partition, record.offset, error.detail,
+            error.code,
+            record.topic,
+            record.partition,
+            record.offset,
+            error.detail,
+        )
+        headers = dead_letter_headers(
+            record.headers,
+            str(error.code),
+            record.topic,
+            record.partition,
+            record.offset,
+            error.attempts,
         )
         return Result(
-            self.dlq_topic, key, value, str(error.code), record.timestamp, job, drop_value
+            self.dlq_topic,
+            key,
+            value,
+            str(error.code),
+            record.timestamp,
+            job,
+            drop_value,
+            headers,
         )
 
     def refused(self, result: Result, exc: Exception) -> Result | None:
@@ -127,12 +157,18 @@ class ResultBuilder:
     def _letter(self, job: Job, error: WorkerError, drop_value: bool) -> DeadLetter:
         record = job.record
         original = OriginalRecord.from_raw(
-            record.topic, record.partition, record.offset,
-            _shown_key(record.key), None if drop_value else record.value, record.timestamp,
-        ).model_copy(update={
-            "key_bytes": None if record.key is None else len(record.key),
-            "key_truncated": record.key is not None and len(record.key) > KEY_SHOWN_BYTES,
-        })
+            record.topic,
+            record.partition,
+            record.offset,
+            _shown_key(record.key),
+            None if drop_value else record.value,
+            record.timestamp,
+        ).model_copy(
+            update={
+                "key_bytes": None if record.key is None else len(record.key),
+                "key_truncated": record.key is not None and len(record.key) > KEY_SHOWN_BYTES,
+            }
+        )
         if drop_value and record.value is not None:
             original = original.model_copy(
                 update={"value_bytes": len(record.value), "value_dropped": True}

@@ -40,7 +40,9 @@ class WorkerSettings(FetchSettings, KafkaSettings):
         description="Cap on a serialised dead letter; over it, the raw value is dropped.",
     )
     fetch_workers: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="Processes that fetch posters: 1 fetches on a thread of the worker; N > 1 "
         "starts N fetch processes, which share FETCH_CONCURRENCY and the rate limits.",
     )
@@ -51,7 +53,8 @@ class WorkerSettings(FetchSettings, KafkaSettings):
         10.0, gt=0, description="How often MODEL_DIR is checked for the version to serve."
     )
     model_version: Annotated[int | None, BeforeValidator(_blank_is_none)] = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="Serve this version and no other (a pin); unset: the one serving.json "
         "names, else the highest.",
     )

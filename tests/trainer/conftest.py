@@ -6,12 +6,12 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tensorflow_hub needs Keras 2 (tf-keras)
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from demo.extractor import build_local_extractor  # noqa: E402
-from demo.synthetic import SyntheticDataset, write_dataset  # noqa: E402
+from demo.extractor import build_local_extractor
+from demo.synthetic import SyntheticDataset, write_dataset
 
 IMAGE_SIZE = (32, 32)
 FEATURES = 48
@@ -20,7 +20,9 @@ FEATURES = 48
 @pytest.fixture(scope="session")
 def tiny_extractor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that `hub.KerasLayer` loads: float32 [N, 32, 32, 3] in [0, 1] -> [N, 48]."""
-    return build_local_extractor(tmp_path_factory.mktemp("extractor") / "tiny", IMAGE_SIZE, FEATURES)
+    return build_local_extractor(
+        tmp_path_factory.mktemp("extractor") / "tiny", IMAGE_SIZE, FEATURES
+    )
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +43,13 @@ def small_movielens(synthetic: SyntheticDataset, root: Path, n: int) -> list[int
     labelled = sorted(synthetic.labelled)[:n]
     movies = synthetic.movies_csv.read_text().splitlines()
     links = synthetic.links_csv.read_text().splitlines()
-    kept_links = [links[0]] + [line for line in links[1:] if int(line.split(",")[2] or 0) in labelled]
+    kept_links = [links[0]] + [
+        line for line in links[1:] if int(line.split(",")[2] or 0) in labelled
+    ]
     kept_ids = {line.split(",")[0] for line in kept_links[1:]}
     root.mkdir(parents=True)
     (root / "links.csv").write_text("\n".join(kept_links) + "\n")
     (root / "movies.csv").write_text(
-        "\n".join([movies[0]] + [m for m in movies[1:] if m.split(",")[0] in kept_ids]) + "\n")
+        "\n".join([movies[0]] + [m for m in movies[1:] if m.split(",")[0] in kept_ids]) + "\n"
+    )
     return labelled

@@ -23,13 +23,25 @@ def test_events_cover_exactly_the_unlabelled_movies(synthetic: SyntheticDataset)
     assert sorted(e.tmdb_id for e in events) == sorted(synthetic.unlabelled)
     assert all(e.title and e.event_id and e.occurred_at for e in events)
     again = backfill_events(read_movielens(synthetic.root))
-    assert [e.event_id for e in again] == [e.event_id for e in events]  # stable ids: consumers dedupe
+    assert [e.event_id for e in again] == [
+        e.event_id for e in events
+    ]  # stable ids: consumers dedupe
 
 
 def test_dry_run_prints_valid_json_lines(synthetic: SyntheticDataset) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "backfill", "--movielens", str(synthetic.root), "--dry-run"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "backfill",
+            "--movielens",
+            str(synthetic.root),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -50,7 +62,9 @@ class FakeProducer:
         FakeProducer.instances.append(self)
 
     def send(self, topic: str, key: str, value: str) -> Any:
-        self.sent.append((topic, self.config["key_serializer"](key), self.config["value_serializer"](value)))
+        self.sent.append(
+            (topic, self.config["key_serializer"](key), self.config["value_serializer"](value))
+        )
 
         class Done:
             def get(self, timeout: float) -> None:
@@ -70,7 +84,9 @@ def test_publish_uses_an_idempotent_acks_all_producer(
 ) -> None:
     monkeypatch.setattr("common.kafka.KafkaProducer", FakeProducer)  # what build_producer makes
     events = backfill_events(read_movielens(synthetic.root))
-    n = publish_events(events, KafkaSettings(kafka_bootstrap_servers="h1:9092,h2:9092"), "movies.new.test")
+    n = publish_events(
+        events, KafkaSettings(kafka_bootstrap_servers="h1:9092,h2:9092"), "movies.new.test"
+    )
     producer = FakeProducer.instances[-1]
     assert n == len(events) and producer.flushed and producer.closed
     assert producer.config["acks"] == "all" and producer.config["enable_idempotence"] is True
@@ -90,13 +106,29 @@ def test_backfill_reaches_a_real_broker(synthetic: SyntheticDataset, broker: Any
     topic = f"movies.new.backfill.{uuid.uuid4().hex[:8]}"
     create_topics(broker.bootstrap_servers, {topic: 1})
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "backfill", "--movielens", str(synthetic.root),
-         "--bootstrap-servers", broker.bootstrap_servers, "--topic", topic],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "backfill",
+            "--movielens",
+            str(synthetic.root),
+            "--bootstrap-servers",
+            broker.bootstrap_servers,
+            "--topic",
+            topic,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap_servers,
-                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=10_000,
+    )
     records = [r for _, r in zip(range(len(synthetic.unlabelled)), consumer, strict=False)]
     consumer.close()
     assert sorted(int(r.key) for r in records) == sorted(synthetic.unlabelled)

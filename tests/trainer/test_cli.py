@@ -28,10 +28,13 @@ LOADED = (
 )
 
 
-def run_loaded(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+def run_loaded(
+    args: list[str], env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run `genre-trainer args` in a subprocess; its result and the TensorFlow modules it loaded."""
-    result = subprocess.run([sys.executable, "-c", LOADED, *args], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, *args], env=env, capture_output=True, text=True, timeout=120
+    )
     marker = [line for line in result.stderr.splitlines() if line.startswith("loaded:")]
     assert marker, result.stderr[-2000:]
     return result, marker[-1].removeprefix("loaded:").strip()
@@ -53,8 +56,16 @@ def test_fetch_posters_loads_no_tensorflow(synthetic: SyntheticDataset, tmp_path
     with TmdbStandIn(posters=served) as server:
         env = dict(os.environ, TMDB_BASE_URL=server.base_url, POSTER_HOSTS=server.host)
         result, loaded = run_loaded(
-            ["fetch-posters", "--movielens", str(tmp_path / "ml"), "--posters",
-             str(tmp_path / "posters"), "--no-progress"], env)
+            [
+                "fetch-posters",
+                "--movielens",
+                str(tmp_path / "ml"),
+                "--posters",
+                str(tmp_path / "posters"),
+                "--no-progress",
+            ],
+            env,
+        )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "3 fetched" in result.stdout
     assert loaded == ""
@@ -71,43 +82,91 @@ def test_every_field_is_an_option_with_help() -> None:
         top = set(command.settings.model_fields) - {"head", "kafka"}
         assert top <= {d.split(".")[0] for d in helped}, (name, top - set(helped))
     train = {a.dest: a for a in sub.choices["train"]._actions}  # type: ignore[attr-defined]
-    assert train["seed"].help == "Seed of head training, the folds and a stratified split. (default: 42)"
+    assert (
+        train["seed"].help
+        == "Seed of head training, the folds and a stratified split. (default: 42)"
+    )
     assert train["head.standardize"].option_strings == ["--standardize", "--no-standardize"]
     assert "--no-standardize" in sub.choices["train"].format_help()  # type: ignore[attr-defined]
 
 
 def test_existing_option_names_keep_working() -> None:
     command, train = parse_args(
-        ["train", "--movielens", "ml", "--posters", "p", "--concurrency", "3", "--offline",
-         "--feature-extractor", "x", "--image-size", "96", "--model-dir", "m", "--keep-versions", "2",
-         "--seed", "7", "--folds", "1", "--loss", "bce", "--epochs", "3", "--no-progress",
-         "--log-level", "debug", "--no-standardize", "--patience", "0", "--batch-size", "8",
-         "--learning-rate", "0.01", "--hidden", "16", "--dropout", "0", "--l2", "0"], {})
+        [
+            "train",
+            "--movielens",
+            "ml",
+            "--posters",
+            "p",
+            "--concurrency",
+            "3",
+            "--offline",
+            "--feature-extractor",
+            "x",
+            "--image-size",
+            "96",
+            "--model-dir",
+            "m",
+            "--keep-versions",
+            "2",
+            "--seed",
+            "7",
+            "--folds",
+            "1",
+            "--loss",
+            "bce",
+            "--epochs",
+            "3",
+            "--no-progress",
+            "--log-level",
+            "debug",
+            "--no-standardize",
+            "--patience",
+            "0",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "0.01",
+            "--hidden",
+            "16",
+            "--dropout",
+            "0",
+            "--l2",
+            "0",
+        ],
+        {},
+    )
     assert command == "train" and isinstance(train, TrainSettings)
     assert train.image_size == (96, 96) and train.concurrency == 3 and train.offline
     assert train.seed == 7 and train.head.seed == 7  # one --seed seeds the split and the head
     assert train.head.loss == "bce" and train.head.standardize is False and train.head.epochs == 3
     assert train.progress is False and train.log_level == "DEBUG" and train.keep_versions == 2
     _, fetch = parse_args(["fetch-posters", "--all", "--retry-failed"], {})
-    assert isinstance(fetch, FetchPostersSettings) and fetch.include_unlabelled and fetch.retry_failed
+    assert (
+        isinstance(fetch, FetchPostersSettings) and fetch.include_unlabelled and fetch.retry_failed
+    )
     _, predict = parse_args(["predict", "603", "a.jpg", "--show", "o.png", "--json"], {})
     assert isinstance(predict, PredictSettings)
     assert predict.inputs == ["603", "a.jpg"] and predict.as_json and predict.show == Path("o.png")
-    _, backfill = parse_args(["backfill", "--topic", "t", "--dry-run",
-                              "--bootstrap-servers", "h1:9092,h2:9092"], {})
+    _, backfill = parse_args(
+        ["backfill", "--topic", "t", "--dry-run", "--bootstrap-servers", "h1:9092,h2:9092"], {}
+    )
     assert isinstance(backfill, BackfillSettings) and backfill.dry_run and backfill.topic == "t"
     assert backfill.kafka.bootstrap_servers == ["h1:9092", "h2:9092"]
 
 
-def test_environment_fills_what_the_command_line_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_fills_what_the_command_line_leaves_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "env-broker:9092")
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     _, from_env = parse_args(["backfill"], {"LOG_FORMAT": "json"})
     assert from_env.log_format == "json"
     assert from_env.kafka.bootstrap_servers == ["env-broker:9092"]
     assert from_env.kafka.kafka_security_protocol == "SASL_SSL"
-    _, from_args = parse_args(["backfill", "--log-format", "plain", "--bootstrap-servers", "b:1"],
-                              {"LOG_FORMAT": "json"})
+    _, from_args = parse_args(
+        ["backfill", "--log-format", "plain", "--bootstrap-servers", "b:1"], {"LOG_FORMAT": "json"}
+    )
     assert from_args.log_format == "plain" and from_args.kafka.bootstrap_servers == ["b:1"]
     assert from_args.kafka.kafka_security_protocol == "SASL_SSL"  # TLS/SASL still from KAFKA_*
 

@@ -12,7 +12,9 @@ from trainer.data import DataError, binarize, image_dataset, stratified_split
 
 
 def test_binarize_orders_by_frequency_and_drops_rare_genres() -> None:
-    labels = binarize([["Drama", "Comedy"], ["Drama"], ["Horror", "Drama"], ["Comedy"]], min_count=2)
+    labels = binarize(
+        [["Drama", "Comedy"], ["Drama"], ["Horror", "Drama"], ["Comedy"]], min_count=2
+    )
     assert labels.names == ["Drama", "Comedy"]
     assert labels.y.tolist() == [[1, 1], [1, 0], [1, 0], [0, 1]]
     with pytest.raises(DataError):

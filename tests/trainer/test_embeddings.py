@@ -27,21 +27,27 @@ def test_cache_is_reused_and_keyed_by_content(
     for i, path in zip(ids, paths, strict=True):
         shutil.copy(synthetic.posters_dir / f"{i}.jpg", path)
     key = extractor_key(str(tiny_extractor), IMAGE_SIZE)
-    first = embed_images(paths, extractor, IMAGE_SIZE, 4, EmbeddingCache(tmp_path / "c", key), False)
+    first = embed_images(
+        paths, extractor, IMAGE_SIZE, 4, EmbeddingCache(tmp_path / "c", key), False
+    )
     assert first.computed == 10 and first.vectors.shape == (10, FEATURES)
 
     # a fresh cache object reads the shards back: nothing is computed again
     calls = []
-    def counting(images):  # noqa: ANN001, ANN202
+
+    def counting(images):
         calls.append(1)
         return extractor(images)
+
     again = embed_images(paths, counting, IMAGE_SIZE, 4, EmbeddingCache(tmp_path / "c", key), False)
     assert again.computed == 0 and not calls
     np.testing.assert_allclose(again.vectors, first.vectors, rtol=1e-6)
 
     # a changed poster is recomputed; the others are not
     shutil.copy(synthetic.posters_dir / f"{sorted(synthetic.labelled)[20]}.jpg", paths[3])
-    changed = embed_images(paths, extractor, IMAGE_SIZE, 4, EmbeddingCache(tmp_path / "c", key), False)
+    changed = embed_images(
+        paths, extractor, IMAGE_SIZE, 4, EmbeddingCache(tmp_path / "c", key), False
+    )
     assert changed.computed == 1
     assert not np.allclose(changed.vectors[3], first.vectors[3])
 

@@ -43,21 +43,36 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")  # embeddings shared by every run here
 
 
-def settings_for(data: SyntheticDataset, extractor: Path, cache: Path, model_dir: Path,
-                 **extra: object) -> TrainSettings:
+def settings_for(
+    data: SyntheticDataset, extractor: Path, cache: Path, model_dir: Path, **extra: object
+) -> TrainSettings:
     values: dict[str, object] = {
-        "movielens": data.root, "posters": data.posters_dir, "offline": True,
-        "feature_extractor": str(extractor), "image_size": IMAGE_SIZE, "model_dir": model_dir,
-        "cache_dir": cache, "min_genre_count": 3, "val_fraction": 0.2, "test_fraction": 0.2,
-        "folds": 1, "repeats": 1, "head": GOOD, "progress": False,
+        "movielens": data.root,
+        "posters": data.posters_dir,
+        "offline": True,
+        "feature_extractor": str(extractor),
+        "image_size": IMAGE_SIZE,
+        "model_dir": model_dir,
+        "cache_dir": cache,
+        "min_genre_count": 3,
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "folds": 1,
+        "repeats": 1,
+        "head": GOOD,
+        "progress": False,
     }
     values.update(extra)
     return TrainSettings(**values)
 
 
 @pytest.fixture(scope="module")
-def first(data: SyntheticDataset, tiny_extractor: Path, cache_dir: Path,
-          tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first(
+    data: SyntheticDataset,
+    tiny_extractor: Path,
+    cache_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     """A model folder whose first version was trained and served."""
     model_dir = tmp_path_factory.mktemp("first") / "models"
     assert run("train", settings_for(data, tiny_extractor, cache_dir, model_dir)) == 0
@@ -87,7 +102,10 @@ def test_the_first_version_is_served_when_it_beats_the_all_genres_baseline(first
 
 
 def test_a_worse_version_is_held_back(
-    data: SyntheticDataset, tiny_extractor: Path, cache_dir: Path, model_dir: Path,
+    data: SyntheticDataset,
+    tiny_extractor: Path,
+    cache_dir: Path,
+    model_dir: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = settings_for(data, tiny_extractor, cache_dir, model_dir, head=WORSE)
@@ -109,7 +127,10 @@ def test_a_worse_version_is_held_back(
 
 
 def test_a_version_not_worse_is_promoted_and_force_and_no_promote_override(
-    data: SyntheticDataset, tiny_extractor: Path, cache_dir: Path, model_dir: Path,
+    data: SyntheticDataset,
+    tiny_extractor: Path,
+    cache_dir: Path,
+    model_dir: Path,
 ) -> None:
     assert run("train", settings_for(data, tiny_extractor, cache_dir, model_dir)) == 0
     assert (model_dir / "2" / "saved_model.pb").is_file()
@@ -126,16 +147,27 @@ def test_a_version_not_worse_is_promoted_and_force_and_no_promote_override(
 
 
 def test_evaluate_compares_the_served_and_the_newest_version(
-    data: SyntheticDataset, tiny_extractor: Path, cache_dir: Path, model_dir: Path, tmp_path: Path,
+    data: SyntheticDataset,
+    tiny_extractor: Path,
+    cache_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with_imax_label = settings_for(data, tiny_extractor, cache_dir, model_dir, exclude_genres=[],
-                                   promote=False)
+    with_imax_label = settings_for(
+        data, tiny_extractor, cache_dir, model_dir, exclude_genres=[], promote=False
+    )
     assert run("train", with_imax_label) == 0
     assert "IMAX" in ModelMetadata.read(model_dir / CANDIDATES_DIR / "2").labels
     capsys.readouterr()
-    settings = EvaluateSettings(movielens=data.root, posters=data.posters_dir, model_dir=model_dir,
-                                test_fraction=0.2, out=tmp_path / "out", progress=False)
+    settings = EvaluateSettings(
+        movielens=data.root,
+        posters=data.posters_dir,
+        model_dir=model_dir,
+        test_fraction=0.2,
+        out=tmp_path / "out",
+        progress=False,
+    )
     assert run("evaluate", settings) == 0
     table = capsys.readouterr().out
     assert "v1 (served)" in table and "v2 (candidate)" in table and "IMAX" in table
@@ -151,7 +183,8 @@ def test_evaluate_compares_the_served_and_the_newest_version(
     films = ModelMetadata.read(model_dir / "1").metrics["films"]
     assert report["films"]["count"] == films["count"]
     assert report["films"]["sha256"] == films["sha256"]
-    assert v1["macro_f1"] == pytest.approx(ModelMetadata.read(model_dir / "1").metrics["macro_f1"],
-                                           abs=0.02)  # the signature scores what training did
+    assert v1["macro_f1"] == pytest.approx(
+        ModelMetadata.read(model_dir / "1").metrics["macro_f1"], abs=0.02
+    )  # the signature scores what training did
     assert (tmp_path / "out" / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
     assert run("evaluate", settings.model_copy(update={"versions": [7]})) == 2

@@ -92,7 +92,9 @@ def test_download_verifies_and_caches(tmp_path: Path) -> None:
     folder = download_movielens(tmp_path, "ml-test", "https://files.example/datasets", client)
     assert len(read_movielens(folder).labelled) == 3
     assert calls == ["/datasets/ml-test.zip.md5", "/datasets/ml-test.zip"]
-    assert download_movielens(tmp_path, "ml-test", "https://files.example/datasets", client) == folder
+    assert (
+        download_movielens(tmp_path, "ml-test", "https://files.example/datasets", client) == folder
+    )
     assert len(calls) == 2  # served from the cache the second time
 
 

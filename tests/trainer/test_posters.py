@@ -13,15 +13,21 @@ import pytest
 
 from demo.synthetic import SyntheticDataset, draw_poster
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
-from trainer.posters import PosterCache, fetch_posters
 from posters import FetchSettings
+from trainer.posters import PosterCache, fetch_posters
 
 from .conftest import small_movielens
 
 
 def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:
-    return FetchSettings(tmdb_base_url=server.base_url, poster_hosts=[server.host],
-                         backoff_base_s=0.01, backoff_max_s=0.05, fetch_attempts=2, **extra)
+    return FetchSettings(
+        tmdb_base_url=server.base_url,
+        poster_hosts=[server.host],
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        fetch_attempts=2,
+        **extra,
+    )
 
 
 def test_fetch_is_resumable_and_records_failures(tmp_path: Path) -> None:
@@ -33,7 +39,9 @@ def test_fetch_is_resumable_and_records_failures(tmp_path: Path) -> None:
     cache.write(1, posters[1])  # already cached: must not be requested
     ids = [*range(1, 9), 99]  # 99: no such movie
     with TmdbStandIn(movies=movies) as server:
-        report = fetch_posters(ids, cache, settings_for(server, fetch_concurrency=3), progress=False)
+        report = fetch_posters(
+            ids, cache, settings_for(server, fetch_concurrency=3), progress=False
+        )
         first_requests = sum(server.requests.values())
         assert report.cached == [1]
         assert sorted(report.fetched) == [2, 3, 4, 5, 6]
@@ -60,11 +68,15 @@ def test_fetch_is_resumable_and_records_failures(tmp_path: Path) -> None:
 
 def test_transient_failures_are_retried_on_the_next_run(tmp_path: Path) -> None:
     cache = PosterCache(tmp_path)
-    flaky = StandInMovie(poster=draw_poster(["Drama"]), title="Flaky", image_failures=[503, 503, 503])
+    flaky = StandInMovie(
+        poster=draw_poster(["Drama"]), title="Flaky", image_failures=[503, 503, 503]
+    )
     with TmdbStandIn(movies={5: flaky}) as server:
         first = fetch_posters([5], cache, settings_for(server), progress=False)
         assert first.failed[5]["code"] == "fetch_failed"
-        second = fetch_posters([5], cache, settings_for(server), progress=False)  # no --retry-failed
+        second = fetch_posters(
+            [5], cache, settings_for(server), progress=False
+        )  # no --retry-failed
         assert second.fetched == [5] and cache.has(5)
 
 
@@ -81,11 +93,23 @@ def test_fetch_posters_command(synthetic: SyntheticDataset, tmp_path: Path) -> N
     root.mkdir()
     (root / "links.csv").write_text("\n".join(kept_links) + "\n")
     (root / "movies.csv").write_text(
-        "\n".join([movies[0]] + [m for m in movies[1:] if m.split(",")[0] in kept_movie_ids]) + "\n")
+        "\n".join([movies[0]] + [m for m in movies[1:] if m.split(",")[0] in kept_movie_ids]) + "\n"
+    )
     with TmdbStandIn(posters=served) as server:
         env = dict(os.environ, TMDB_BASE_URL=server.base_url, POSTER_HOSTS=server.host)
-        cmd = [sys.executable, "-m", "trainer", "fetch-posters", "--movielens", str(root),
-               "--posters", str(tmp_path / "posters"), "--concurrency", "4", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "trainer",
+            "fetch-posters",
+            "--movielens",
+            str(root),
+            "--posters",
+            str(tmp_path / "posters"),
+            "--concurrency",
+            "4",
+            "--no-progress",
+        ]
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "12 fetched" in result.stdout
@@ -113,14 +137,33 @@ def test_the_api_key_is_in_no_log_line(
 
         for i in ids:
             server.routes[f"/3/movie/{i}"] = api
-        env = dict(os.environ, TMDB_API_KEY=key, TMDB_BASE_URL=server.base_url,
-                   TMDB_API_URL=f"{server.base_url}/3",
-                   TMDB_IMAGE_BASE_URL=f"{server.base_url}/t/p/w500",
-                   POSTER_HOSTS=server.host, LOG_FORMAT=fmt)
+        env = dict(
+            os.environ,
+            TMDB_API_KEY=key,
+            TMDB_BASE_URL=server.base_url,
+            TMDB_API_URL=f"{server.base_url}/3",
+            TMDB_IMAGE_BASE_URL=f"{server.base_url}/t/p/w500",
+            POSTER_HOSTS=server.host,
+            LOG_FORMAT=fmt,
+        )
         result = subprocess.run(
-            [sys.executable, "-m", "trainer", "fetch-posters", "--movielens", str(tmp_path / "ml"),
-             "--posters", str(tmp_path / "posters"), "--no-progress", "--log-level", level],
-            env=env, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "trainer",
+                "fetch-posters",
+                "--movielens",
+                str(tmp_path / "ml"),
+                "--posters",
+                str(tmp_path / "posters"),
+                "--no-progress",
+                "--log-level",
+                level,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "4 fetched" in result.stdout

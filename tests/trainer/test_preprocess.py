@@ -45,7 +45,9 @@ def test_scaled_decode_is_used_for_large_jpegs() -> None:
     blob = _poster(400)
     quarter = tf.io.decode_jpeg(blob, channels=3, ratio=4)
     expected = tf.image.resize(quarter, SIZE, method="bilinear", antialias=False) / 255.0
-    np.testing.assert_allclose(decode_image(tf.constant(blob), SIZE).numpy(), expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        decode_image(tf.constant(blob), SIZE).numpy(), expected.numpy(), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP"])

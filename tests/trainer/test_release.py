@@ -172,8 +172,9 @@ def test_the_gate_rule() -> None:
     assert ok.passed and ok.against == 4
     worse = judge({"macro_f1": 0.694, "micro_f1": 0.90}, served, baseline, metrics, 0.005, 4)
     assert not worse.passed
-    assert worse.reason == ("worse than served version 4 (tolerance 0.005): "
-                            "macro_f1 0.6940 vs 0.7000")
+    assert worse.reason == (
+        "worse than served version 4 (tolerance 0.005): macro_f1 0.6940 vs 0.7000"
+    )
     assert judge({"macro_f1": 0.694, "micro_f1": 0.5}, served, baseline, ["micro_f1"], 0.5).passed
     # nothing served: beat predicting every genre on every gate metric
     first = judge({"macro_f1": 0.41, "micro_f1": 0.45}, None, baseline, metrics, 0.005)
@@ -182,8 +183,19 @@ def test_the_gate_rule() -> None:
 
 
 def test_gate_and_label_options() -> None:
-    _, settings = parse_args(["train", "--gate-metrics", "macro_f1,samples_f1", "--gate-tolerance",
-                              "0.01", "--no-promote", "--exclude-genres", "IMAX,Film-Noir"], {})
+    _, settings = parse_args(
+        [
+            "train",
+            "--gate-metrics",
+            "macro_f1,samples_f1",
+            "--gate-tolerance",
+            "0.01",
+            "--no-promote",
+            "--exclude-genres",
+            "IMAX,Film-Noir",
+        ],
+        {},
+    )
     assert isinstance(settings, TrainSettings)
     assert settings.gate_metrics == ["macro_f1", "samples_f1"] and settings.gate_tolerance == 0.01
     assert not settings.promote and not settings.force

@@ -15,8 +15,9 @@ from trainer.split import Split, bucket, films_digest, split_by_id, split_exampl
 
 def parts_by_id(ids: list[int], split: Split) -> dict[int, str]:
     """TMDB id -> the name of its part."""
-    return {ids[row]: name for name in ("train", "validation", "test")
-            for row in getattr(split, name)}
+    return {
+        ids[row]: name for name in ("train", "validation", "test") for row in getattr(split, name)
+    }
 
 
 def test_adding_films_moves_no_film_between_parts() -> None:
@@ -28,13 +29,17 @@ def test_adding_films_moves_no_film_between_parts() -> None:
     rng.shuffle(grown)  # MovieLens order means nothing
     after = parts_by_id(grown, split_by_id(grown, 0.15, 0.15))
     assert {i: after[i] for i in old} == before
-    shares = {name: sum(p == name for p in after.values()) / len(after)
-              for name in ("train", "validation", "test")}
+    shares = {
+        name: sum(p == name for p in after.values()) / len(after)
+        for name in ("train", "validation", "test")
+    }
     assert shares["test"] == pytest.approx(0.15, abs=0.03)
     assert shares["validation"] == pytest.approx(0.15, abs=0.03)
     # a larger validation share takes films from train only: the evaluation films stay put
     wider = parts_by_id(grown, split_by_id(grown, 0.25, 0.15))
-    assert {i for i, p in wider.items() if p == "test"} == {i for i, p in after.items() if p == "test"}
+    assert {i for i, p in wider.items() if p == "test"} == {
+        i for i, p in after.items() if p == "test"
+    }
     assert all(after[i] == "train" for i, p in wider.items() if p != after[i])
 
 
@@ -47,7 +52,9 @@ def test_bucket_is_sha256_of_the_decimal_id() -> None:
 
 def test_films_digest_names_the_films_whatever_their_order() -> None:
     assert films_digest([604, 603]) == {
-        "count": 2, "sha256": hashlib.sha256(b"603\n604\n").hexdigest()}
+        "count": 2,
+        "sha256": hashlib.sha256(b"603\n604\n").hexdigest(),
+    }
     assert films_digest(np.array([603, 604])) == films_digest([604, 603])
     assert films_digest([603, 605])["sha256"] != films_digest([603, 604])["sha256"]
 

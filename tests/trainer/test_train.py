@@ -25,22 +25,36 @@ from .conftest import IMAGE_SIZE
 HEAD = HeadSettings(epochs=40, patience=10, batch_size=32)
 
 
-def settings_for(data: SyntheticDataset, extractor: Path, root: Path, **extra: object) -> TrainerSettings:
-    values = dict(
-        movielens=data.root, posters=data.posters_dir, offline=True, feature_extractor=str(extractor),
-        image_size=IMAGE_SIZE, model_dir=root / "models", cache_dir=root / "cache",
-        min_genre_count=3, val_fraction=0.2, test_fraction=0.2, folds=3, head=HEAD, progress=False,
-        repeats=1,  # repeated cross-fitting has its own test (test_fit.py); this keeps the suite quick
+def settings_for(
+    data: SyntheticDataset, extractor: Path, root: Path, **extra: object
+) -> TrainerSettings:
+    values = {
+        "movielens": data.root,
+        "posters": data.posters_dir,
+        "offline": True,
+        "feature_extractor": str(extractor),
+        "image_size": IMAGE_SIZE,
+        "model_dir": root / "models",
+        "cache_dir": root / "cache",
+        "min_genre_count": 3,
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "folds": 3,
+        "head": HEAD,
+        "progress": False,
+        "repeats": 1,  # repeated cross-fitting has its own test (test_fit.py); this keeps the suite quick
         # the quality bars below were set on the balanced, stratified split; the default split
         # by TMDB id has a test of its own (test_the_fixed_yardstick_learns_and_names_its_films)
-        split="stratified",
-    )
+        "split": "stratified",
+    }
     values.update(extra)
     return TrainerSettings(**values)
 
 
 @pytest.fixture(scope="module")
-def trained(synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+def trained(
+    synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path_factory: pytest.TempPathFactory
+) -> TrainResult:
     return train(settings_for(synthetic, tiny_extractor, tmp_path_factory.mktemp("run")))
 
 
@@ -66,15 +80,20 @@ def test_shuffled_labels_do_not_learn(
     shuffled = tmp_path / "shuffled"
     shuffled.mkdir()
     with (shuffled / "movies.csv").open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([rows[0], *([*r[:2], g] for r, g in zip(rows[1:], genres, strict=True))])
+        csv.writer(f).writerows(
+            [rows[0], *([*r[:2], g] for r, g in zip(rows[1:], genres, strict=True))]
+        )
     (shuffled / "links.csv").write_bytes(synthetic.links_csv.read_bytes())
-    data = SyntheticDataset(shuffled, shuffled / "movies.csv", shuffled / "links.csv", synthetic.posters_dir)
+    data = SyntheticDataset(
+        shuffled, shuffled / "movies.csv", shuffled / "links.csv", synthetic.posters_dir
+    )
     result = train(settings_for(data, tiny_extractor, tmp_path, folds=1))
     assert result.report["test"]["macro_f1"] < 0.65
 
 
-def test_export_honours_the_contract(trained: TrainResult, synthetic: SyntheticDataset,
-                                     tiny_extractor: Path) -> None:
+def test_export_honours_the_contract(
+    trained: TrainResult, synthetic: SyntheticDataset, tiny_extractor: Path
+) -> None:
     version = trained.version_dir
     assert version.name == "1" and version.parent.is_dir()
     assert not [p for p in version.parent.iterdir() if p.name.startswith(".")]
@@ -96,17 +115,22 @@ def test_export_honours_the_contract(trained: TrainResult, synthetic: SyntheticD
     assert np.all((scores >= 0) & (scores <= 1))
     # the signature does its own decoding: its scores equal the head's on the training embeddings
     extractor = load_extractor(str(tiny_extractor))
-    embedded = embed_images([synthetic.posters_dir / f"{i}.jpg" for i in ids], extractor, IMAGE_SIZE,
-                            progress=False)
+    embedded = embed_images(
+        [synthetic.posters_dir / f"{i}.jpg" for i in ids], extractor, IMAGE_SIZE, progress=False
+    )
     np.testing.assert_allclose(scores, trained.head.predict(embedded.vectors, verbose=0), atol=1e-4)
 
 
-def test_the_worker_serves_it_with_the_same_scores(trained: TrainResult, synthetic: SyntheticDataset) -> None:
+def test_the_worker_serves_it_with_the_same_scores(
+    trained: TrainResult, synthetic: SyntheticDataset
+) -> None:
     classifier_module = pytest.importorskip("worker.classifier")
     classifier = classifier_module.load_version(trained.version_dir)
     assert classifier.labels == trained.metadata.labels
     posters = [draw_poster(["Horror"], (64, 96), seed=s) for s in range(4)]
-    posters += [(synthetic.posters_dir / f"{i}.jpg").read_bytes() for i in sorted(synthetic.labelled)[:4]]
+    posters += [
+        (synthetic.posters_dir / f"{i}.jpg").read_bytes() for i in sorted(synthetic.labelled)[:4]
+    ]
     serve = tf.saved_model.load(str(trained.version_dir)).signatures[SIGNATURE]
     expected = serve(**{INPUT_NAME: tf.constant(posters)})[OUTPUT_NAME].numpy()
     np.testing.assert_allclose(classifier.scores(posters), expected, atol=1e-6)
@@ -118,7 +142,9 @@ def test_versions_increase_and_old_ones_are_pruned(
     synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
 ) -> None:
     quick = HeadSettings(epochs=2, patience=0, batch_size=64)
-    settings = settings_for(synthetic, tiny_extractor, tmp_path, folds=1, head=quick, keep_versions=2)
+    settings = settings_for(
+        synthetic, tiny_extractor, tmp_path, folds=1, head=quick, keep_versions=2
+    )
     made = [train(settings).version_dir.name for _ in range(3)]
     assert made == ["1", "2", "3"]
     assert sorted(p.name for p in settings.model_dir.iterdir() if p.name.isdigit()) == ["2", "3"]
@@ -136,26 +162,58 @@ def test_empty_training_set_is_a_clear_error(tiny_extractor: Path, tmp_path: Pat
         train(settings_for(no_posters, tiny_extractor, tmp_path))
 
 
-def test_command_line_train_and_predict(trained: TrainResult, synthetic: SyntheticDataset,
-                                        tiny_extractor: Path, tmp_path: Path) -> None:
+def test_command_line_train_and_predict(
+    trained: TrainResult, synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
+) -> None:
     """`genre-trainer predict` prints genres and draws them (on the version trained above)."""
     model_dir = trained.version_dir.parent
-    tmdb_id = sorted(synthetic.labelled)[0]
+    tmdb_id = min(synthetic.labelled)
     out = tmp_path / "show.png"
     result = subprocess.run(
-        [sys.executable, "-m", "trainer", "predict", "--model-dir", str(model_dir), "--offline",
-         "--posters", str(synthetic.posters_dir), "--movielens", str(synthetic.root), "--json",
-         "--show", str(out), str(tmdb_id), str(synthetic.posters_dir / f"{tmdb_id}.jpg")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "predict",
+            "--model-dir",
+            str(model_dir),
+            "--offline",
+            "--posters",
+            str(synthetic.posters_dir),
+            "--movielens",
+            str(synthetic.root),
+            "--json",
+            "--show",
+            str(out),
+            str(tmdb_id),
+            str(synthetic.posters_dir / f"{tmdb_id}.jpg"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2 and lines[0]["scores"] == lines[1]["scores"]
     assert lines[0]["title"] and set(lines[0]["scores"]) == set(trained.metadata.labels)
     assert out.read_bytes()[:4] == b"\x89PNG"
-    bad = subprocess.run([sys.executable, "-m", "trainer", "predict", "--model-dir", str(model_dir),
-                          "--offline", "--posters", str(tmp_path), "424242"],
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "predict",
+            "--model-dir",
+            str(model_dir),
+            "--offline",
+            "--posters",
+            str(tmp_path),
+            "424242",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "no poster for TMDB id 424242" in bad.stderr
 
 
@@ -171,8 +229,11 @@ def test_the_fixed_yardstick_learns_and_names_its_films(
     assert result.report["test"]["macro_f1"] >= 0.8, result.report["test"]
     films = result.report["evaluation_films"]
     held_out = sorted(i for i in synthetic.labelled if bucket(i) < 0.2)  # test_fraction=0.2
-    assert films == {"split": "test", "count": len(held_out),
-                     "sha256": hashlib.sha256("".join(f"{i}\n" for i in held_out).encode()).hexdigest()}
+    assert films == {
+        "split": "test",
+        "count": len(held_out),
+        "sha256": hashlib.sha256("".join(f"{i}\n" for i in held_out).encode()).hexdigest(),
+    }
     assert films["count"] == result.report["test"]["n"]
     assert result.metadata.metrics["films"] == films
     saved = json.loads((result.version_dir / "report" / "metrics.json").read_text())

@@ -29,8 +29,12 @@ def ready_folder(model_dir: Path, tag: str) -> Path:
 def publish_many(model_dir: Path, tag: str, n: int, start: Any, out: Any) -> None:
     """Child process: wait for the others, then publish `n` folders; report their numbers."""
     start.wait()
-    out.put((tag, [int(publish_version(ready_folder(model_dir, tag), model_dir).name)
-                   for _ in range(n)]))
+    out.put(
+        (
+            tag,
+            [int(publish_version(ready_folder(model_dir, tag), model_dir).name) for _ in range(n)],
+        )
+    )
 
 
 def export_two(model_dir: Path, start: Any, out: Any) -> None:
