@@ -65,8 +65,9 @@ def default_versions(model_dir: Path) -> list[int]:
     newest = max([*candidate_versions(model_dir), latest_version(model_dir) or 0])
     served = serving(model_dir)
     if served is not None and not is_complete(model_dir / str(served)):
-        log.warning("served version %d is missing from %s; evaluating the newest", served,
-                    model_dir)
+        log.warning(
+            "served version %d is missing from %s; evaluating the newest", served, model_dir
+        )
         served = None
     return list(dict.fromkeys(v for v in (served, newest or None) if v is not None))
 

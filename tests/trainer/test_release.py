@@ -222,5 +222,6 @@ def test_evaluate_defaults_to_the_served_and_the_newest_version(tmp_path: Path) 
     promote(tmp_path, 1)
     assert default_versions(tmp_path) == [1, 3]
     (tmp_path / SERVING_FILE).write_text(
-        '{"version": 9, "previous": [], "updated_at": "2026-01-01T00:00:00Z"}')
+        '{"version": 9, "previous": [], "updated_at": "2026-01-01T00:00:00Z"}'
+    )
     assert default_versions(tmp_path) == [3]  # the pointer names a version that is not there
