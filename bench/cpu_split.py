@@ -1,4 +1,5 @@
-"""Where a worker's CPU goes during one phase, by stage: per-thread CPU time, split by stack samples.
+"""Where a worker's CPU goes during one phase, by stage: per-thread CPU time, split by stack
+samples.
 
 Two measurements of the worker process over the same interval:
   - the CPU seconds of every thread (/proc/<pid>/task/<tid>/stat, before and after);
@@ -73,7 +74,8 @@ def stage_of(frames: list[str]) -> str:
 
 
 def read_samples(path: Path) -> dict[int, Counter[str]]:
-    """Thread id -> samples per stage (and `page_parse`, within `page`), from `py-spy record -f raw --threads`."""
+    """Thread id -> samples per stage (and `page_parse`, within `page`), from
+    `py-spy record -f raw --threads`."""
     per_thread: dict[int, Counter[str]] = defaultdict(Counter)
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")

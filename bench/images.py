@@ -72,7 +72,8 @@ def poster(index: int, size: tuple[int, int], seed: int = 42) -> bytes:
 
 
 def build(folder: Path, n: int, renditions: list[str] | None = None, seed: int = 42) -> list[str]:
-    """Write `folder/<rendition>/<file>` for `n` posters (skipping files already there); the file names."""
+    """Write `folder/<rendition>/<file>` for `n` posters (skipping files already there);
+    the file names."""
     names = file_names(n, seed)
     for rendition in renditions or list(RENDITIONS):
         out = folder / rendition

@@ -64,7 +64,8 @@ _LOADED: dict[Path, Any] = {}
 def bare(
     version_dir: Path, posters: list[bytes], batch_size: int, seconds: float
 ) -> dict[str, float]:
-    """Events/s and CPU ms per event of the signature alone on the posters, in full batches; one batch's time."""
+    """Events/s and CPU ms per event of the signature alone on the posters, in full batches;
+    one batch's time."""
     import tensorflow as tf
 
     from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE

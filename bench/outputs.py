@@ -19,7 +19,8 @@ def rendition(poster_url: str) -> str:
 
 
 class OutputReader(threading.Thread):
-    """Reads the output and dead-letter topics from the start; `seen` maps source_event_id -> timestamps."""
+    """Reads the output and dead-letter topics from the start; `seen` maps
+    source_event_id -> timestamps."""
 
     def __init__(self, bootstrap: str, topics: list[str]):
         super().__init__(name="output-reader", daemon=True)

@@ -116,7 +116,8 @@ class Site:
         self.lean: dict[bytes, bytes] = {}  # built on first request, tiny
 
     def describe(self) -> dict[str, Any]:
-        """What is served: page sizes (KB, plain and gzipped: min, median, max), redirect, rendition."""
+        """What is served: page sizes (KB, plain and gzipped: min, median, max), redirect,
+        rendition."""
 
         def kb(sizes: list[int]) -> list[float]:
             return (
@@ -155,7 +156,10 @@ class Site:
                 return "page", self.lean[tmdb_id]
             if self.redirect and not slug:
                 location = (b"/movie/" + tmdb_id + b"-" + self.slugs[v] + query).decode()
-                body = f'<html><body>You are being <a href="{self.origin}{location}">redirected</a>.</body></html>'
+                body = (
+                    f'<html><body>You are being <a href="{self.origin}{location}">redirected</a>.'
+                    "</body></html>"
+                )
                 return "redirect", response(
                     "301 Moved Permanently",
                     body.encode(),

@@ -13,7 +13,8 @@ def _stat_fields(path: Path) -> list[str]:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads, live or exited; not its children)."""
+    """User + system CPU seconds of a process (all its threads, live or exited; not its
+    children)."""
     fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     return (int(fields[11]) + int(fields[12])) * TICK_S
 

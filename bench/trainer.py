@@ -64,7 +64,8 @@ def _synthetic(workdir: Path) -> tuple[Path, Path, tuple[int, int]]:
 
 
 def _time_cached(x: np.ndarray, y: np.ndarray, epochs: int, settings: Any) -> float:
-    """Seconds per epoch of the head on in-memory embeddings (first epoch, with tracing, excluded)."""
+    """Seconds per epoch of the head on in-memory embeddings (first epoch, with tracing,
+    excluded)."""
     from trainer.data import array_dataset
     from trainer.losses import get_loss, macro_f1
     from trainer.model import build_head

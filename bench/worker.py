@@ -270,7 +270,8 @@ class WorkerRun:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> float:
-        """Start `python -m worker` (BENCH_WORKERS of them, logging to one file); seconds to ready."""
+        """Start `python -m worker` (BENCH_WORKERS of them, logging to one file); seconds to
+        ready."""
         with open(self.log_path, "w") as log_file:
             self.processes = [
                 subprocess.Popen(
@@ -348,7 +349,8 @@ class WorkerRun:
         }
 
     def saturation(self, measure_model: Callable[[], dict[str, float]]) -> dict[str, Any]:
-        """A burst of --events events, between two bare-model measurements (the worker idle meanwhile)."""
+        """A burst of --events events, between two bare-model measurements (the worker idle
+        meanwhile)."""
         args = self.args
         paired = [measure_model()]
         split = (
@@ -383,9 +385,11 @@ class WorkerRun:
         if split_raw is not None:
             result["cpu_split_raw"] = split_raw
         print(
-            f"[{self.name}] saturation: {eps:.1f} events/s (wall {result['worker_eps_wall']}) vs bare model "
-            f"{model_eps:.1f} = {result['throughput_ratio']}; worker {result['worker_cpu_cores']} cores "
-            f"({result['worker_cpu_ms_per_event']} CPU ms/event), poster server {result['server_cpu_cores']} cores",
+            f"[{self.name}] saturation: {eps:.1f} events/s (wall {result['worker_eps_wall']}) "
+            f"vs bare model {model_eps:.1f} = {result['throughput_ratio']}; "
+            f"worker {result['worker_cpu_cores']} cores "
+            f"({result['worker_cpu_ms_per_event']} CPU ms/event), "
+            f"poster server {result['server_cpu_cores']} cores",
             flush=True,
         )
         return result
@@ -410,8 +414,10 @@ class WorkerRun:
             "p99_over_batch": round(percentile(lat, 99) / batch_ms, 2),
         }
         print(
-            f"[{self.name}] at {rate:.1f} events/s: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
-            f"p99 {result['p99_ms']} ms = {result['p99_over_batch']} x one batch (max {result['max_ms']} ms)",
+            f"[{self.name}] at {rate:.1f} events/s: p50 {result['p50_ms']} ms, "
+            f"p95 {result['p95_ms']} ms, "
+            f"p99 {result['p99_ms']} ms = {result['p99_over_batch']} x one batch "
+            f"(max {result['max_ms']} ms)",
             flush=True,
         )
         return result
@@ -462,9 +468,10 @@ def run_worker(
         )
         c = result["connections"]
         print(
-            f"[{run.name}] poster server: {c['warmup']['connections']} connections in the warm-up, then "
-            f"{c['saturation']['per_1000_posters']} per 1,000 posters at saturation (peak "
-            f"{c['saturation']['peak_open']} open), {c['half_load']['per_1000_posters']} at half load; "
+            f"[{run.name}] poster server: {c['warmup']['connections']} connections in the warm-up, "
+            f"then {c['saturation']['per_1000_posters']} per 1,000 posters at saturation "
+            f"(peak {c['saturation']['peak_open']} open), "
+            f"{c['half_load']['per_1000_posters']} at half load; "
             f"{c['saturation']['requests_per_poster']} requests per poster",
             flush=True,
         )
@@ -505,7 +512,8 @@ def batch_breakdown(log_path: Path) -> dict[str, Any]:
 def cpu_by_stage(
     raw: dict[str, Any], events: int, decode_in_signature_ms: float | None
 ) -> dict[str, Any]:
-    """CPU ms per event by stage; the signature's decode and resize moved from `model` to `decode`."""
+    """CPU ms per event by stage; the signature's decode and resize moved from `model` to
+    `decode`."""
     ms = {stage: 1000 * seconds / events for stage, seconds in raw["stages_s"].items()}
     moved = min(ms["model"], decode_in_signature_ms) if decode_in_signature_ms is not None else 0.0
     ms["model"] -= moved
@@ -533,7 +541,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--runs",
         default=None,
         metavar="MODEL[@RTT_MS],...",
-        help=f"models and simulated round trips to run, grouped by model, tiny first (default {DEFAULT_RUNS})",
+        help=(
+            "models and simulated round trips to run, grouped by model, tiny first "
+            f"(default {DEFAULT_RUNS})"
+        ),
     )
     p.add_argument(
         "--model",
@@ -598,7 +609,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=SRC[,K=V...]",
-        help="a worker to run: its source checkout and extra env (repeatable; default: this checkout)",
+        help=(
+            "a worker to run: its source checkout and extra env "
+            "(repeatable; default: this checkout)"
+        ),
     )
     p.add_argument(
         "--model-dir",
@@ -640,7 +654,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.scenarios = Scenario.parse_list(args.runs or DEFAULT_RUNS)
     if args.events < 10 * args.batch_size:
         print(
-            f"note: {args.events} events are under 10 batches: saturation events/s will not be a steady state",
+            f"note: {args.events} events are under 10 batches: "
+            "saturation events/s will not be a steady state",
             flush=True,
         )
     if args.cpu_split and py_spy() is None:
@@ -701,8 +716,10 @@ def main(argv: list[str] | None = None) -> int:
         posters = server.posters()
         sizes = sorted(len(p) for p in posters)
         pages = (
-            f"{site['page_variants']} pages of {site['page_kb'][0]:.0f}-{site['page_kb'][2]:.0f} KB "
-            f"(gzip {site['page_gzip_kb'][0]:.0f}-{site['page_gzip_kb'][2]:.0f} KB), slug redirect "
+            f"{site['page_variants']} pages of "
+            f"{site['page_kb'][0]:.0f}-{site['page_kb'][2]:.0f} KB "
+            f"(gzip {site['page_gzip_kb'][0]:.0f}-{site['page_gzip_kb'][2]:.0f} KB), "
+            "slug redirect "
             f"{'on' if site['redirect'] else 'off'}"
             if site["page_variants"]
             else "lean pages (~0.4 KB)"
@@ -724,8 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.server_check:
             results["server_capacity_eps"] = round(capacity(server.base_url), 1)
             print(
-                f"poster server: {results['server_capacity_eps']:.0f} page+poster fetches/s for one httpx "
-                "client (client-bound)",
+                f"poster server: {results['server_capacity_eps']:.0f} page+poster fetches/s "
+                "for one httpx client (client-bound)",
                 flush=True,
             )
         runs = []
@@ -737,8 +754,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 bare = results["bare"][kind] = {"a": measure(args.model_s)}
                 print(
-                    f"bare {kind} A: {bare['a']['eps']:.1f} events/s, one batch of {args.batch_size}: "
-                    f"{bare['a']['batch_ms']:.0f} ms, {bare['a']['cpu_ms_per_event']:.2f} CPU ms/event",
+                    f"bare {kind} A: {bare['a']['eps']:.1f} events/s, "
+                    f"one batch of {args.batch_size}: {bare['a']['batch_ms']:.0f} ms, "
+                    f"{bare['a']['cpu_ms_per_event']:.2f} CPU ms/event",
                     flush=True,
                 )
                 for scenario in (s for s in args.scenarios if s.model == kind):
@@ -761,7 +779,8 @@ def main(argv: list[str] | None = None) -> int:
                 if any(s.model == kind for s in args.scenarios):
                     bare["b"] = measure(args.model_s)
                     print(
-                        f"bare {kind} B: {bare['b']['eps']:.1f} events/s, one batch: {bare['b']['batch_ms']:.0f} ms, "
+                        f"bare {kind} B: {bare['b']['eps']:.1f} events/s, "
+                        f"one batch: {bare['b']['batch_ms']:.0f} ms, "
                         f"{bare['b']['cpu_ms_per_event']:.2f} CPU ms/event",
                         flush=True,
                     )
@@ -811,14 +830,17 @@ def summarise(
             )
             print(
                 f"[{name}] CPU ms per event: {split['total_ms']} = {stages}; outside the model "
-                f"{split['outside_model_ms']} (worker - bare model: {run['cpu_outside_model_diff_ms']})",
+                f"{split['outside_model_ms']} "
+                f"(worker - bare model: {run['cpu_outside_model_diff_ms']})",
                 flush=True,
             )
         print(
             f"[{name}] worker {run['worker_eps']} / model {run['paired_model_eps']} events/s = "
-            f"{run['throughput_ratio']} (vs A/B {run['throughput_ratio_ab']}; CPU per event model/worker "
-            f"{run['cpu_ratio']}); p99 {run['p99_ms']} ms = {run['p99_over_batch']} x one batch; peak RSS "
-            f"{run['peak_rss_mb']} MB; ready {run['ready_s']} s; {run['connections_per_1000_posters']} connections "
+            f"{run['throughput_ratio']} (vs A/B {run['throughput_ratio_ab']}; "
+            f"CPU per event model/worker {run['cpu_ratio']}); "
+            f"p99 {run['p99_ms']} ms = {run['p99_over_batch']} x one batch; "
+            f"peak RSS {run['peak_rss_mb']} MB; ready {run['ready_s']} s; "
+            f"{run['connections_per_1000_posters']} connections "
             f"per 1,000 posters; batches {run['batches']}",
             flush=True,
         )
@@ -881,7 +903,8 @@ def summarise(
 def target_figures(
     args: argparse.Namespace, variant: str, runs: list[dict[str, Any]], results: dict[str, Any]
 ) -> dict[str, Any]:
-    """Every figure with a target, for the first variant (the mean over rounds when there are several)."""
+    """Every figure with a target, for the first variant (the mean over rounds when there are
+    several)."""
     out: dict[str, Any] = {}
     for scenario in args.scenarios:
         mine = [

@@ -64,7 +64,8 @@ def build_producer(settings: KafkaSettings, client_id: str, **overrides: Any) ->
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
-        "max_block_ms": 10_000,  # a send waits this long at most for metadata when the broker is away
+        # a send waits this long at most for metadata when the broker is away
+        "max_block_ms": 10_000,
         "max_request_size": 2 * 1024 * 1024,
         **security_config(settings),
     }

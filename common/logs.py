@@ -75,7 +75,7 @@ def configure_logging(level: str = "INFO", fmt: str = "plain") -> None:
         raise ValueError(f"log format must be 'plain' or 'json', not {fmt!r}")
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}")
+        raise ValueError(f"unknown log level {level!r}")  # noqa: TRY004 (a bad setting)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter(PLAIN_FORMAT))
     handler.addFilter(RedactFilter())

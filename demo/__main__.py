@@ -130,12 +130,14 @@ def print_row(record: dict, truth: dict[int, list[str]]) -> None:
         actual = ", ".join(truth.get(record["tmdb_id"], [])) or "?"
         print(
             f"  {record['tmdb_id']:>7}  {str(record.get('title') or '')[:32]:<32}  "
-            f"{', '.join(record['genres']) or '-':<28}  {actual:<28}  v{record['model_version']}  {top:.2f}",
+            f"{', '.join(record['genres']) or '-':<28}  {actual:<28}  "
+            f"v{record['model_version']}  {top:.2f}",
             flush=True,
         )
     else:
         print(
-            f"  {record.get('tmdb_id') or '':>7}  dead letter: {record['error']}: {record['detail'][:80]}",
+            f"  {record.get('tmdb_id') or '':>7}  dead letter: "
+            f"{record['error']}: {record['detail'][:80]}",
             flush=True,
         )
 
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             "BATCH_SIZE": "8",
         }
         log_path = work / "worker.log"
-        log_file = open(log_path, "w")
+        log_file = open(log_path, "w")  # noqa: SIM115 (the worker process writes it until stopped)
         worker = subprocess.Popen(
             [sys.executable, "-m", "worker", "--exit-when-idle", "5"],
             env=env,
@@ -250,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
             began = steps.begin("waiting for movies.genres (the worker starts TensorFlow first)")
             print(
-                f"  {'tmdb id':>7}  {'title':<32}  {'predicted genres':<28}  {'drawn on the poster':<28}  model top",
+                f"  {'tmdb id':>7}  {'title':<32}  "
+                f"{'predicted genres':<28}  {'drawn on the poster':<28}  model top",
                 flush=True,
             )
             consumer = KafkaConsumer(
@@ -290,9 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             if standin is not None:
                 standin.stop()
         summary = [line for line in log_path.read_text().splitlines() if "worker stopped" in line]
-        print(
-            f"worker exited with code {worker.returncode}: {summary[-1].split(': ', 1)[-1] if summary else '?'}"
-        )
+        reason = summary[-1].split(": ", 1)[-1] if summary else "?"
+        print(f"worker exited with code {worker.returncode}: {reason}")
         print(f"Run `genre-demo` again to reuse the model in {model_dir}, or add --retrain.")
         return 0 if seen == len(ids) and worker.returncode == 0 else 1
 

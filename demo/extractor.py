@@ -8,7 +8,8 @@ from pathlib import Path
 def build_local_extractor(
     path: Path, image_size: tuple[int, int], features: int = 48, seed: int = 1
 ) -> Path:
-    """Save a random-convolution feature vector SavedModel: float32 [N, h, w, 3] in [0, 1] -> [N, features].
+    """Save a random-convolution feature vector SavedModel:
+    float32 [N, h, w, 3] in [0, 1] -> [N, features].
 
     Its filters are random, not trained: enough to tell the synthetic posters' colours and
     shapes apart, loaded by `hub.KerasLayer` like the MobileNetV2 feature vector.

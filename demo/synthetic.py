@@ -3,9 +3,9 @@
 Every genre has its own colour and shape, so a poster's genres can be seen (and learnt)
 from the image alone. The demo and the tests use this instead of real posters:
 
-    >>> jpeg = draw_poster(["Comedy", "Horror"], seed=7)          # JPEG bytes
+    >>> jpeg = draw_poster(["Comedy", "Horror"], seed=7)  # JPEG bytes
     >>> data = write_dataset(Path("ml"), n_labelled=60, n_unlabelled=5)
-    >>> data.movies_csv, data.posters_dir                          # movies.csv, posters/<tmdbId>.jpg
+    >>> data.movies_csv, data.posters_dir  # movies.csv, posters/<tmdbId>.jpg
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def draw_poster(
     """Draw a poster for `genres` as JPEG bytes; `size` is (width, height).
 
     Each known genre adds its shape in its colour, at a seeded place and scale in a cell
-    of its own, on a noisy grey background; unknown genres add nothing. The same arguments always give
-    the same bytes.
+    of its own, on a noisy grey background; unknown genres add nothing. The same arguments
+    always give the same bytes.
     """
     rng = random.Random(f"{seed}:{'|'.join(genres)}")
     width, height = size

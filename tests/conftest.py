@@ -1,4 +1,5 @@
-"""Shared fixtures: an embedded broker, a TMDB stand-in, posters, a tiny model, the worker process."""
+"""Shared fixtures: an embedded broker, a TMDB stand-in, posters, a tiny model, the worker
+process."""
 
 from __future__ import annotations
 

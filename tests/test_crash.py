@@ -1,4 +1,5 @@
-"""Crash without loss: SIGKILL the worker at random moments; every event still ends once (or a few times).
+"""Crash without loss: SIGKILL the worker at random moments; every event still ends once
+(or a few times).
 
 Duplicates are allowed (at least once) but bounded by the batches in flight at each kill.
 """
@@ -113,10 +114,10 @@ def test_sigkill_at_random_moments_loses_nothing(
     for n in range(kills):
         process = start_worker(env)
         before = done()
-        wait_for(lambda: done() > before, 90, "progress after a restart", process)
-        if (
-            n == 1
-        ):  # a new model version appears while events stream; the kill lands during or after the reload
+        wait_for(lambda before=before: done() > before, 90, "progress after a restart", process)
+        # a new model version appears while events stream; the kill lands during or after
+        # the reload
+        if n == 1:
             build_tiny_model(models, bias=-3.0)
         time.sleep(rng.uniform(0.3, 2.5))
         assert done() < total, "the stream finished before the kill; make it longer"

@@ -230,13 +230,17 @@ def worker_manifest() -> dict[str, dict[str, Any]]:
 def kubernetes_validate() -> Any:
     return pytest.importorskip(
         "kubernetes_validate",
-        reason="kubernetes-validate (a dev dependency) validates the manifests; .ci/check-contract runs it in CI",
+        reason=(
+            "kubernetes-validate (a dev dependency) validates the manifests; "
+            ".ci/check-contract runs it in CI"
+        ),
     )
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_manifest_is_valid_kubernetes(kubernetes_validate: Any, version: str) -> None:
-    """deploy/*.yaml, every document, against the API schemas of `version`; unknown fields refused."""
+    """deploy/*.yaml, every document, against the API schemas of `version`; unknown fields
+    refused."""
     checked = []
     for path in sorted((ROOT / "deploy").glob("*.yaml")):
         for resource in manifest_resources(path):

@@ -85,7 +85,8 @@ def serve(body: bytes, content_type: str | None, headers: dict[str, str] | None 
 
 
 class Stream:
-    """Send `total` bytes in chunks, optionally lying about or omitting the length; count what got out."""
+    """Send `total` bytes in chunks, optionally lying about or omitting the length; count what
+    got out."""
 
     def __init__(
         self,
@@ -126,7 +127,8 @@ class Stream:
 
 
 def install_hostile(standin: TmdbStandIn) -> tuple[dict[int, tuple[str, str]], dict[str, Stream]]:
-    """Movies 701.. each misbehave one way; returns {tmdb_id: (error code, detail fragment)} and the streams."""
+    """Movies 701.. each misbehave one way; returns {tmdb_id: (error code, detail fragment)}
+    and the streams."""
     base = standin.base_url
     port = standin.host.rsplit(":", 1)[1]
     good = poster_bytes(COLOURS["Blue"])
@@ -222,7 +224,10 @@ def install_hostile(standin: TmdbStandIn) -> tuple[dict[int, tuple[str, str]], d
     page_route(
         720, serve(latin, "text/html; charset=x-no-such-charset"), "poster_not_found", "no poster"
     )
-    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+    svg = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        b'<rect width="10" height="10"/></svg>'
+    )
     image_route(721, serve(svg, "image/svg+xml"), "poster_unreadable", "not an image")
     image_route(722, serve(b"", "image/jpeg"), "poster_unreadable", "0 bytes")
     image_route(723, serve(good, None), "poster_unreadable", "untyped")

@@ -1,4 +1,5 @@
-"""A new model version appears under a steady stream; health, readiness and metrics of a live worker;
+"""A new model version appears under a steady stream; health, readiness and metrics of a live
+worker;
 running workers follow the serving pointer (promote, rollback) and honour a pin."""
 
 from __future__ import annotations

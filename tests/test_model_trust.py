@@ -1,4 +1,5 @@
-"""Model trust: only complete, consistent version folders in MODEL_DIR are served; bad ones are refused."""
+"""Model trust: only complete, consistent version folders in MODEL_DIR are served; bad ones are
+refused."""
 
 from __future__ import annotations
 

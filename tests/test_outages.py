@@ -1,4 +1,5 @@
-"""The poster site goes down (refused, then 503s, then too slow) and comes back: the breaker waits it out."""
+"""The poster site goes down (refused, then 503s, then too slow) and comes back: the breaker
+waits it out."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def test_a_site_that_is_down_then_failing_then_slow_recovers_without_losing_even
     failures = [r for r in results if not isinstance(r, Poster)]
     assert not failures, failures[:3]
     assert fetcher.breaker.opened >= 1
-    # no hot loop: while the site was failing, only probes reached it, not 20 events x 3 tries per phase
+    # no hot loop: while the site was failing, only probes reached it,
+    # not 20 events x 3 tries per phase
     assert 1 <= len(outage_hits) <= 15, outage_hits
     assert took < 20
 

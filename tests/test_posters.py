@@ -34,19 +34,27 @@ from posters.urls import Allowlist, with_rendition
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 
-NEW_LAYOUT = """<html><head>
-<meta property="og:title" content="The Matrix">
-<meta property="og:image" content="https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg">
-</head><body><div class="poster"><img class="poster w-full"
- src="https://media.themoviedb.org/t/p/w300_and_h450_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
- srcset="https://media.themoviedb.org/t/p/w300_and_h450_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg 1x,
-         https://media.themoviedb.org/t/p/w600_and_h900_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg 2x"></div>
-</body></html>"""
+NEW_LAYOUT = (
+    "<html><head>\n"
+    '<meta property="og:title" content="The Matrix">\n'
+    '<meta property="og:image"'
+    ' content="https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg">\n'
+    '</head><body><div class="poster"><img class="poster w-full"\n'
+    ' src="https://media.themoviedb.org/t/p/w300_and_h450_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"\n'
+    ' srcset="https://media.themoviedb.org/t/p/w300_and_h450_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg'
+    " 1x,\n"
+    "         https://media.themoviedb.org/t/p/w600_and_h900_bestv2/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"
+    ' 2x"></div>\n'
+    "</body></html>"
+)
 
 IMG_ONLY = NEW_LAYOUT.replace('<meta property="og:image"', '<meta property="og:other"')
 
-OLD_LAYOUT = """<html><body><div class="image_content">
-<img class="lazyload" data-src="/t/p/w600_and_h900_bestv2/old.jpg" src="/assets/placeholder.svg"></div></body></html>"""
+OLD_LAYOUT = (
+    '<html><body><div class="image_content">\n'
+    '<img class="lazyload" data-src="/t/p/w600_and_h900_bestv2/old.jpg"'
+    ' src="/assets/placeholder.svg"></div></body></html>'
+)
 
 NO_POSTER = """<html><head><meta property="og:image"
  content="https://www.themoviedb.org/assets/2/v4/logos/v2/blue_square_2.svg"></head>

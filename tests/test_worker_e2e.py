@@ -1,4 +1,5 @@
-"""End to end: a real broker, a TMDB-shaped HTTP server, a tiny model and the `genre-worker` process."""
+"""End to end: a real broker, a TMDB-shaped HTTP server, a tiny model and the `genre-worker`
+process."""
 
 from __future__ import annotations
 
@@ -167,7 +168,8 @@ def test_sigterm_finishes_the_batch_and_commits(broker, topics, model_dir, tmdb)
     out = finish(process, timeout=60)
     assert process.returncode == 0, out[-3000:]
     assert "worker stopped" in out
-    # a second run takes the rest; together every event ends exactly once (no batch was lost or redone)
+    # a second run takes the rest; together every event ends exactly once
+    # (no batch was lost or redone)
     out2 = finish(start_worker(env, "--exit-when-idle", "3"))
     outputs = consume_all(broker.bootstrap_servers, topics.output, 40, timeout_s=20)
     ids = [o["tmdb_id"] for o in outputs]

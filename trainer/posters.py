@@ -128,12 +128,8 @@ async def _fetch_all(
 
     manifest = cache.failures()
     report, todo = _triage(tmdb_ids, cache, manifest, retry_failed)
-    log.info(
-        "posters: %d cached, %d to fetch, %d skipped after a permanent failure",
-        len(report.cached),
-        len(todo),
-        len(report.skipped),
-    )
+    log.info("posters: %d cached, %d to fetch, %d skipped after a permanent failure",
+             len(report.cached), len(todo), len(report.skipped))  # fmt: skip
     if not todo:
         cache.write_failures(manifest)
         return report

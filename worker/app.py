@@ -110,6 +110,11 @@ def _serve_health(
     return health
 
 
+def _ready(worker: Worker | None) -> tuple[bool, str]:
+    """Readiness: the worker's own answer once it exists."""
+    return worker.ready() if worker is not None else (False, "starting")
+
+
 def run(
     settings: WorkerSettings,
     exit_when_idle: float | None = None,
@@ -128,12 +133,7 @@ def run(
     install_stop_handlers(stop)
     metrics = WorkerMetrics()
     models = _watcher(settings, metrics)
-    health = _serve_health(
-        settings,
-        metrics,
-        lambda: worker.ready() if worker is not None else (False, "starting"),
-        models,
-    )
+    health = _serve_health(settings, metrics, lambda: _ready(worker), models)
     runner = AsyncRunner()
     consumer = producer = fetcher = None
     try:

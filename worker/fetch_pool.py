@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from posters import FetchFailed, Poster
+from posters.client import FetchStats
 from posters.settings import FetchSettings
 from worker.fetch_child import rebuild_error, serve
 
@@ -108,6 +109,11 @@ class FetchPool:
         """Transient failures retried so far in every process, for metrics."""
         with self._lock:
             return self._retries_of_dead + sum(child.retries for child in self._children)
+
+    def stats(self) -> FetchStats:
+        """Totals for the metrics: retries only; circuits and rate-limit waits stay in the
+        fetch processes, whose breakers and buckets are their own."""
+        return FetchStats(retries=self.retries)
 
     @property
     def pids(self) -> list[int]:

@@ -87,31 +87,8 @@ class WorkerMetrics:
 
     def _add_histograms_and_gauges(self) -> None:
         """The histograms and gauges (apart from `__init__` to keep each part short)."""
+        self._add_histograms()
         r = self.registry
-        self.batch_size = Histogram(
-            PREFIX + "batch_size",
-            "Records per consumed batch.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.poster_fetch_seconds = Histogram(
-            PREFIX + "poster_fetch_seconds",
-            "Time to find and download one poster, retries included.",
-            buckets=FETCH_BUCKETS,
-            registry=r,
-        )
-        self.inference_seconds = Histogram(
-            PREFIX + "inference_seconds",
-            "Time of one classification call for a whole batch.",
-            buckets=INFERENCE_BUCKETS,
-            registry=r,
-        )
-        self.end_to_end_seconds = Histogram(
-            PREFIX + "end_to_end_seconds",
-            "From the input record's timestamp to its output being acknowledged.",
-            buckets=END_TO_END_BUCKETS,
-            registry=r,
-        )
         self.model_version = Gauge(
             PREFIX + "model_version", "Version number of the model being served.", registry=r
         )
@@ -135,6 +112,34 @@ class WorkerMetrics:
             PREFIX + "consumer_lag",
             "Records between the committed offset and the end of each assigned partition.",
             ["topic", "partition"],
+            registry=r,
+        )
+
+    def _add_histograms(self) -> None:
+        """Batch sizes and where the time goes."""
+        r = self.registry
+        self.batch_size = Histogram(
+            PREFIX + "batch_size",
+            "Records per consumed batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.poster_fetch_seconds = Histogram(
+            PREFIX + "poster_fetch_seconds",
+            "Time to find and download one poster, retries included.",
+            buckets=FETCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            PREFIX + "inference_seconds",
+            "Time of one classification call for a whole batch.",
+            buckets=INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            PREFIX + "end_to_end_seconds",
+            "From the input record's timestamp to its output being acknowledged.",
+            buckets=END_TO_END_BUCKETS,
             registry=r,
         )
 

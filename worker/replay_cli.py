@@ -30,18 +30,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="CODE",
         help="replay dead letters with this error code (repeatable; default: any)",
     )
-    parser.add_argument(
-        "--since",
-        type=parse_time,
-        metavar="TIME",
-        help="only dead letters from this time on (ISO 8601; UTC if no zone)",
-    )
-    parser.add_argument(
-        "--until",
-        type=parse_time,
-        metavar="TIME",
-        help="only dead letters before this time (ISO 8601; UTC if no zone)",
-    )
+    for name, when in (("--since", "from this time on"), ("--until", "before this time")):
+        parser.add_argument(
+            name,
+            type=parse_time,
+            metavar="TIME",
+            help=f"only dead letters {when} (ISO 8601; UTC if no zone)",
+        )
     parser.add_argument(
         "--time-of",
         choices=["failed_at", "record"],

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -53,7 +53,7 @@ def test_dry_run_prints_valid_json_lines(synthetic: SyntheticDataset) -> None:
 class FakeProducer:
     """Records what a KafkaProducer would be asked to do."""
 
-    instances: list[FakeProducer] = []
+    instances: ClassVar[list[FakeProducer]] = []
 
     def __init__(self, **config: Any):
         self.config = config

@@ -21,7 +21,10 @@ MOVIES = (
     "14,No Link (1999),Horror\n"
     "15,Blank Tmdb (1998),Action\n"
 )
-LINKS = "movieId,imdbId,tmdbId\n1,0114709,862\n11,0112346,9087\n12,0000012,77\n13,0000013,555\n15,0000015,\n"
+LINKS = (
+    "movieId,imdbId,tmdbId\n1,0114709,862\n11,0112346,9087\n12,0000012,77\n"
+    "13,0000013,555\n15,0000015,\n"
+)
 
 
 def write(root: Path, movies: str = MOVIES, links: str = LINKS) -> Path:

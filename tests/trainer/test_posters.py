@@ -1,4 +1,5 @@
-"""`fetch-posters`: the worker's fetcher against the loopback TMDB stand-in; resumable, with a manifest."""
+"""`fetch-posters`: the worker's fetcher against the loopback TMDB stand-in; resumable, with a
+manifest."""
 
 from __future__ import annotations
 

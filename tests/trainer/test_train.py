@@ -1,4 +1,5 @@
-"""End to end: `genre-trainer train` on synthetic posters, the export contract, the worker's view."""
+"""End to end: `genre-trainer train` on synthetic posters, the export contract, the worker's
+view."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def settings_for(
         "folds": 3,
         "head": HEAD,
         "progress": False,
-        "repeats": 1,  # repeated cross-fitting has its own test (test_fit.py); this keeps the suite quick
+        # repeated cross-fitting has its own test (test_fit.py); this keeps the suite quick
+        "repeats": 1,
         # the quality bars below were set on the balanced, stratified split; the default split
         # by TMDB id has a test of its own (test_the_fixed_yardstick_learns_and_names_its_films)
         "split": "stratified",
