@@ -81,6 +81,7 @@ def test_the_alert_rules_are_a_prometheus_rule_file() -> None:
         "GenreWorkerConsumerLagHigh",
         "GenreWorkerDeadLetterRateHigh",
         "GenreWorkerModelReloadFailed",
+        "GenreWorkerNotServingWantedVersion",
     } <= names
     for rule in rules:
         assert rule["labels"]["severity"] in {"page", "ticket"} and rule["annotations"]["summary"]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from schemas.model import latest_version
+from schemas.model import is_complete, latest_version
 from trainer.errors import DataError, ReleaseError
 from trainer.movielens import load_movies
 from trainer.posters import PosterCache
@@ -29,6 +30,8 @@ from trainer.scoring import (
     score_version,
 )
 from trainer.settings import EvaluateSettings
+
+log = logging.getLogger(__name__)
 
 HEADLINE = (("macro_f1", "macro F1"), ("micro_f1", "micro F1"), ("samples_f1", "samples F1"))
 
@@ -58,10 +61,15 @@ def evaluate_versions(settings: EvaluateSettings) -> dict[str, Any]:
 
 
 def default_versions(model_dir: Path) -> list[int]:
-    """The served version and the newest one (a candidate, maybe), without repeats."""
+    """The served version (if it is there) and the newest one (a candidate, maybe)."""
     newest = max([*candidate_versions(model_dir), latest_version(model_dir) or 0])
-    found = [serving(model_dir), newest or None]
-    return list(dict.fromkeys(v for v in found if v is not None))
+    served = serving(model_dir)
+    if served is not None and not is_complete(model_dir / str(served)):
+        log.warning(
+            "served version %d is missing from %s; evaluating the newest", served, model_dir
+        )
+        served = None
+    return list(dict.fromkeys(v for v in (served, newest or None) if v is not None))
 
 
 def compare(scored: Sequence[Scored], films: Films, roles: Mapping[int, str]) -> dict[str, Any]:

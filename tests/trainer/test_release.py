@@ -210,3 +210,18 @@ def test_gate_and_label_options() -> None:
         parse_args(["train", "--test-fraction", "0"], {})
     assert parse_args(["train", "--test-fraction", "0", "--force"], {})[1].force
     assert HELD_BACK == 3
+
+
+def test_evaluate_defaults_to_the_served_and_the_newest_version(tmp_path: Path) -> None:
+    from trainer.compare import default_versions
+
+    for v in (1, 2):
+        make_version(tmp_path, v)
+    assert default_versions(tmp_path) == [2]  # served and newest are one
+    make_version(tmp_path / CANDIDATES_DIR, 3)
+    promote(tmp_path, 1)
+    assert default_versions(tmp_path) == [1, 3]
+    (tmp_path / SERVING_FILE).write_text(
+        '{"version": 9, "previous": [], "updated_at": "2026-01-01T00:00:00Z"}'
+    )
+    assert default_versions(tmp_path) == [3]  # the pointer names a version that is not there
