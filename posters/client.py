@@ -22,6 +22,7 @@ import httpx
 from posters.body import Enough
 from posters.breaker import CircuitBreaker
 from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
+from posters.genres import api_genres, page_genres
 from posters.guarded import GuardedClient, Request, Response
 from posters.images import inspect_image
 from posters.net import AddressGuard, Resolver, checked_transport
@@ -55,6 +56,7 @@ class Poster:
     width: int
     height: int
     attempts: int
+    page_genres: tuple[str, ...] | None = None  # MovieLens names of the genres the page lists
 
 
 def _http_client(
@@ -148,34 +150,54 @@ class PosterFetcher:
         """Find the poster of `tmdb_id` and download it; raise a `PosterError` on failure."""
         budget = Budget(time.monotonic() + self.settings.fetch_deadline_s)
         if self.settings.tmdb_api_key is not None:
-            url = await self._poster_url_from_api(tmdb_id, budget)
+            url, genres = await self._poster_url_from_api(tmdb_id, budget)
         else:
-            url = await self._poster_url_from_page(tmdb_id, budget)
+            url, genres = await self._poster_url_from_page(tmdb_id, budget)
         url = with_rendition(url, self.settings.poster_rendition)
         request = Request(url, self.settings.max_image_bytes, "image/*", image=True)
         image = await self._get(request, budget)
         try:
-            return self._poster(tmdb_id, image, budget)
+            return self._poster(tmdb_id, image, budget, genres)
         except PosterError as exc:
             exc.attempts = budget.attempts
             raise
 
-    def _poster(self, tmdb_id: int, image: Response, budget: Budget) -> Poster:
+    def _poster(
+        self, tmdb_id: int, image: Response, budget: Budget, genres: list[str] | None
+    ) -> Poster:
         """The downloaded image as a `Poster`, if it is one."""
         if not image.content_type.startswith("image/"):
             what = image.content_type or "untyped"
             raise PosterUnreadable(f"{display_url(image.url)} is {what}, not an image")
         _, width, height = inspect_image(image.content, self.settings.max_image_pixels)
         return Poster(
-            tmdb_id, image.url, image.content, image.content_type, width, height, budget.attempts
+            tmdb_id,
+            image.url,
+            image.content,
+            image.content_type,
+            width,
+            height,
+            budget.attempts,
+            None if genres is None else tuple(genres),
         )
 
-    async def _poster_url_from_page(self, tmdb_id: int, budget: Budget) -> str:
-        """The first allowed poster URL on the movie's page."""
+    async def _poster_url_from_page(
+        self, tmdb_id: int, budget: Budget
+    ) -> tuple[str, list[str] | None]:
+        """The first allowed poster URL on the movie's page, and the genres it lists."""
         settings = self.settings
         page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
-        request = Request(page_url, settings.max_page_bytes, "text/html", watch=self._head_watch)
+        watches: list[HeadWatch] = []  # one per response read (a retry reads another)
+
+        def watch(url: str, encoding: str | None) -> Enough:
+            watches.append(HeadWatch(url, encoding, self.allowlist.allows, settings.page_genres))
+            return watches[-1].feed
+
+        request = Request(page_url, settings.max_page_bytes, "text/html", watch=watch)
         page = await self._get(request, budget)
+        genres = page_genres(page.content, page.encoding) if settings.page_genres else None
+        if watches and watches[-1].poster is not None:  # the head named it: no parse needed
+            return watches[-1].poster, genres
         try:
             text = page.content.decode(page.encoding or "utf-8", errors="replace")
         except LookupError:  # a charset Python does not know
@@ -183,7 +205,7 @@ class PosterFetcher:
         candidates = poster_candidates(text, page.url)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:
-            return allowed[0]
+            return allowed[0], genres
         if candidates:
             where = display_url(candidates[0])
             raise HostNotAllowed(
@@ -191,12 +213,10 @@ class PosterFetcher:
             )
         raise PosterNotFound(f"no poster on {display_url(page.url)}", budget.attempts)
 
-    def _head_watch(self, page_url: str, encoding: str | None) -> Enough:
-        """Stop reading a page once its head names an allowed poster."""
-        return HeadWatch(page_url, encoding, self.allowlist.allows).feed
-
-    async def _poster_url_from_api(self, tmdb_id: int, budget: Budget) -> str:
-        """The image URL of the API's `poster_path` for the movie."""
+    async def _poster_url_from_api(
+        self, tmdb_id: int, budget: Budget
+    ) -> tuple[str, list[str] | None]:
+        """The image URL of the API's `poster_path` for the movie, and its genres."""
         settings = self.settings
         assert settings.tmdb_api_key is not None
         key = settings.tmdb_api_key.get_secret_value()
@@ -209,7 +229,8 @@ class PosterFetcher:
         request = Request(url, settings.max_page_bytes, "application/json", headers=headers)
         response = await self._get(request, budget)
         try:
-            poster_path = json.loads(response.content).get("poster_path")
+            answer = json.loads(response.content)
+            poster_path = answer.get("poster_path")
         except (ValueError, AttributeError, RecursionError) as exc:
             raise PosterError(
                 f"the API answered for movie {tmdb_id} with something not a JSON object",
@@ -217,7 +238,8 @@ class PosterFetcher:
             ) from exc
         if not poster_path or not isinstance(poster_path, str):
             raise PosterNotFound(f"the API has no poster for movie {tmdb_id}", budget.attempts)
-        return f"{settings.tmdb_image_base_url}/{poster_path.lstrip('/')}"
+        genres = api_genres(answer) if settings.page_genres else None
+        return f"{settings.tmdb_image_base_url}/{poster_path.lstrip('/')}", genres
 
     async def _get(self, request: Request, budget: Budget) -> Response:
         """GET with retries on transient failures, within the poster's time budget."""

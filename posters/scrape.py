@@ -3,7 +3,8 @@
 Kept apart from the HTTP side so that the property-based tests can throw arbitrary
 markup at it: it never raises, and returns only absolute http(s) URLs. `HeadWatch`
 lets the fetcher stop reading a page whose head already names the poster (og:image):
-the rest of a movie page is most of its bytes and most of the parsing.
+the rest of a movie page is most of its bytes and most of the parsing. With `genres`,
+it reads on only as far as the genres span just after the poster (`posters.genres`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import parsel
 
+from posters.genres import GenresScan
 from posters.urls import DEFAULT_PORTS, url_problem
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
@@ -63,19 +65,33 @@ class HeadWatch:
 
     Fed the page's bytes in order; returns True once, when the head is complete and its
     og:image is a valid URL that `usable` accepts (the allowlist). Then the rest of the
-    page need not be read, and `poster_candidates` of what was read puts that URL first.
+    page need not be read, and `poster` is that URL (what `poster_candidates` of the
+    page would put first), so what was read need not be parsed again.
     A page whose head has no usable og:image is read in full, every layout searched.
+    With `genres`, True comes later: once the genres span after the head is in too (or
+    `GenresScan` says it is not coming).
     """
 
-    def __init__(self, page_url: str, encoding: str | None, usable: Callable[[str], bool]):
+    def __init__(
+        self,
+        page_url: str,
+        encoding: str | None,
+        usable: Callable[[str], bool],
+        genres: bool = False,
+    ):
         self.page_url = page_url
         self.encoding = encoding or "utf-8"
         self.usable = usable
+        self.genres = genres
         self._head = bytearray()
+        self._scan: GenresScan | None = None  # the body after a head that named the poster
         self.done = False  # the head was seen (or is too long to wait for)
+        self.poster: str | None = None  # the head's og:image, once found usable
 
     def feed(self, data: bytes) -> bool:
         """Whether the page read so far (ending with `data`) is enough."""
+        if self._scan is not None:
+            return self._scan.feed(data)
         if self.done:
             return False
         start = max(0, len(self._head) - len("</head"))
@@ -88,10 +104,17 @@ class HeadWatch:
             return False
         self.done = True
         head = _decode(bytes(self._head[: end.start()]), self.encoding)
+        rest = bytes(self._head[end.start() :])
         self._head.clear()
         og_image = _selector(head).xpath(_OG_IMAGE).get()
         url = _absolute(og_image, self.page_url) if og_image else None
-        return url is not None and self.usable(url)
+        if url is None or not self.usable(url):
+            return False
+        self.poster = url
+        if not self.genres:
+            return True
+        self._scan = GenresScan()
+        return self._scan.feed(rest)
 
 
 def _decode(content: bytes, encoding: str) -> str:

@@ -97,6 +97,11 @@ class FetchSettings(BaseSettings):
     http_proxy: SecretStr | None = None
     all_proxy: SecretStr | None = None
     no_proxy: str = ""
+    page_genres: bool = Field(
+        True,
+        description="Read the genres the movie page (or the API) lists, reading a page on past "
+        "its head up to them; false: stop at the head and report none.",
+    )
     max_redirects: int = Field(5, ge=0, le=20)
     max_page_bytes: int = Field(2 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(10 * 1024 * 1024, gt=0)
