@@ -14,7 +14,7 @@ import html
 import json
 import random
 
-from demo.tmdb import slugify
+from demo.tmdb import genre_link, slugify
 
 LANGUAGES = [
     "ar-AE",
@@ -380,10 +380,10 @@ def _header(w: _Words, rng: random.Random) -> str:
 def _title_header(w: _Words, rng: random.Random, title: str, slug: str, year: int) -> str:
     """Title, facts, genres, user score, tagline, overview and the crew, next to the poster."""
     esc = html.escape(title)
-    genres = ", ".join(
-        f'<a href="/genre/{rng.randint(12, 99999)}-{slugify(g)}/movie">{g}</a>'
-        for g in rng.sample(GENRES, rng.randint(1, 4))
-    )
+    listed = rng.sample(GENRES, rng.randint(1, 4))
+    for _ in listed:  # the draws of the former random genre ids: the rest of the page is as it was
+        rng.randint(12, 99999)
+    genres = ",&nbsp;".join(map(genre_link, listed))  # TMDB's ids and separator
     crew = "".join(
         f'<li class="profile"><p><a href="/person/{rng.randint(1, 4_000_000)}-{slugify(name)}">'
         f'{html.escape(name)}</a></p><p class="character">{job}</p></li>'

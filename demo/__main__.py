@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from demo.broker import EmbeddedBroker, create_topics, free_port
     from demo.synthetic import write_dataset
-    from demo.tmdb import StandInMovie, TmdbStandIn
+    from demo.tmdb import StandInMovie, TmdbStandIn, tmdb_genre_names
     from schemas.model import complete_versions
 
     work = args.work_dir.resolve()
@@ -195,9 +195,13 @@ def main(argv: list[str] | None = None) -> int:
             ids = list(new.labelled)
             truth = new.labelled
             titles = {i: f"New movie {i}" for i in ids}
-            movies = {
-                i: StandInMovie((new.posters_dir / f"{i}.jpg").read_bytes(), title=titles[i])
-                for i in ids
+            movies = {  # every fourth page lists no genres
+                i: StandInMovie(
+                    (new.posters_dir / f"{i}.jpg").read_bytes(),
+                    title=titles[i],
+                    genres=tmdb_genre_names(truth[i]) if n % 4 else None,
+                )
+                for n, i in enumerate(ids)
             }
             missing = max(ids) + 7
             ids.append(missing)  # one movie the site does not know: a dead letter

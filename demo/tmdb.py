@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 import threading
@@ -13,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
+
+from posters.genres import TMDB_GENRES
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class StandInMovie:
     page_failures: list[int] = field(default_factory=list)  # statuses answered before the page
     image_failures: list[int] = field(default_factory=list)  # statuses answered before the image
     retry_after: str | None = None  # Retry-After sent with each scripted failure
+    genres: list[str] | None = None  # TMDB genre names the page (and the API) lists; None: none
 
 
 def slugify(title: str) -> str:
@@ -38,8 +42,41 @@ def slugify(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "movie"
 
 
+GENRE_IDS = {name: tmdb_id for tmdb_id, (name, _) in TMDB_GENRES.items()}
+
+
+def tmdb_genre_names(movielens: list[str]) -> list[str]:
+    """The site's names of MovieLens genres (Sci-Fi is Science Fiction, ...); others dropped."""
+    names = {ml: name for name, ml in TMDB_GENRES.values() if ml is not None}
+    return [names[genre] for genre in movielens if genre in names]
+
+
+def genre_link(name: str) -> str:
+    """A genre as the site links it: `<a href="/genre/18-drama/movie">Drama</a>`."""
+    path = f"{GENRE_IDS.get(name, 99_999)}-{slugify(name)}"
+    return f'<a href="/genre/{path}/movie">{html.escape(name)}</a>'
+
+
+def facts_html(genres: list[str] | None) -> str:
+    """The header facts after the poster: release, genres (if any) and runtime."""
+    listed = ""
+    if genres:
+        listed = '<span class="genres">' + ",&nbsp;".join(map(genre_link, genres)) + "</span>"
+    return (
+        '<div class="facts"><span class="release">03/31/1999 (US)</span>'
+        f'{listed}<span class="runtime">2h 16m</span></div>'
+    )
+
+
+def api_json(movie: StandInMovie, tmdb_id: int, poster_path: str | None) -> bytes:
+    """The API's answer for a movie (`/3/movie/<id>`): title, poster_path, genres."""
+    genres = [{"id": GENRE_IDS.get(name, 99_999), "name": name} for name in movie.genres or []]
+    answer = {"id": tmdb_id, "title": movie.title, "poster_path": poster_path, "genres": genres}
+    return json.dumps(answer).encode()
+
+
 def page_html(movie: StandInMovie, image_url: str | None) -> str:
-    """A movie page in one of the layouts the site has used."""
+    """A movie page in one of the layouts the site has used, its facts after the poster."""
     title = html.escape(movie.title)
     head = f"<title>{title} — The Movie Database (TMDB)</title>"
     body = f"<h2><a>{title}</a></h2>"
@@ -59,6 +96,7 @@ def page_html(movie: StandInMovie, image_url: str | None) -> str:
         else:
             raise ValueError(f"unknown layout {movie.layout!r}")
     head += '<meta property="og:title" content="' + title + '">'
+    body += facts_html(movie.genres)
     return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
 
 
@@ -88,7 +126,9 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class TmdbStandIn:
-    """Serve `/movie/<id>` (redirecting to `/movie/<id>-<slug>`) and `/t/p/w500/<id>.jpg`."""
+    """Serve `/movie/<id>` (redirecting to `/movie/<id>-<slug>`), `/t/p/w500/<id>.jpg`,
+    and the API's `/3/movie/<id>` (its `poster_path` is `/<id>.jpg`: set `TMDB_API_URL`
+    to `base_url + "/3"` and `TMDB_IMAGE_BASE_URL` to `base_url + "/t/p/w500"`)."""
 
     def __init__(
         self,
@@ -173,6 +213,8 @@ class TmdbStandIn:
                     self._movie(int(m.group(1)), bool(m.group(2)))
                 elif m := re.fullmatch(r"/t/p/w\d+/(\d+)\.\w+", path):
                     self._image(int(m.group(1)))
+                elif m := re.fullmatch(r"/3/movie/(\d+)", path):
+                    self._api(int(m.group(1)))
                 else:
                     self.reply(404, b"not found", "text/plain")
 
@@ -207,6 +249,17 @@ class TmdbStandIn:
                 )
                 body = page_html(movie, url).encode("utf-8")
                 self.reply(200, body, "text/html; charset=utf-8")
+
+            def _api(self, tmdb_id: int) -> None:
+                movie = standin.movies.get(tmdb_id)
+                if movie is None:
+                    self.reply(404, b'{"success": false}', "application/json")
+                    return
+                if failure := standin._scripted_failure(movie.page_failures, movie):
+                    self.reply(failure[0], b"try later", "text/plain", failure[1])
+                    return
+                poster_path = f"/{tmdb_id}.jpg" if movie.poster is not None else None
+                self.reply(200, api_json(movie, tmdb_id, poster_path), "application/json")
 
             def _image(self, tmdb_id: int) -> None:
                 movie = standin.movies.get(tmdb_id)
