@@ -82,6 +82,7 @@ def examples() -> dict[str, dict[str, Any]]:
         model_version=3,
         poster_url="https://image.tmdb.org/t/p/w780/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg",
         classified_at=datetime(2026, 11, 28, 9, 30, 1, 123456, tzinfo=UTC),
+        page_genres=["Action", "Sci-Fi"],
     )
     raw = b'{"tmdb_id": 99999999, "event_id": "c7d1"}'
     letter = DeadLetter(

@@ -96,6 +96,15 @@ class MovieGenres(BaseModel):
         examples=["https://image.tmdb.org/t/p/w500/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"],
     )
     classified_at: datetime = Field(description="When the worker scored the poster (UTC).")
+    page_genres: list[str] | None = Field(
+        default=None,
+        description="The genres the movie's TMDB page (or the API) lists, as MovieLens genre "
+        "names (Science Fiction as Sci-Fi, Family as Children, Music as Musical; History, TV "
+        "Movie and unknown ones left out), in the page's order, whether or not the model has "
+        "them as labels. Absent when the page lists none of these (or PAGE_GENRES=false). "
+        "Added within schema_version 1.",
+        examples=[["Action", "Sci-Fi"]],
+    )
 
 
 def _is_utf8(raw: bytes) -> bool:
