@@ -51,10 +51,15 @@ def event_record(offset: int, tmdb_id: int, partition: int = 0, **fields: Any) -
     return record(offset, value, str(tmdb_id).encode(), partition)
 
 
-def poster(tmdb_id: int, content: bytes = b"image", attempts: int = 1) -> Poster:
-    """A downloaded poster of `content`."""
+def poster(
+    tmdb_id: int,
+    content: bytes = b"image",
+    attempts: int = 1,
+    page_genres: tuple[str, ...] | None = None,
+) -> Poster:
+    """A downloaded poster of `content`, from a page that lists `page_genres`."""
     url = f"http://img.test/{tmdb_id}.jpg"
-    return Poster(tmdb_id, url, content, "image/jpeg", 10, 15, attempts)
+    return Poster(tmdb_id, url, content, "image/jpeg", 10, 15, attempts, page_genres)
 
 
 class FakeFuture:

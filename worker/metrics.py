@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -17,6 +18,67 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 FETCH_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 END_TO_END_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+@dataclass(frozen=True)
+class GenreAgreement:
+    """An output's genres next to those its page lists, both within the model's labels."""
+
+    model_version: int
+    labels: tuple[str, ...]  # every label of the model
+    predicted: frozenset[str]  # the output's genres
+    page: frozenset[str]  # the page's genres that are labels of the model (not empty)
+
+
+class AgreementMetrics:
+    """The model's genres against the page's: per model version and genre, the true and
+    false positives and false negatives, so that precision and recall follow as ratios."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.compared = Counter(
+            PREFIX + "page_genres_compared",
+            "Outputs whose page lists a genre the model has, compared with the page.",
+            ["model_version"],
+            registry=registry,
+        )
+        labels = ["model_version", "genre"]
+        self.true_positives = Counter(
+            PREFIX + "page_genre_true_positives",
+            "Compared outputs with this genre that the page lists too.",
+            labels,
+            registry=registry,
+        )
+        self.false_positives = Counter(
+            PREFIX + "page_genre_false_positives",
+            "Compared outputs with this genre that the page does not list.",
+            labels,
+            registry=registry,
+        )
+        self.false_negatives = Counter(
+            PREFIX + "page_genre_false_negatives",
+            "Compared outputs without this genre that the page lists.",
+            labels,
+            registry=registry,
+        )
+        self._versions: set[int] = set()
+
+    def count(self, agreement: GenreAgreement) -> None:
+        """Count one output's true and false positives and false negatives against its page."""
+        version = str(agreement.model_version)
+        counters = (self.true_positives, self.false_positives, self.false_negatives)
+        if agreement.model_version not in self._versions:
+            # every genre's series from the first comparison on, so that ratios have them
+            self._versions.add(agreement.model_version)
+            for genre in agreement.labels:
+                for counter in counters:
+                    counter.labels(model_version=version, genre=genre)
+        self.compared.labels(model_version=version).inc()
+        predicted, page = agreement.predicted, agreement.page
+        for counter, genres in zip(
+            counters, (predicted & page, predicted - page, page - predicted)
+        ):
+            for genre in genres:
+                counter.labels(model_version=version, genre=genre).inc()
 
 
 class WorkerMetrics:
@@ -58,6 +120,7 @@ class WorkerMetrics:
             registry=r,
         )
         self._add_fetching_metrics()
+        self.agreement = AgreementMetrics(r)
         self._add_histograms_and_gauges()
 
     def _add_fetching_metrics(self) -> None:
@@ -149,7 +212,11 @@ class WorkerMetrics:
         self.batch_size.observe(records)
 
     def acknowledged(
-        self, code: str, input_timestamp_ms: int | None, model_version: int | None = None
+        self,
+        code: str,
+        input_timestamp_ms: int | None,
+        model_version: int | None = None,
+        agreement: GenreAgreement | None = None,
     ) -> None:
         """Count one result the broker acknowledged: an output (`code` empty) or a dead letter."""
         if code:
@@ -158,6 +225,8 @@ class WorkerMetrics:
             version = "" if model_version is None else str(model_version)
             self.outputs_produced.labels(model_version=version).inc()
             self.last_output_time.set(time.time())
+            if agreement is not None:
+                self.agreement.count(agreement)
         if input_timestamp_ms is not None and input_timestamp_ms > 0:
             self.end_to_end_seconds.observe(max(0.0, time.time() - input_timestamp_ms / 1000))
 

@@ -175,7 +175,9 @@ class Publisher:
                 delivery.failed.append((result, exc))
                 continue
             delivery.acknowledged.append(result)
-            self.metrics.acknowledged(result.code, result.input_timestamp_ms, result.model_version)
+            self.metrics.acknowledged(
+                result.code, result.input_timestamp_ms, result.model_version, result.agreement
+            )
         return delivery
 
     def _await_acks(self, futures: list[Any]) -> bool:

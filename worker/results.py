@@ -21,6 +21,7 @@ from worker.classifier import Classifier
 from worker.deadletters import Headers, dead_letter_headers
 from worker.errors import WorkerError
 from worker.jobs import Job, output_event_id
+from worker.metrics import GenreAgreement
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Result:
     smallest: bool = False  # a dead letter without the raw value: nothing left to drop
     headers: Headers = field(default_factory=list)  # Kafka record headers (dead letters)
     model_version: int | None = None  # the model that scored an output
+    agreement: GenreAgreement | None = None  # an output's genres against its page's
 
 
 def error_summary(exc: BaseException) -> str:
@@ -80,6 +82,7 @@ class ResultBuilder:
         if job.scores is None or job.poster is None or job.event is None or classifier is None:
             raise RuntimeError("the event has neither scores nor an error")
         genres, by_label = classifier.genres(job.scores)
+        page_genres = job.poster.page_genres
         source_event_id = job.event_id or ""
         output = MovieGenres(
             event_id=output_event_id(source_event_id, classifier.version),
@@ -91,8 +94,10 @@ class ResultBuilder:
             model_version=classifier.version,
             poster_url=job.poster.url,
             classified_at=_now(),
+            page_genres=None if page_genres is None else list(page_genres),
         )
-        value = output.model_dump_json().encode()
+        exclude = {"page_genres"} if page_genres is None else None  # absent, not null
+        value = output.model_dump_json(exclude=exclude).encode()
         key = str(job.event.tmdb_id).encode()
         return Result(
             self.output_topic,
@@ -102,6 +107,7 @@ class ResultBuilder:
             job.record.timestamp,
             job,
             model_version=classifier.version,
+            agreement=_agreement(classifier, genres, page_genres),
         )
 
     def dead_letter(self, job: Job, error: WorkerError, drop_value: bool = False) -> Result:
@@ -182,6 +188,17 @@ class ResultBuilder:
             source_event_id=job.event_id,
             original=original,
         )
+
+
+def _agreement(
+    classifier: Classifier, genres: list[str], page_genres: tuple[str, ...] | None
+) -> GenreAgreement | None:
+    """The output's genres next to its page's, if the page lists a genre the model has."""
+    labels = classifier.labels
+    page = frozenset(page_genres or ()).intersection(labels)
+    if not page:
+        return None
+    return GenreAgreement(classifier.version, tuple(labels), frozenset(genres), page)
 
 
 def _amended(error: WorkerError, note: str) -> WorkerError:
