@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from posters import FetchStats
 from tests.fakes import FakeFetcher
 from worker.fetching import AsyncRunner, PosterDownloads
-from worker.metrics import WorkerMetrics
+from worker.metrics import GenreAgreement, WorkerMetrics
 
 MONITORING = Path(__file__).resolve().parents[1] / "deploy" / "monitoring"
 METRIC = re.compile(r"\bgenre_worker_[a-z0-9_]+")
@@ -25,6 +25,8 @@ def exercised_metrics() -> WorkerMetrics:
     """Metrics with every labelled series present, as a busy worker would have them."""
     metrics = WorkerMetrics()
     metrics.acknowledged("", 1_700_000_000_000, model_version=3)
+    agreement = GenreAgreement(3, ("Drama", "Comedy"), frozenset({"Drama"}), frozenset({"Comedy"}))
+    metrics.agreement.count(agreement)
     metrics.acknowledged("fetch_failed", None)
     metrics.model_reloads.labels(outcome="refused").inc()
     metrics.set_lag("movies.new", 0, 5)
@@ -82,6 +84,7 @@ def test_the_alert_rules_are_a_prometheus_rule_file() -> None:
         "GenreWorkerDeadLetterRateHigh",
         "GenreWorkerModelReloadFailed",
         "GenreWorkerNotServingWantedVersion",
+        "GenreWorkerPageAgreementDropped",
     } <= names
     for rule in rules:
         assert rule["labels"]["severity"] in {"page", "ticket"} and rule["annotations"]["summary"]
