@@ -115,15 +115,20 @@ def _body_start(page: bytes) -> int:
 
 
 def _span(page: bytes) -> bytes | None:
-    """What is inside the body's first `<span class="genres">`, if it closes in reach."""
-    at = page.find(SPAN_MARK, _body_start(page))
+    """What is inside the body's first `<span class="genres">`, if it closes in reach.
+
+    Searched for only as far as `GenresScan` reads: a page without one costs that much.
+    """
+    start = _body_start(page)
+    stop = start + MAX_BYTES_PAST_HEAD
+    at = page.find(SPAN_MARK, start, stop)
     while at >= 0:
         tag = page.rfind(b"<", 0, at)
         start = page.find(b">", at)
         if tag >= 0 and page[tag + 1 : tag + 5].lower() == b"span" and start >= 0:
             end = page.find(SPAN_END, start, start + MAX_FRAGMENT_BYTES)
             return None if end < 0 else page[start + 1 : end]
-        at = page.find(SPAN_MARK, at + len(SPAN_MARK))
+        at = page.find(SPAN_MARK, at + len(SPAN_MARK), stop)
     return None
 
 
@@ -152,7 +157,7 @@ class GenresScan:
         """Whether the body so far (ending with `data`) is enough."""
         body = self._body
         start = max(0, len(body) - len(SPAN_MARK))  # a mark may straddle two pieces
-        body += data
+        body += data[: self.max_bytes - len(body)]  # what lies past the bound is not searched
         if self._span < 0:
             self._span = body.find(SPAN_MARK, start)
         if self._span >= 0:

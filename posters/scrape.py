@@ -15,7 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 import parsel
 
-from posters.genres import GenresScan
+from posters.genres import MAX_BYTES_PAST_HEAD, GenresScan
 from posters.urls import DEFAULT_PORTS, url_problem
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
@@ -104,7 +104,7 @@ class HeadWatch:
             return False
         self.done = True
         head = _decode(bytes(self._head[: end.start()]), self.encoding)
-        rest = bytes(self._head[end.start() :])
+        rest = bytes(self._head[end.start() : end.start() + MAX_BYTES_PAST_HEAD])
         self._head.clear()
         og_image = _selector(head).xpath(_OG_IMAGE).get()
         url = _absolute(og_image, self.page_url) if og_image else None
