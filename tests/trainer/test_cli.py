@@ -140,7 +140,7 @@ def test_existing_option_names_keep_working() -> None:
     assert train.image_size == (96, 96) and train.concurrency == 3 and train.offline
     assert train.seed == 7 and train.head.seed == 7  # one --seed seeds the split and the head
     assert train.head.loss == "bce" and train.head.standardize is False and train.head.epochs == 3
-    assert train.progress is False and train.log_level == "DEBUG" and train.keep_versions == 2
+    assert train.progress == "never" and train.log_level == "DEBUG" and train.keep_versions == 2
     _, fetch = parse_args(["fetch-posters", "--all", "--retry-failed"], {})
     assert (
         isinstance(fetch, FetchPostersSettings) and fetch.include_unlabelled and fetch.retry_failed
