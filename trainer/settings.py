@@ -17,7 +17,7 @@ from common.kafka import KafkaSettings
 from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE, NO_GENRES
 from trainer.options import Option
 from trainer.progress import ProgressMode, progress_mode
-from trainer.thresholds import MACRO_WEIGHT, Objective
+from trainer.thresholds import MACRO_WEIGHT, MAX_PREDICTED_RATIO, Objective
 
 DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
 LossName = Literal["soft-f1", "bce", "soft-f1+bce"]
@@ -271,6 +271,14 @@ class TrainSettings(
         ge=0,
         le=1,
         description=("Weight of macro F1 against micro F1 in the balanced objective."),
+    )
+    max_predicted_ratio: float = Field(
+        MAX_PREDICTED_RATIO,
+        ge=0,
+        description=(
+            "Balanced objective: no genre's threshold may predict it for more than this many "
+            "times as many out-of-fold films as have it; 0 = no cap."
+        ),
     )
     min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
     embed_batch_size: int = Field(64, ge=1, description="Posters per feature-extractor call.")
