@@ -10,7 +10,8 @@ in flight (FETCH_CONCURRENCY), on one asyncio loop as the worker's fetch thread 
 
 Per round: CPU ms per poster of this process (`time.process_time`: every thread; the
 server is another process and not counted), of the fetch thread alone
-(`time.thread_time`), requests per poster and TCP connections opened (the server's
+(`time.thread_time`), the part of it in the kernel (system time: on loopback, sending
+also runs much of the receiving side's TCP), requests per poster and TCP connections opened (the server's
 counters), and the wall time (meaningless on a shared machine). A warm-up round (pool,
 imports, caches) comes first and is not reported. `--profile OUT` runs one more round
 under cProfile and writes its stats to OUT (read them with `python -m pstats OUT`).
@@ -26,6 +27,7 @@ import asyncio
 import cProfile
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -77,12 +79,14 @@ def one_round(
 ) -> dict[str, Any]:
     before = server.stats()
     cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
+    sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile is not None:
         profile.enable()
     results = loop.run_until_complete(fetch_all(fetcher, ids, in_flight))
     if profile is not None:
         profile.disable()
     cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
+    system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0
     wall = time.perf_counter() - wall0
     after = server.stats()
     failed = [r for r in results if isinstance(r, BaseException)]
@@ -93,6 +97,7 @@ def one_round(
     return {
         "cpu_ms_per_poster": round(cpu * 1000 / n, 3),
         "fetch_thread_cpu_ms_per_poster": round(thread * 1000 / n, 3),
+        "of_which_system_ms": round(system * 1000 / n, 3),
         "requests_per_poster": round(requests / n, 3),
         "connections_opened": after["accepted"] - before["accepted"],
         "wall_s": round(wall, 2),
@@ -134,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     summary = {
         key: round(statistics.median(r[key] for r in rounds), 3)
-        for key in ("cpu_ms_per_poster", "fetch_thread_cpu_ms_per_poster", "requests_per_poster")
+        for key in (
+            "cpu_ms_per_poster",
+            "fetch_thread_cpu_ms_per_poster",
+            "of_which_system_ms",
+            "requests_per_poster",
+        )
     }
     summary["connections_opened"] = sum(r["connections_opened"] for r in rounds)
     summary["posters"] = args.posters * args.rounds
