@@ -7,7 +7,6 @@ wherever they end up in an error or a log line: in API mode it carries the key.
 
 from __future__ import annotations
 
-import functools
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,7 +72,6 @@ def with_rendition(url: str, size: str) -> str:
     return url if path == parts.path else urlunsplit(parts._replace(path=path))
 
 
-@functools.lru_cache(maxsize=256)  # a URL is checked where it is found and where it is requested
 def url_problem(url: str) -> str | None:
     """Why `url` cannot be requested as it is written, or None if it can.
 
