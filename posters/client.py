@@ -12,7 +12,9 @@ See docs/reliability.md.
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -31,6 +33,8 @@ from posters.retry import Budget, Retrier
 from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
 from posters.urls import Allowlist, display_url, with_rendition
+
+_HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # where `HeadWatch` ends a head
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,36 @@ class Poster:
     attempts: int
 
 
+class _HeadWatches:
+    """A page request's `watch`: stop reading once the head names an allowed poster.
+
+    `named` says whether it did for the response read last; then only the head need be
+    parsed (the same boundary `HeadWatch` parsed), not the rest of what was read.
+    """
+
+    def __init__(self, usable: Callable[[str], bool]):
+        self.usable = usable
+        self.named = False
+
+    def __call__(self, page_url: str, encoding: str | None) -> Enough:
+        self.named = False
+        feed = HeadWatch(page_url, encoding, self.usable).feed
+
+        def enough(data: bytes) -> bool:
+            self.named = self.named or feed(data)
+            return self.named
+
+        return enough
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing: posters need no session, and every response would
+    otherwise go through `http.cookiejar` (and every request carry what the site set)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 def _http_client(
     settings: FetchSettings, guard: AddressGuard, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
@@ -73,7 +107,7 @@ def _http_client(
         for pattern, url in proxies.items():
             proxied = None if url is None else checked_transport(guard, limits=limits, proxy=url)
             mounts[pattern] = proxied
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
         limits=limits,
@@ -82,6 +116,8 @@ def _http_client(
         mounts=mounts,
         trust_env=False,  # proxies only as `proxy_mounts` says; never .netrc credentials
     )
+    client._cookies = _NoCookies()  # the `cookies` setter would copy it into a plain jar
+    return client
 
 
 class PosterFetcher:
@@ -174,12 +210,16 @@ class PosterFetcher:
         """The first allowed poster URL on the movie's page."""
         settings = self.settings
         page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
-        request = Request(page_url, settings.max_page_bytes, "text/html", watch=self._head_watch)
+        watch = _HeadWatches(self.allowlist.allows)
+        request = Request(page_url, settings.max_page_bytes, "text/html", watch=watch)
         page = await self._get(request, budget)
+        content = page.content
+        if watch.named and (end := _HEAD_END.search(content)):
+            content = content[: end.start()]  # the head names the poster: the rest goes unparsed
         try:
-            text = page.content.decode(page.encoding or "utf-8", errors="replace")
+            text = content.decode(page.encoding or "utf-8", errors="replace")
         except LookupError:  # a charset Python does not know
-            text = page.content.decode("utf-8", errors="replace")
+            text = content.decode("utf-8", errors="replace")
         candidates = poster_candidates(text, page.url)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:
@@ -190,10 +230,6 @@ class PosterFetcher:
                 f"the poster of movie {tmdb_id} is at {where}, off the allowlist", budget.attempts
             )
         raise PosterNotFound(f"no poster on {display_url(page.url)}", budget.attempts)
-
-    def _head_watch(self, page_url: str, encoding: str | None) -> Enough:
-        """Stop reading a page once its head names an allowed poster."""
-        return HeadWatch(page_url, encoding, self.allowlist.allows).feed
 
     async def _poster_url_from_api(self, tmdb_id: int, budget: Budget) -> str:
         """The image URL of the API's `poster_path` for the movie."""
