@@ -160,10 +160,15 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 def linear_pool_scan(pool: httpcore.AsyncConnectionPool) -> None:
     """Give `pool` (httpcore 1.0's, or its proxy subclass) a linear request assignment.
 
+    Only on httpcore 1.0.x, whose pool this follows; on another release the pool is left as
+    it is.
+
     The same decisions as httpcore 1.0.9's: its surplus-idle test counts every connection
     (`len([c.is_idle() for c in connections])`), which is `len(connections)`, computed once
     per idle connection; here it is read directly.
     """
+    if not httpcore.__version__.startswith("1.0."):  # pragma: no cover - another pool: its own
+        return
     if not callable(getattr(pool, "_assign_requests_to_connections", None)):  # pragma: no cover
         raise TypeError(f"unexpected connection pool {type(pool).__name__}")
     pool._assign_requests_to_connections = types.MethodType(_assign_requests, pool)  # type: ignore[method-assign]
