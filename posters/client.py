@@ -59,6 +59,14 @@ class Poster:
     page_genres: tuple[str, ...] | None = None  # MovieLens names of the genres the page lists
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing: posters need no session, and every response would
+    otherwise go through `http.cookiejar` (and every request carry what the site set)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 def _http_client(
     settings: FetchSettings, guard: AddressGuard, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
@@ -75,7 +83,7 @@ def _http_client(
         for pattern, url in proxies.items():
             proxied = None if url is None else checked_transport(guard, limits=limits, proxy=url)
             mounts[pattern] = proxied
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
         limits=limits,
@@ -84,6 +92,8 @@ def _http_client(
         mounts=mounts,
         trust_env=False,  # proxies only as `proxy_mounts` says; never .netrc credentials
     )
+    client._cookies = _NoCookies()  # the `cookies` setter would copy it into a plain jar
+    return client
 
 
 class PosterFetcher:

@@ -24,6 +24,7 @@ import httpcore
 import httpx
 
 from posters.errors import HostNotAllowed
+from posters.streams import AsyncioBackend, linear_pool_scan
 from posters.urls import split_host_port
 
 log = logging.getLogger(__name__)
@@ -189,12 +190,14 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
 def checked_transport(guard: AddressGuard, **kwargs: typing.Any) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose connections go through `CheckedBackend`.
 
-    httpx does not take a network backend as an argument, so the one its connection
-    pool was built with is wrapped in place (the pool hands it to each new connection).
+    httpx does not take a network backend as an argument, so the connection pool's is
+    replaced in place (the pool hands it to each new connection): the guard in front of
+    `posters.streams.AsyncioBackend` (asyncio streams rather than httpcore's anyio ones).
     """
     transport = httpx.AsyncHTTPTransport(trust_env=False, **kwargs)
     pool = transport._pool
     if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - proxies' are too
         raise TypeError(f"unexpected connection pool {type(pool).__name__}")
-    pool._network_backend = CheckedBackend(guard, pool._network_backend)
+    pool._network_backend = CheckedBackend(guard, AsyncioBackend())
+    linear_pool_scan(pool)
     return transport

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from trainer.preprocess import read_image
+from trainer.progress import Progress, ProgressMode
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def embed_images(
     image_size: tuple[int, int],
     batch_size: int = 64,
     cache: EmbeddingCache | None = None,
-    progress: bool = True,
+    progress: ProgressMode | bool = "auto",
 ) -> Embedded:
     """Embed image files, reusing cached vectors; unreadable images are skipped and reported."""
     keys, failed = _content_keys(paths)
@@ -162,7 +162,7 @@ def _run_extractor(
     extractor: Extractor,
     image_size: tuple[int, int],
     batch_size: int,
-    progress: bool,
+    progress: ProgressMode | bool,
 ) -> tuple[list[tuple[int, str]], np.ndarray]:
     """Decode and embed files in parallel; images that fail to decode are dropped."""
     indices = np.asarray([i for i, _ in items], dtype=np.int64)
@@ -181,7 +181,7 @@ def _run_extractor(
     run = tf.function(lambda images: extractor(images), reduce_retracing=True)
     done: list[int] = []
     out: list[np.ndarray] = []
-    with tqdm(total=len(items), desc="embedding posters", unit="img", disable=not progress) as bar:
+    with Progress(len(items), "embedding posters", "img", progress) as bar:
         for index, images in ds:
             out.append(run(images).numpy().astype(np.float32))
             done.extend(int(i) for i in index.numpy())

@@ -69,7 +69,9 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
         )
         scores = head.predict(x[rows], verbose=0)
     seconds = time.monotonic() - started
-    thresholds = choose_thresholds(y[rows], scores, settings.objective, settings.macro_weight)
+    thresholds = choose_thresholds(
+        y[rows], scores, settings.objective, settings.macro_weight, settings.max_predicted_ratio
+    )
     return Fitted(head, thresholds, rows, y[rows], scores, history, best_epoch, seconds)
 
 

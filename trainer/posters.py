@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+from trainer.progress import Progress, ProgressMode
 
 if TYPE_CHECKING:
     from posters import FetchSettings
@@ -103,7 +103,7 @@ def fetch_posters(
     cache: PosterCache,
     fetch_settings: FetchSettings,
     retry_failed: bool = False,
-    progress: bool = True,
+    progress: ProgressMode | bool = "auto",
 ) -> FetchReport:
     """Fetch the posters missing from `cache` with the worker's `PosterFetcher`."""
     return asyncio.run(
@@ -122,7 +122,7 @@ async def _fetch_all(
     cache: PosterCache,
     fetch_settings: FetchSettings,
     retry_failed: bool,
-    progress: bool,
+    progress: ProgressMode | bool,
 ) -> FetchReport:
     from posters import PosterError, PosterFetcher
 
@@ -157,9 +157,7 @@ async def _fetch_all(
     try:
         async with PosterFetcher(fetch_settings) as fetcher:
             tasks = [asyncio.create_task(one(fetcher, t)) for t in todo]
-            with tqdm(
-                total=len(tasks), desc="fetching posters", unit="poster", disable=not progress
-            ) as bar:
+            with Progress(len(tasks), "fetching posters", "poster", progress) as bar:
                 for task in asyncio.as_completed(tasks):
                     await task
                     bar.update(1)

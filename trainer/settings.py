@@ -16,7 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from common.kafka import KafkaSettings
 from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE, NO_GENRES
 from trainer.options import Option
-from trainer.thresholds import MACRO_WEIGHT, Objective
+from trainer.progress import ProgressMode, progress_mode
+from trainer.thresholds import MACRO_WEIGHT, MAX_PREDICTED_RATIO, Objective
 
 DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
 LossName = Literal["soft-f1", "bce", "soft-f1+bce"]
@@ -63,7 +64,24 @@ class CommandSettings(Settings):
     log_format: Annotated[Literal["plain", "json"], Option(env="LOG_FORMAT")] = Field(
         "plain", description="Log lines as plain text or as one JSON object each."
     )
-    progress: bool = Field(True, description="Draw progress bars on stderr.")
+    progress: Annotated[
+        ProgressMode, BeforeValidator(progress_mode), Option(env="TRAINER_PROGRESS")
+    ] = Field(
+        "auto",
+        description="Progress bars on stderr: auto draws them on a terminal only and logs"
+        " progress every 30 s elsewhere; always; never.",
+    )
+    no_progress: Annotated[bool, Option(hidden=True)] = Field(
+        False, description="The same as --progress never."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_progress(cls, data: Any) -> Any:
+        """`--no-progress` (or `no_progress=True`) means `progress="never"`."""
+        if isinstance(data, dict) and data.get("no_progress"):
+            return {**data, "progress": "never"}
+        return data
 
 
 class MovieLensInput(Settings):
@@ -253,6 +271,14 @@ class TrainSettings(
         ge=0,
         le=1,
         description=("Weight of macro F1 against micro F1 in the balanced objective."),
+    )
+    max_predicted_ratio: float = Field(
+        MAX_PREDICTED_RATIO,
+        ge=0,
+        description=(
+            "Balanced objective: no genre's threshold may predict it for more than this many "
+            "times as many out-of-fold films as have it; 0 = no cap."
+        ),
     )
     min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
     embed_batch_size: int = Field(64, ge=1, description="Posters per feature-extractor call.")

@@ -140,7 +140,7 @@ def test_existing_option_names_keep_working() -> None:
     assert train.image_size == (96, 96) and train.concurrency == 3 and train.offline
     assert train.seed == 7 and train.head.seed == 7  # one --seed seeds the split and the head
     assert train.head.loss == "bce" and train.head.standardize is False and train.head.epochs == 3
-    assert train.progress is False and train.log_level == "DEBUG" and train.keep_versions == 2
+    assert train.progress == "never" and train.log_level == "DEBUG" and train.keep_versions == 2
     _, fetch = parse_args(["fetch-posters", "--all", "--retry-failed"], {})
     assert (
         isinstance(fetch, FetchPostersSettings) and fetch.include_unlabelled and fetch.retry_failed
@@ -178,6 +178,27 @@ def test_bad_values_are_refused() -> None:
         parse_args(["train", "--val-fraction", "0.5", "--test-fraction", "0.45"], {})
     with pytest.raises(SystemExit, match="invalid options"):
         parse_args(["backfill"], {"LOG_FORMAT": "xml"})
+    with pytest.raises(SystemExit, match="invalid options"):
+        parse_args(["train", "--max-predicted-ratio", "-1"], {})
+
+
+def test_threshold_objective_options() -> None:
+    _, default = parse_args(["train"], {})
+    assert default.objective == "balanced"
+    assert (default.macro_weight, default.max_predicted_ratio) == (0.85, 1.5)
+    _, given = parse_args(
+        [
+            "train",
+            "--objective",
+            "balanced",
+            "--macro-weight",
+            "0.75",
+            "--max-predicted-ratio",
+            "0",
+        ],
+        {},
+    )
+    assert (given.macro_weight, given.max_predicted_ratio) == (0.75, 0)
 
 
 def test_promote_and_rollback_load_no_tensorflow(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Threshold objectives: macro per genre, one micro threshold, and the balanced mix."""
+"""Threshold objectives: macro per genre, one micro threshold, and the capped balanced mix."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import pytest
 
 from trainer.evaluation import evaluate
 from trainer.thresholds import (
+    MACRO_WEIGHT,
+    MAX_PREDICTED_RATIO,
     balanced_thresholds,
     choose_thresholds,
     macro_thresholds,
@@ -72,11 +74,52 @@ def test_balanced_keeps_most_of_macro_and_most_of_micro() -> None:
     assert 0.75 * balanced[0] + 0.25 * balanced[1] >= 0.75 * micro[0] + 0.25 * micro[1]
 
 
-def test_balanced_with_full_macro_weight_matches_macro_objective_value() -> None:
+def test_balanced_with_full_macro_weight_and_no_cap_matches_macro_objective_value() -> None:
     y, scores = _rare_and_common(seed=1)
     macro_value = _f1s(y, scores, macro_thresholds(y, scores) + 1e-9)[0]
-    balanced_value = _f1s(y, scores, balanced_thresholds(y, scores, macro_weight=1.0) + 1e-9)[0]
-    assert balanced_value == pytest.approx(macro_value, abs=0.01)
+    balanced = balanced_thresholds(y, scores, macro_weight=1.0, max_predicted_ratio=0)
+    assert _f1s(y, scores, balanced + 1e-9)[0] == pytest.approx(macro_value, abs=0.01)
+
+
+def _predicted_ratio(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return (scores > thresholds).sum(axis=0) / (y > 0).sum(axis=0)
+
+
+def test_balanced_predicts_no_genre_beyond_the_cap() -> None:
+    """Uncapped, a rare genre's best point predicts it for twice as many films as hold it."""
+    y, scores = _rare_and_common(seed=0)
+    uncapped = balanced_thresholds(y, scores, 0.85, max_predicted_ratio=0)
+    assert _predicted_ratio(y, scores, uncapped).max() > 2
+    capped = balanced_thresholds(y, scores, 0.85, max_predicted_ratio=1.5)
+    assert _predicted_ratio(y, scores, capped).max() <= 1.5
+    assert (capped >= uncapped).all()  # the cap only ever raises a threshold here
+    assert _f1s(y, scores, capped + 1e-9)[1] > _f1s(y, scores, uncapped + 1e-9)[1]
+
+
+def test_cap_leaves_genres_within_it_alone() -> None:
+    y, scores = _rare_and_common(seed=1)
+    uncapped = balanced_thresholds(y, scores, 0.85, max_predicted_ratio=0)
+    capped = balanced_thresholds(y, scores, 0.85, max_predicted_ratio=5)
+    assert _predicted_ratio(y, scores, uncapped).max() < 5
+    np.testing.assert_array_equal(capped, uncapped)
+
+
+def test_a_genre_over_the_cap_everywhere_gets_the_highest_threshold() -> None:
+    y, scores = _rare_and_common(seed=2)
+    scores[:, 3] = 0.99  # every film scores above every grid value
+    thresholds = balanced_thresholds(y, scores, max_predicted_ratio=1.5)
+    assert thresholds[3] == 0.98
+
+
+def test_the_cap_reaches_choose_thresholds() -> None:
+    y, scores = _rare_and_common(seed=0)
+    default = choose_thresholds(y, scores, "balanced")
+    assert _predicted_ratio(y, scores, default).max() <= MAX_PREDICTED_RATIO
+    uncapped = choose_thresholds(y, scores, "balanced", max_predicted_ratio=0)
+    np.testing.assert_array_equal(
+        uncapped, balanced_thresholds(y, scores, MACRO_WEIGHT, max_predicted_ratio=0)
+    )
+    assert not np.array_equal(default, uncapped)
 
 
 def test_unknown_objective_is_refused() -> None:

@@ -1,0 +1,157 @@
+"""CPU per poster of the real fetcher against TMDB-shaped pages (prints figures; not a test).
+
+    python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3] [--profile OUT]
+
+Starts `bench/poster_server.py` (TMDB-shaped pages: the slug 301 redirect, 150-300 KB
+pages sent gzipped, og:image in <head>, posters at TMDB's rendition sizes) and runs
+`posters.PosterFetcher` with the worker's settings (its defaults, the bench's loopback
+site, rate limits off as in `bench/worker.py`) over `--posters` posters, `--concurrency`
+in flight (FETCH_CONCURRENCY), on one asyncio loop as the worker's fetch thread does.
+
+Per round: CPU ms per poster of this process (`time.process_time`: every thread; the
+server is another process and not counted), of the fetch thread alone
+(`time.thread_time`), the part of it in the kernel (system time: on loopback, sending
+also runs much of the receiving side's TCP), requests per poster and TCP connections opened (the server's
+counters), and the wall time (meaningless on a shared machine). A warm-up round (pool,
+imports, caches) comes first and is not reported. `--profile OUT` runs one more round
+under cProfile and writes its stats to OUT (read them with `python -m pstats OUT`).
+
+CPU time, not wall time: on a shared machine the wall-clock figures swing, the CPU per
+poster much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# the project's packages first; this folder's modules (trainer.py, worker.py) must not shadow them
+sys.path[:] = [str(ROOT)] + [
+    p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")
+]
+
+from bench.poster_server import PosterServer
+from posters import PosterFetcher
+from posters.settings import FetchSettings
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "movie-poster-genres"
+
+
+def worker_settings(base_url: str, port: int, concurrency: int) -> FetchSettings:
+    """What `bench/worker.py` gives the worker, through the same settings class."""
+    return FetchSettings(
+        tmdb_base_url=base_url,
+        poster_hosts=[f"127.0.0.1:{port}"],
+        fetch_concurrency=concurrency,
+        site_rate_limit=0,
+        image_rate_limit=0,
+    )
+
+
+async def fetch_all(fetcher: PosterFetcher, ids: list[int], in_flight: int) -> list[Any]:
+    """Fetch every id, at most `in_flight` posters at a time (the worker starts a batch at once)."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(tmdb_id: int) -> Any:
+        async with gate:
+            return await fetcher.fetch(tmdb_id)
+
+    return await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+
+
+def one_round(
+    loop: asyncio.AbstractEventLoop,
+    fetcher: PosterFetcher,
+    server: PosterServer,
+    ids: list[int],
+    in_flight: int,
+    profile: cProfile.Profile | None = None,
+) -> dict[str, Any]:
+    before = server.stats()
+    cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
+    sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    if profile is not None:
+        profile.enable()
+    results = loop.run_until_complete(fetch_all(fetcher, ids, in_flight))
+    if profile is not None:
+        profile.disable()
+    cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
+    system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0
+    wall = time.perf_counter() - wall0
+    after = server.stats()
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} posters failed, e.g. {failed[0]!r}")
+    requests = sum(after["requests"].values()) - sum(before["requests"].values())
+    n = len(ids)
+    return {
+        "cpu_ms_per_poster": round(cpu * 1000 / n, 3),
+        "fetch_thread_cpu_ms_per_poster": round(thread * 1000 / n, 3),
+        "of_which_system_ms": round(system * 1000 / n, 3),
+        "requests_per_poster": round(requests / n, 3),
+        "connections_opened": after["accepted"] - before["accepted"],
+        "wall_s": round(wall, 2),
+        "kb_per_poster": round(sum(len(r.content) for r in results) / n / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--posters", type=int, default=640, help="posters per round")
+    p.add_argument("--concurrency", type=int, default=16, help="FETCH_CONCURRENCY")
+    p.add_argument("--in-flight", type=int, default=64, help="posters started at once")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--no-redirect", action="store_true", help="pages without the slug redirect")
+    p.add_argument("--profile", type=Path, help="one more round under cProfile, stats here")
+    args = p.parse_args(argv)
+
+    server = PosterServer(CACHE / "bench-posters-v1", 48, redirect=not args.no_redirect)
+    try:
+        server.wait_ready()
+        settings = worker_settings(server.base_url, server.port, args.concurrency)
+        loop = asyncio.new_event_loop()
+        fetcher = PosterFetcher(settings)
+        ids = list(range(1000, 1000 + args.posters))
+        one_round(loop, fetcher, server, ids[: max(64, args.posters // 4)], args.in_flight)
+        rounds = [one_round(loop, fetcher, server, ids, args.in_flight) for _ in range(args.rounds)]
+        for i, r in enumerate(rounds):
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+        if args.profile is not None:
+            profile = cProfile.Profile()
+            one_round(loop, fetcher, server, ids, args.in_flight, profile)
+            profile.dump_stats(args.profile)
+            print(f"profile: {args.profile}")
+        loop.run_until_complete(fetcher.aclose())
+        loop.close()
+    finally:
+        server.stop()
+    summary = {
+        key: round(statistics.median(r[key] for r in rounds), 3)
+        for key in (
+            "cpu_ms_per_poster",
+            "fetch_thread_cpu_ms_per_poster",
+            "of_which_system_ms",
+            "requests_per_poster",
+        )
+    }
+    summary["connections_opened"] = sum(r["connections_opened"] for r in rounds)
+    summary["posters"] = args.posters * args.rounds
+    summary["concurrency"] = args.concurrency
+    print(json.dumps({"fetch_cpu": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

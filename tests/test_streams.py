@@ -1,0 +1,141 @@
+"""httpcore on asyncio streams (`posters.streams`): reuse, closed connections, timeouts, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from posters.net import AddressGuard, CheckedBackend, checked_transport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def ok(body: bytes = b"hello", close: bool = False) -> bytes:
+    connection = b"close" if close else b"keep-alive"
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
+    return head % (len(body), connection) + body
+
+
+async def serve(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
+    return await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
+
+
+async def loopback(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]  # `localhost` without asking the system (it may list ::1 too)
+
+
+def client(**kwargs: object) -> tuple[httpx.AsyncClient, CheckedBackend]:
+    guard = AddressGuard(["127.0.0.1"], loopback)
+    transport = checked_transport(guard, **kwargs)  # type: ignore[arg-type]
+    backend = transport._pool._network_backend
+    assert isinstance(backend, CheckedBackend)
+    return httpx.AsyncClient(transport=transport), backend
+
+
+async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(ok(b"x" * 100_000))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+def test_connections_are_reused_and_the_pool_stays_within_its_limit() -> None:
+    async def main() -> None:
+        server = await serve(answer_each)
+        port = server.sockets[0].getsockname()[1]
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+        http, backend = client(limits=limits)
+        async with http:
+            for _ in range(3):
+                pages = await asyncio.gather(
+                    *(http.get(f"http://127.0.0.1:{port}/{i}") for i in range(12))
+                )
+                assert [len(p.content) for p in pages] == [100_000] * 12
+        assert 1 <= backend.opened <= 4
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_a_connection_the_server_closed_is_not_reused() -> None:
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(ok())  # keep-alive announced, then closed while idle
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await serve(once)
+        port = server.sockets[0].getsockname()[1]
+        http, backend = client()
+        async with http:
+            for _ in range(3):
+                assert (await http.get(f"http://127.0.0.1:{port}/")).content == b"hello"
+                await asyncio.sleep(0.05)
+        assert backend.opened == 3
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_a_silent_server_times_out_and_a_refused_connect_fails() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        server = await serve(silent)
+        port = server.sockets[0].getsockname()[1]
+        http, _ = client()
+        async with http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.get(f"http://127.0.0.1:{port}/", timeout=0.2)
+            server.close()
+            await server.wait_closed()
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"http://127.0.0.1:{port}/")
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_verifies_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+        + ["-addext", "subjectAltName=DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def main() -> None:
+        server = await serve(answer_each, server_side)
+        port = server.sockets[0].getsockname()[1]
+        trusting, backend = client(verify=ssl.create_default_context(cafile=str(cert)))
+        async with trusting:
+            for _ in range(3):
+                page = await trusting.get(f"https://localhost:{port}/")
+                assert len(page.content) == 100_000
+                ssl_object = page.extensions["network_stream"].get_extra_info("ssl_object")
+                assert ssl_object.server_hostname == "localhost"
+        assert backend.opened == 1
+        assert backend.connects[0][1] == "127.0.0.1"
+        strict, _ = client(verify=ssl.create_default_context())
+        async with strict:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await strict.get(f"https://localhost:{port}/")
+        server.close()
+
+    asyncio.run(main())
