@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
@@ -24,6 +24,8 @@ CONTENT_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 15}
 # its connection; past that the connection is closed.
 DISCARD_MAX_BYTES = 64 * 1024
 DISCARD_MAX_S = 1.0
+# A compressed read is inflated this much at a time, the reader's `enough` asked after each.
+STEP_BYTES = 16 * 1024
 
 Enough = Callable[[bytes], bool]  # fed the body as it arrives; True once the rest is not needed
 
@@ -37,25 +39,32 @@ class _CappedBuffer:
         self.chunks: list[bytes] = []
         self.size = 0
 
-    def add(self, raw: bytes) -> bytes:
-        """Append `raw` (decompressed), stopping early once over the cap; the bytes added."""
+    def add(self, raw: bytes) -> Iterator[bytes]:
+        """Append `raw` decompressed, step by step (each step is yielded once appended).
+
+        A step inflates at most `STEP_BYTES`, so that a reader that stops after one (see
+        `read_capped`) does not pay for inflating the rest; it also stops once over the cap.
+        """
         if self.decoder is None:
             self.size += len(raw)
             self.chunks.append(raw)
-            return raw
-        added: list[bytes] = []
+            if not self.over:
+                yield raw
+            return
         data = raw
-        while data:
-            out = self.decoder.decompress(data, self.max_bytes - self.size + 1)
+        while True:
+            limit = min(STEP_BYTES, self.max_bytes - self.size + 1)
+            out = self.decoder.decompress(data, limit)
             data = self.decoder.unconsumed_tail
             self.size += len(out)
-            if self.size > self.max_bytes:
-                break
-            added.append(out)
-            if self.decoder.eof:
-                break
-        self.chunks += added
-        return b"".join(added)
+            if self.over:
+                return
+            self.chunks.append(out)
+            yield out
+            # done with this read: the stream ended, or all its input is in and a step
+            # that was not filled says zlib holds no more output
+            if self.decoder.eof or (not data and len(out) < limit):
+                return
 
     @property
     def over(self) -> bool:
@@ -101,13 +110,12 @@ async def read_capped(
     try:
         async for raw in source:
             raw_size += len(raw)
-            added = body.add(raw)
+            if _enough_in(body.add(raw), enough):
+                await drain(source, None if declared is None else declared - raw_size)
+                break
             if body.over:
                 what = "decompresses to more than" if decoder is not None else "is over"
                 raise too_big(f"{display_url(url)} {what} the cap of {max_bytes} bytes")
-            if enough is not None and enough(added):
-                await drain(source, None if declared is None else declared - raw_size)
-                break
     except httpx.TimeoutException as exc:
         raise TransientError(f"timed out reading {display_url(url)}") from exc
     except zlib.error as exc:
@@ -116,6 +124,14 @@ async def read_capped(
         what = type(exc).__name__
         raise TransientError(f"connection lost reading {display_url(url)}: {what}") from exc
     return b"".join(body.chunks)
+
+
+def _enough_in(steps: Iterator[bytes], enough: Enough | None) -> bool:
+    """Take the steps of one read until `enough` says the body so far will do."""
+    for added in steps:
+        if enough is not None and enough(added):
+            return True
+    return False
 
 
 async def drain(chunks: AsyncIterator[bytes], expected: int | None = None) -> None:
