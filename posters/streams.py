@@ -22,7 +22,6 @@ import types
 import typing
 
 import httpcore
-from httpcore._utils import is_socket_readable
 
 READ_LIMIT = 64 * 1024  # bytes the stream buffers ahead of httpcore's reads
 
@@ -89,7 +88,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable":  # httpcore: an idle connection the server has closed
-            return self._reader.at_eof() or self._writer.is_closing() or _readable(self._socket)
+            # asyncio's transport reads whenever the loop polls, so a close or stray bytes
+            # are already in the reader: no system call per idle connection per request
+            reader = self._reader
+            return reader.at_eof() or self._writer.is_closing() or bool(reader._buffer)  # type: ignore[attr-defined]
         if info == "socket":
             return self._socket
         if info == "ssl_object":
@@ -99,10 +101,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info == "server_addr":
             return self._writer.get_extra_info("peername")
         return None
-
-
-def _readable(sock: socket.socket | None) -> bool:
-    return is_socket_readable(sock)  # type: ignore[arg-type]  # asyncio's TransportSocket
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
