@@ -162,5 +162,6 @@ def test_the_consumer_reads_only_committed_records(broker):
     try:
         assert consumer.config["isolation_level"] == "read_committed"
         assert consumer.config["enable_auto_commit"] is False
+        assert consumer.config["fetch_max_wait_ms"] == 100  # FETCH_MAX_WAIT_MS, not 500
     finally:
         consumer.close()

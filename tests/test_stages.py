@@ -335,3 +335,28 @@ def test_ready_needs_a_model_and_group_membership_and_allows_zero_partitions():
     assert worker.ready() == (True, "model version 3, generation 4, 0 partitions (standby)")
     consumer.assigned = {TP0, TP1}
     assert worker.ready() == (True, "model version 3, generation 4, 2 partitions")
+
+
+@pytest.mark.parametrize(("ahead", "sent_before_third_poll"), [(1, 1), (2, 0)])
+def test_fetch_ahead_polls_more_batches_while_the_oldest_downloads(
+    runner, ahead, sent_before_third_poll
+):
+    """Slow downloads: with FETCH_AHEAD=2 the third batch is polled (its posters started)
+    before the first is finished; with 1, the first is finished first. Order is kept."""
+    seen: list[int] = []
+    producer = FakeProducer()
+
+    def on_poll(consumer: FakeConsumer) -> None:
+        seen.append(len(producer.sent))
+
+    polls = [[event_record(i, i + 1)] for i in range(3)]
+    consumer = FakeConsumer(assigned={TP0}, polls=polls, ends={TP0: 3}, on_poll=on_poll)
+    fetcher = FakeFetcher({i: poster(i, b"R") for i in (1, 2, 3)}, delay_s=0.5)
+    settings = WorkerSettings(
+        output_topic="out", dlq_topic="dlq", batch_linger_ms=0, fetch_ahead=ahead
+    )
+    worker = Worker(settings, consumer, producer, fetcher, runner, FakeModels(FakeClassifier()))
+    worker.run(exit_when_idle=0.0)
+    assert seen[2] == sent_before_third_poll
+    assert [key for _, key, _ in producer.sent] == [b"1", b"2", b"3"]
+    assert [c[TP0].offset for c in consumer.commits] == [1, 2, 3]

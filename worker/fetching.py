@@ -96,6 +96,10 @@ class PosterDownloads:
         finally:
             self.metrics.poster_fetch_seconds.observe(time.monotonic() - begun)
 
+    def ready(self, batch: Batch) -> bool:
+        """Whether every download of the batch has ended."""
+        return all(job.fetch.done() for job in batch.jobs if job.fetch is not None)
+
     def collect(self, batch: Batch, keep_alive: Callable[[], None]) -> None:
         """Wait for every download (calling `keep_alive` meanwhile); set posters or errors."""
         pending = [job.fetch for job in batch.jobs if job.fetch is not None]

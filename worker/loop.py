@@ -1,11 +1,12 @@
 """The consume -> fetch -> classify -> produce -> commit loop, in the order that keeps it safe.
 
 Batch N+1 is polled and its posters start downloading before batch N is classified,
-so network I/O and inference overlap. Offsets of a batch are committed only after
-the broker acknowledged every output and dead letter of that batch; batches finish
-in poll order, so a commit never passes a record whose result is not stored. The
-stages themselves live in `jobs`, `fetching`, `inference`, `results`, `publisher`
-and `partitions`.
+so network I/O and inference overlap; while batch N's posters are still downloading, up
+to `FETCH_AHEAD` batches are polled and started behind it. Offsets of a batch are
+committed only after the broker acknowledged every output and dead letter of that batch;
+batches finish in poll order, so a commit never passes a record whose result is not
+stored. The stages themselves live in `jobs`, `fetching`, `inference`, `results`,
+`publisher` and `partitions`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
@@ -63,7 +65,7 @@ class Worker:
             producer, self.metrics, self._stop, self._keep_alive, shrink=self.results.refused
         )
         self.exit_code = 0  # 1 once a batch could not be scored or its results not stored
-        self._in_flight: Batch | None = None
+        self._in_flight: deque[Batch] = deque()  # polled, posters downloading, oldest first
         self._idle_since = time.monotonic()
         self._next_lag_check = 0.0
 
@@ -121,16 +123,18 @@ class Worker:
         while not self.stopping:
             self._swap_model()
             batch = self._poll()
-            in_hand, self._in_flight = self._in_flight, batch
-            if in_hand is not None and not self._finish(in_hand):
-                self._in_flight = None  # stopped with results unacknowledged: finish nothing more
+            if batch is not None:
+                self._in_flight.append(batch)
+            due = finish_due(self._in_flight, batch, self.settings.fetch_ahead, self.downloads)
+            if due and not self._finish(self._in_flight.popleft()):
+                self._in_flight.clear()  # stopped with results unacknowledged: finish nothing more
                 break
             self._check_lag()
             if exit_when_idle is not None and self._idle_for(exit_when_idle, batch):
                 break
-        if self._in_flight is not None:
-            in_hand, self._in_flight = self._in_flight, None
-            self._finish(in_hand)
+        while self._in_flight:  # stopping: what was polled is fetched, finish it
+            if not self._finish(self._in_flight.popleft()):
+                break
         log.info("worker stopped: %s", self.metrics.summary())
         return self.metrics
 
@@ -233,6 +237,22 @@ class Worker:
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
     return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+def finish_due(
+    in_flight: deque[Batch], polled: Batch | None, ahead: int, downloads: PosterDownloads
+) -> bool:
+    """Whether to finish the oldest batch in flight now rather than poll another one first.
+
+    Now when the last poll found nothing, when its posters are all in, or when `ahead`
+    (`FETCH_AHEAD`) batches are already downloading behind it: over a long round trip the
+    downloads of several batches overlap, so that classifying does not wait for them.
+    """
+    if not in_flight:
+        return False
+    if polled is None or len(in_flight) > ahead:
+        return True
+    return downloads.ready(in_flight[0])
 
 
 def _log_batch(batch: Batch, fetch_s: float, classify_s: float, publish_s: float) -> None:

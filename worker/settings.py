@@ -46,6 +46,21 @@ class WorkerSettings(FetchSettings, KafkaSettings):
         description="Processes that fetch posters: 1 fetches on a thread of the worker; N > 1 "
         "starts N fetch processes, which share FETCH_CONCURRENCY and the rate limits.",
     )
+    fetch_ahead: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Batches whose posters may download while the oldest one's are awaited: "
+        "1 fetches only the next batch during a classification; more keep classifying fed "
+        "over long round trips.",
+    )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="How long the broker may hold a fetch that found no records (the "
+        "consumer's fetch_max_wait_ms; kafka-python's default is 500).",
+    )
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(2_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
