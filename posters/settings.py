@@ -42,17 +42,17 @@ class FetchSettings(BaseSettings):
     )
     user_agent: str = "Mozilla/5.0 (compatible; movie-poster-genres/0.1; poster genre tagger)"
     fetch_concurrency: int = Field(
-        16,
+        64,
         ge=1,
         le=512,
         description="Requests in flight at once; with FETCH_TARGET_RATE, the most it may grow to.",
     )
     fetch_target_rate: float = Field(
-        0.0,
+        100.0,
         ge=0,
         description="Posters a second to keep enough requests in flight for: the limit follows "
-        "ceil(rate x 2 x observed latency) within [FETCH_CONCURRENCY_MIN, FETCH_CONCURRENCY]; "
-        "0: FETCH_CONCURRENCY, fixed.",
+        "ceil(rate x 2 x observed latency) within [FETCH_CONCURRENCY_MIN, FETCH_CONCURRENCY], "
+        "the rate first capped by the rate limits; 0: FETCH_CONCURRENCY, fixed.",
     )
     fetch_concurrency_min: int = Field(
         4, ge=1, le=512, description="The least requests in flight with FETCH_TARGET_RATE."

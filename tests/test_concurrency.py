@@ -55,7 +55,7 @@ def test_the_limit_follows_the_latency_ewma_and_stays_fixed_without_a_target():
     for _ in range(100):
         limit.observe(0.001)
     assert limit.limit == 2
-    fixed = AdaptiveLimit(settings(fetch_concurrency=8))
+    fixed = AdaptiveLimit(settings(fetch_concurrency=8, fetch_target_rate=0))
     fixed.observe(0.01)
     assert not fixed.adaptive and fixed.limit == 8
 
@@ -135,3 +135,14 @@ def test_a_cancelled_waiter_gives_its_place_back():
         return limit.in_use
 
     assert asyncio.run(run()) == 0
+
+
+def test_by_default_the_limit_follows_the_latency_up_to_64():
+    limit = AdaptiveLimit(settings(site_rate_limit=0, image_rate_limit=0))
+    assert limit.adaptive
+    for _ in range(200):
+        limit.observe(0.15)  # a site 150 ms away: 100 posters/s need 30 in flight
+    assert limit.limit == 30
+    for _ in range(200):
+        limit.observe(1.0)
+    assert limit.limit == 64  # capped
