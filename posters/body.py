@@ -89,6 +89,14 @@ def _declared_length(response: httpx.Response) -> int | None:
     return int(declared) if declared.isdigit() else None
 
 
+def decode_text(content: bytes, encoding: str | None) -> str:
+    """`content` as text in its declared charset (UTF-8 if none, or one Python does not know)."""
+    try:
+        return content.decode(encoding or "utf-8", errors="replace")
+    except LookupError:
+        return content.decode("utf-8", errors="replace")
+
+
 async def read_capped(
     response: httpx.Response, url: str, max_bytes: int, image: bool, enough: Enough | None = None
 ) -> bytes:

@@ -19,7 +19,7 @@ from typing import Self
 
 import httpx
 
-from posters.body import Enough
+from posters.body import Enough, decode_text
 from posters.breaker import CircuitBreaker
 from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
 from posters.genres import api_genres, page_genres
@@ -208,10 +208,7 @@ class PosterFetcher:
         genres = page_genres(page.content, page.encoding) if settings.page_genres else None
         if watches and watches[-1].poster is not None:  # the head named it: no parse needed
             return watches[-1].poster, genres
-        try:
-            text = page.content.decode(page.encoding or "utf-8", errors="replace")
-        except LookupError:  # a charset Python does not know
-            text = page.content.decode("utf-8", errors="replace")
+        text = decode_text(page.content, page.encoding)
         candidates = poster_candidates(text, page.url)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:

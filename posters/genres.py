@@ -16,6 +16,8 @@ import html
 import re
 from collections.abc import Iterable
 
+from posters.body import decode_text
+
 # TMDB's movie genres: id -> (English name, MovieLens name or None)
 TMDB_GENRES: dict[int, tuple[str, str | None]] = {
     28: ("Action", "Action"),
@@ -53,7 +55,7 @@ _LINK = re.compile(r"<a\b([^>]*)>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
 _GENRE_ID = re.compile(r"/genre/(\d+)")
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # as `posters.scrape` ends a head
+HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # a head may end without its tag
 
 
 def movielens_genre(name: str, tmdb_id: int | None = None) -> str | None:
@@ -78,7 +80,7 @@ def page_genres(page: bytes, encoding: str | None = None) -> list[str] | None:
     fragment = _span(page)
     if fragment is None:
         return None
-    text = _decode(fragment, encoding or "utf-8")
+    text = decode_text(fragment, encoding)
     pairs: list[tuple[str, int | None]] = []
     for attributes, inner in _LINK.findall(text)[:MAX_GENRES]:
         name = html.unescape(_TAG.sub("", inner))
@@ -109,7 +111,7 @@ def _body_start(page: bytes) -> int:
     """Where the page's body begins (0 if its head does not end): the head is not searched."""
     end = page.find(b"</head>")
     if end < 0:
-        match = _HEAD_END.search(page)
+        match = HEAD_END.search(page)
         end = 0 if match is None else match.start()
     return end
 
@@ -130,13 +132,6 @@ def _span(page: bytes) -> bytes | None:
             return None if end < 0 else page[start + 1 : end]
         at = page.find(SPAN_MARK, at + len(SPAN_MARK), stop)
     return None
-
-
-def _decode(content: bytes, encoding: str) -> str:
-    try:
-        return content.decode(encoding, errors="replace")
-    except LookupError:  # a charset Python does not know
-        return content.decode("utf-8", errors="replace")
 
 
 class GenresScan:

@@ -15,7 +15,8 @@ from urllib.parse import urljoin, urlsplit
 
 import parsel
 
-from posters.genres import MAX_BYTES_PAST_HEAD, GenresScan
+from posters.body import decode_text
+from posters.genres import HEAD_END, MAX_BYTES_PAST_HEAD, GenresScan
 from posters.urls import DEFAULT_PORTS, url_problem
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
@@ -26,7 +27,6 @@ MAX_CANDIDATES = 20
 # for a 240 KB page).
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _OG_IMAGE = '//meta[@property="og:image" or @name="og:image"][1]/@content'
-_HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # a head may end without its tag
 MAX_HEAD_BYTES = 512 * 1024  # a page whose head is longer is searched in full
 
 
@@ -96,14 +96,14 @@ class HeadWatch:
             return False
         start = max(0, len(self._head) - len("</head"))
         self._head += data
-        end = _HEAD_END.search(self._head, start)
+        end = HEAD_END.search(self._head, start)
         if end is None:
             if len(self._head) > MAX_HEAD_BYTES:
                 self.done = True
                 self._head.clear()
             return False
         self.done = True
-        head = _decode(bytes(self._head[: end.start()]), self.encoding)
+        head = decode_text(bytes(self._head[: end.start()]), self.encoding)
         rest = bytes(self._head[end.start() : end.start() + MAX_BYTES_PAST_HEAD])
         self._head.clear()
         og_image = _selector(head).xpath(_OG_IMAGE).get()
@@ -115,13 +115,6 @@ class HeadWatch:
             return True
         self._scan = GenresScan()
         return self._scan.feed(rest)
-
-
-def _decode(content: bytes, encoding: str) -> str:
-    try:
-        return content.decode(encoding, errors="replace")
-    except LookupError:  # a charset Python does not know
-        return content.decode("utf-8", errors="replace")
 
 
 def _srcset_urls(srcset: str, density: str) -> list[str]:

@@ -143,14 +143,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise
         return AsyncioStream(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not used for posters")
-
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
