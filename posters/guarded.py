@@ -25,7 +25,14 @@ from posters.errors import (
     TransientError,
 )
 from posters.retry import Pace, parse_retry_after
-from posters.urls import Allowlist, display_url, host_key, url_problem
+from posters.urls import (
+    Allowlist,
+    InvalidRequestURL,
+    display_url,
+    host_key,
+    parse_url,
+    url_problem,
+)
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
@@ -125,8 +132,10 @@ class GuardedClient:
         self, url: str, headers: dict[str, str], request: Request, probe: bool, pace: Pace
     ) -> Response | str:
         """Request `url` once: the final response, or the URL it redirects to."""
-        if problem := url_problem(url):
-            raise InvalidURL(f"cannot request {display_url(url)!r}: {problem}")
+        try:
+            parsed = parse_url(url)
+        except InvalidRequestURL as exc:
+            raise InvalidURL(f"cannot request {display_url(url)!r}: {exc}") from None
         self.allowlist.check(url)
         host = host_key(url)
         if not probe and self.breaker.is_open(host):
@@ -134,7 +143,7 @@ class GuardedClient:
         health = _HostHealth(self.breaker, host, probe)
         try:
             await pace(url)
-            response = await self._send(url, headers, health)
+            response = await self._send(url, parsed, headers, health)
             try:
                 health.answered(response.status_code)
                 if not response.is_success:
@@ -152,7 +161,9 @@ class GuardedClient:
         finally:
             health.settle()
 
-    async def _send(self, url: str, headers: dict[str, str], health: _HostHealth) -> httpx.Response:
+    async def _send(
+        self, url: str, parsed: httpx.URL, headers: dict[str, str], health: _HostHealth
+    ) -> httpx.Response:
         """Send the request and read the response head; connection failures are transient.
 
         The httpx error is not chained: its message can quote a request header, and the
@@ -160,7 +171,7 @@ class GuardedClient:
         """
         health.sent = True
         try:
-            request = self._client.build_request("GET", url, headers=headers)
+            request = self._client.build_request("GET", parsed, headers=headers)
             return await self._client.send(request, stream=True)
         except InvalidURL:  # from `_refuse_invalid_location`: the host did answer
             health.up()

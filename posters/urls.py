@@ -79,11 +79,28 @@ def url_problem(url: str) -> str | None:
     below 65536, a broken IPv6 literal, a malformed international host name.
     """
     try:
-        urlsplit(url).port  # noqa: B018 - parsing the port is the check
-        httpx.URL(url).host  # noqa: B018 - so is decoding the host name
-    except (ValueError, httpx.InvalidURL) as exc:  # idna's errors are ValueErrors
-        return str(exc) or type(exc).__name__
+        parse_url(url)
+    except InvalidRequestURL as exc:
+        return str(exc)
     return None
+
+
+class InvalidRequestURL(ValueError):
+    """A URL httpx would refuse to request (see `url_problem`)."""
+
+
+def parse_url(url: str) -> httpx.URL:
+    """`url` parsed as httpx will request it; `InvalidRequestURL` says why it cannot be.
+
+    Handing httpx the parsed URL spares it parsing the string again for the request.
+    """
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
+        parsed = httpx.URL(url)
+        parsed.host  # noqa: B018 - so is decoding the host name
+    except (ValueError, httpx.InvalidURL) as exc:  # idna's errors are ValueErrors
+        raise InvalidRequestURL(str(exc) or type(exc).__name__) from None
+    return parsed
 
 
 class Allowlist:
