@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from posters.scrape import poster_candidates
+from posters.scrape import _OG_IMAGE, _selector, og_image_of, poster_candidates
 from posters.urls import Allowlist
 from schemas.events import MAX_TMDB_ID, EventDecodeError, NewMovie, decode_new_movie
 
@@ -145,3 +145,48 @@ def test_the_allowlist_never_raises_and_allows_only_its_hosts(url: str) -> None:
             ("www.themoviedb.org", 80),
             ("image.tmdb.org", 80),
         }
+
+
+head_bits = st.sampled_from(
+    [
+        "<head>",
+        "<title>",
+        "</title>",
+        "<meta property='og:image' content='",
+        '<meta name="og:image" content="',
+        "<META PROPERTY=og:image CONTENT=",
+        "<meta property='og:title' content='",
+        "<meta content='/first.jpg' property='og:image'>",
+        "<meta property='OG:IMAGE' content='/upper.jpg'>",
+        "<link href='<meta property=og:image content=/in-attr.jpg>'>",
+        "'>",
+        '">',
+        ">",
+        "'",
+        '"',
+        "/t/p/w342/a.jpg",
+        "&amp;",
+        "<!--",
+        "-->",
+        "<![CDATA[",
+        "]]>",
+        "<script>",
+        "</script>",
+        "<style>",
+        "</style>",
+        "<noscript>",
+        "</noscript>",
+        "<textarea>",
+        "</textarea>",
+        "\x00",
+        "\ufffd",
+        "</head>",
+        "<body>",
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(head_bits | st.text(max_size=12), max_size=30).map("".join))
+def test_og_image_of_a_head_is_what_parsing_the_whole_head_finds(head: str) -> None:
+    assert og_image_of(head) == _selector(head).xpath(_OG_IMAGE).get()
