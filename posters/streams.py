@@ -10,7 +10,8 @@ for the idle check. `posters.net.CheckedBackend` still decides which address is 
 
 `linear_pool_scan` fixes a quadratic scan in httpcore 1.0's pool: on every request and
 every release it counted all connections once per idle connection (~400 calls a request
-with 32 connections open), another tenth of the fetching CPU.
+with 32 connections open), another tenth of the fetching CPU; and it asked every connection
+whether it had expired, which here is asked of the connection a request is about to get.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 import types
 import typing
 
 import httpcore
 
 READ_LIMIT = 64 * 1024  # bytes the stream buffers ahead of httpcore's reads
+SWEEP_INTERVAL_S = 1.0  # how often the pool asks every connection whether it has expired
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -165,22 +168,25 @@ def linear_pool_scan(pool: httpcore.AsyncConnectionPool) -> None:
 
 
 def _assign_requests(self: typing.Any) -> list[typing.Any]:
-    """httpcore 1.0.9's `AsyncConnectionPool._assign_requests_to_connections`, in linear time."""
-    closing = []
+    """httpcore 1.0.9's `AsyncConnectionPool._assign_requests_to_connections`, in linear time.
+
+    httpcore asks every connection whether it has expired on every pool event (each
+    request, each release). Here a connection is asked when a request is about to be
+    given to it, and all of them at most every `SWEEP_INTERVAL_S`: an expired connection
+    is never reused, and an idle one past its keep-alive is still closed within about a
+    second of the next pool event.
+    """
+    closing: list[typing.Any] = []
     connections = self._connections
-    for connection in list(connections):
-        if connection.is_closed():
-            connections.remove(connection)
-        elif connection.has_expired() or (
-            connection.is_idle() and len(connections) > self._max_keepalive_connections
-        ):
-            connections.remove(connection)
-            closing.append(connection)
+    now = time.monotonic()
+    if now >= getattr(self, "_next_sweep", 0.0):
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        _sweep(self, connections, closing)
+    elif any(connection.is_closed() for connection in connections):
+        connections[:] = [c for c in connections if not c.is_closed()]
     for pool_request in [request for request in self._requests if request.is_queued()]:
         origin = pool_request.request.url.origin
-        available = next(
-            (c for c in connections if c.can_handle_request(origin) and c.is_available()), None
-        )
+        available = _available(connections, origin, closing)
         if available is not None:
             pool_request.assign_to_connection(available)
             continue
@@ -194,3 +200,28 @@ def _assign_requests(self: typing.Any) -> list[typing.Any]:
         connections.append(connection)
         pool_request.assign_to_connection(connection)
     return closing
+
+
+def _sweep(pool: typing.Any, connections: list[typing.Any], closing: list[typing.Any]) -> None:
+    """Drop closed connections; close expired ones and idle ones beyond the keep-alive limit."""
+    for connection in list(connections):
+        if connection.is_closed():
+            connections.remove(connection)
+        elif connection.has_expired() or (
+            connection.is_idle() and len(connections) > pool._max_keepalive_connections
+        ):
+            connections.remove(connection)
+            closing.append(connection)
+
+
+def _available(
+    connections: list[typing.Any], origin: typing.Any, closing: list[typing.Any]
+) -> typing.Any:
+    """A connection that can take a request to `origin` now; expired ones met are closed."""
+    for connection in list(connections):
+        if connection.can_handle_request(origin) and connection.is_available():
+            if not connection.has_expired():
+                return connection
+            connections.remove(connection)
+            closing.append(connection)
+    return None

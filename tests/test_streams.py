@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from posters import streams
 from posters.net import AddressGuard, CheckedBackend, checked_transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -84,6 +85,35 @@ def test_a_connection_the_server_closed_is_not_reused() -> None:
                 await asyncio.sleep(0.05)
         assert backend.opened == 3
         server.close()
+
+    asyncio.run(main())
+
+
+def test_an_idle_connection_past_its_keep_alive_is_closed_and_never_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streams, "SWEEP_INTERVAL_S", 0.2)
+    closed = []
+
+    async def counting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_each(reader, writer)
+        closed.append(True)  # the client closed its side
+
+    async def main() -> None:
+        server, other = await serve(counting), await serve(answer_each)
+        port = server.sockets[0].getsockname()[1]
+        http, backend = client(limits=httpx.Limits(keepalive_expiry=0.1))
+        async with http:
+            await http.get(f"http://127.0.0.1:{port}/a")
+            await asyncio.sleep(0.15)  # expired, and no sweep is due yet
+            await http.get(f"http://127.0.0.1:{port}/b")  # not given the expired one
+            assert backend.opened == 2
+            await asyncio.sleep(0.3)  # expired again, and a sweep is due
+            await http.get(f"http://127.0.0.1:{other.sockets[0].getsockname()[1]}/")
+            await asyncio.sleep(0.05)
+            assert len(closed) == 2  # the sweep closed it, though no request wanted it
+        server.close()
+        other.close()
 
     asyncio.run(main())
 
