@@ -17,12 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
 
 from demo.broker import EmbeddedBroker, create_topics
 from demo.tmdb import TmdbStandIn
+
+if TYPE_CHECKING:
+    from worker.fetching import AsyncRunner
 
 LABELS = ["Red", "Green", "Blue"]
 COLOURS = {"Red": (230, 20, 20), "Green": (20, 230, 20), "Blue": (20, 20, 230)}
@@ -84,6 +88,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tmdb() -> Iterator[TmdbStandIn]:
     with TmdbStandIn() as server:
         yield server
+
+
+@pytest.fixture
+def runner() -> Iterator[AsyncRunner]:
+    """The worker's asyncio loop on its thread, closed after the test."""
+    from worker.fetching import AsyncRunner
+
+    running = AsyncRunner()
+    yield running
+    running.close()
 
 
 @dataclass
