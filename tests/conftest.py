@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -153,6 +154,27 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def finish(
+    process: subprocess.Popen[str],
+    timeout: float = 120,
+    why: str = "the worker did not exit in time",
+) -> str:
+    """Wait for the worker to exit and return its output; past `timeout` s, kill it and fail."""
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        pytest.fail(f"{why}:\n{out[-4000:]}")
+    return out
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    """SIGTERM the worker and `finish` it: its output."""
+    process.send_signal(signal.SIGTERM)
+    return finish(process, timeout)
 
 
 def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes | None]]) -> None:

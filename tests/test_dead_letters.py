@@ -8,7 +8,6 @@ worker exits non-zero with the offset uncommitted.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -19,6 +18,7 @@ from tests.conftest import (
     COLOURS,
     consume_all,
     event,
+    finish,
     poster_bytes,
     produce,
     start_worker,
@@ -144,12 +144,7 @@ def test_a_huge_key_and_an_escaped_value_reach_the_dead_letter_topic(
     produce(broker.bootstrap_servers, topics.input, [(BIG_KEY, BIG_VALUE), (b"small", BIG_VALUE)])
     produce(broker.bootstrap_servers, topics.input, [event(7)])
     process = start_worker(worker_env(broker, topics, model_dir, tmdb), "--exit-when-idle", "3")
-    try:
-        out, _ = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-        pytest.fail(f"the worker did not finish (a dead letter retried forever?):\n{out[-3000:]}")
+    out = finish(process, why="the worker did not finish (a dead letter retried forever?)")
     assert process.returncode == 0, out[-3000:]
     letters = consume_all(broker.bootstrap_servers, topics.dlq, 2, timeout_s=20)
     outputs = consume_all(broker.bootstrap_servers, topics.output, 1, timeout_s=20)
