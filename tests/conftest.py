@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from demo.tmdb import TmdbStandIn
 
 if TYPE_CHECKING:
     from worker.fetching import AsyncRunner
+    from worker.reload import ModelWatcher
 
 LABELS = ["Red", "Green", "Blue"]
 COLOURS = {"Red": (230, 20, 20), "Green": (20, 230, 20), "Blue": (20, 20, 230)}
@@ -70,6 +71,17 @@ def build_tiny_model(model_dir: Path, bias: float = -4.0, labels: list[str] | No
         created_at=datetime.now(UTC),
     )
     return export_version(model, metadata, model_dir)
+
+
+def poll_until(watcher: ModelWatcher, predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
+    """Poll `watcher` until `predicate` holds (True) or `timeout_s` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        watcher.poll()
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture(scope="session")
