@@ -8,8 +8,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from common.lifecycle import StartStop
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(StartStop):
     """Start Tansu in memory on loopback; `bootstrap_servers` is what clients dial."""
 
     def __init__(
@@ -56,7 +57,7 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> EmbeddedBroker:
+    def start(self) -> Self:
         """Launch the broker and wait until it accepts connections."""
         url = f"tcp://{self.host}:{self.port}"
         self._process = subprocess.Popen(
@@ -99,17 +100,6 @@ class EmbeddedBroker:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def create_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:

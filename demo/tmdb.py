@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
+from common.lifecycle import StartStop
 from posters.genres import TMDB_GENRES
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class _QuietServer(ThreadingHTTPServer):
         log.debug("standin: client %s went away", client_address)
 
 
-class TmdbStandIn:
+class TmdbStandIn(StartStop):
     """Serve `/movie/<id>` (redirecting to `/movie/<id>-<slug>`), `/t/p/w500/<id>.jpg`,
     and the API's `/3/movie/<id>` (its `poster_path` is `/<id>.jpg`: set `TMDB_API_URL`
     to `base_url + "/3"` and `TMDB_IMAGE_BASE_URL` to `base_url + "/t/p/w500"`)."""
@@ -160,7 +160,7 @@ class TmdbStandIn:
     def image_url(self, tmdb_id: int) -> str:
         return f"{self.base_url}/t/p/w500/{tmdb_id}.jpg"
 
-    def start(self) -> TmdbStandIn:
+    def start(self) -> Self:
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="tmdb-standin", daemon=True
         )
@@ -170,17 +170,6 @@ class TmdbStandIn:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _scripted_failure(
         self, failures: list[int], movie: StandInMovie

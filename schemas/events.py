@@ -107,7 +107,8 @@ class MovieGenres(BaseModel):
     )
 
 
-def _is_utf8(raw: bytes) -> bool:
+def is_utf8(raw: bytes) -> bool:
+    """Whether `raw` decodes as UTF-8."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -166,7 +167,7 @@ class OriginalRecord(BaseModel):
         if truncated and value is not None:
             value = value[:keep_bytes]
 
-        as_text = all(raw is None or _is_utf8(raw) for raw in (key, value))
+        as_text = all(raw is None or is_utf8(raw) for raw in (key, value))
 
         def encode(raw: bytes | None) -> str | None:
             """The bytes as text or base64, as decided for the whole record."""

@@ -9,20 +9,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
 
 from demo.broker import EmbeddedBroker, create_topics
 from demo.tmdb import TmdbStandIn
+
+if TYPE_CHECKING:
+    from worker.fetching import AsyncRunner
+    from worker.reload import ModelWatcher
 
 LABELS = ["Red", "Green", "Blue"]
 COLOURS = {"Red": (230, 20, 20), "Green": (20, 230, 20), "Blue": (20, 20, 230)}
@@ -67,6 +73,17 @@ def build_tiny_model(model_dir: Path, bias: float = -4.0, labels: list[str] | No
     return export_version(model, metadata, model_dir)
 
 
+def poll_until(watcher: ModelWatcher, predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
+    """Poll `watcher` until `predicate` holds (True) or `timeout_s` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        watcher.poll()
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker() as running:
@@ -84,6 +101,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tmdb() -> Iterator[TmdbStandIn]:
     with TmdbStandIn() as server:
         yield server
+
+
+@pytest.fixture
+def runner() -> Iterator[AsyncRunner]:
+    """The worker's asyncio loop on its thread, closed after the test."""
+    from worker.fetching import AsyncRunner
+
+    running = AsyncRunner()
+    yield running
+    running.close()
 
 
 @dataclass
@@ -139,6 +166,27 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def finish(
+    process: subprocess.Popen[str],
+    timeout: float = 120,
+    why: str = "the worker did not exit in time",
+) -> str:
+    """Wait for the worker to exit and return its output; past `timeout` s, kill it and fail."""
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        pytest.fail(f"{why}:\n{out[-4000:]}")
+    return out
+
+
+def stop(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    """SIGTERM the worker and `finish` it: its output."""
+    process.send_signal(signal.SIGTERM)
+    return finish(process, timeout)
 
 
 def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes | None]]) -> None:

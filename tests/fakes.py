@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,11 @@ from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
 from posters import FetchStats, Poster
 from worker.errors import WorkerError
+from worker.fetching import AsyncRunner
+from worker.loop import Worker
+from worker.metrics import WorkerMetrics
+from worker.publisher import Publisher
+from worker.settings import WorkerSettings
 
 LABELS = ["Red", "Green", "Blue"]
 
@@ -230,3 +236,36 @@ class FakeModels:
 
     def poll(self) -> None:
         return None
+
+
+def publisher_on(
+    producer: FakeProducer,
+    metrics: WorkerMetrics | None = None,
+    stopped: threading.Event | None = None,
+    keep_alive: Callable[[], None] = lambda: None,
+    **options: Any,
+) -> Publisher:
+    """A Publisher sending to `producer`; unless given: fresh metrics, never stopped, and a
+    keep-alive that does nothing."""
+    return Publisher(
+        producer,
+        WorkerMetrics() if metrics is None else metrics,
+        threading.Event() if stopped is None else stopped,
+        keep_alive,
+        **options,
+    )
+
+
+def worker_on(
+    consumer: FakeConsumer,
+    producer: FakeProducer,
+    fetcher: FakeFetcher,
+    runner: AsyncRunner,
+    **settings: Any,
+) -> Worker:
+    """A Worker on these fakes serving a FakeClassifier: outputs to `out`, dead letters to
+    `dlq`, each poll a batch at once (no linger); `settings` adds to or overrides these."""
+    chosen = WorkerSettings(
+        **{"output_topic": "out", "dlq_topic": "dlq", "batch_linger_ms": 0, **settings}
+    )
+    return Worker(chosen, consumer, producer, fetcher, runner, FakeModels(FakeClassifier()))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import numpy as np
 import pytest
 
 from posters import PosterUnreadable
 from schemas.model import apply_thresholds
-from tests.conftest import COLOURS, LABELS, build_tiny_model, poster_bytes
+from tests.conftest import COLOURS, LABELS, build_tiny_model, poll_until, poster_bytes
 from worker.classifier import (
     ModelLoadError,
     complete_versions,
@@ -93,20 +92,10 @@ def test_the_watcher_switches_to_a_new_version_and_refuses_a_broken_one(tmp_path
     try:
         assert watcher.load_initial().version == 1
         build_tiny_model(tmp_path, bias=-2.0)
-
-        def poll_until(predicate, timeout=30.0):
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                watcher.poll()
-                if predicate():
-                    return True
-                time.sleep(0.05)
-            return False
-
-        assert poll_until(lambda: watcher.current.version == 2)
+        assert poll_until(watcher, lambda: watcher.current.version == 2)
         broken = build_tiny_model(tmp_path)
         _break(broken, "labels mismatch")
-        assert poll_until(lambda: 3 in watcher.refused)
+        assert poll_until(watcher, lambda: 3 in watcher.refused)
         assert watcher.current.version == 2
         assert reloads == ["loaded", "refused"]
         shutil.rmtree(broken)

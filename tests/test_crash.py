@@ -22,6 +22,7 @@ from tests.conftest import (
     COLOURS,
     build_tiny_model,
     event,
+    finish,
     poster_bytes,
     produce,
     start_worker,
@@ -218,12 +219,7 @@ def test_losing_the_broker_mid_run_neither_commits_nor_crash_loops(
         time.sleep(10)
         assert process.poll() is None, "the worker died when the broker went away"
         process.terminate()
-        try:
-            out, _ = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, _ = process.communicate()
-            pytest.fail(f"the worker did not exit on SIGTERM without a broker:\n{out[-3000:]}")
+        out = finish(process, 60, "the worker did not exit on SIGTERM without a broker")
     finally:
         broker.stop()
     assert "worker started" in out

@@ -8,8 +8,6 @@ worker exits non-zero with the offset uncommitted.
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -20,6 +18,7 @@ from tests.conftest import (
     COLOURS,
     consume_all,
     event,
+    finish,
     poster_bytes,
     produce,
     start_worker,
@@ -30,19 +29,16 @@ from tests.fakes import (
     FakeConsumer,
     FakeFetcher,
     FakeFuture,
-    FakeModels,
     FakeProducer,
     event_record,
     poster,
+    publisher_on,
     record,
+    worker_on,
 )
-from worker.fetching import AsyncRunner
 from worker.jobs import decode_batch
-from worker.loop import Worker
-from worker.metrics import WorkerMetrics
-from worker.publisher import Outcome, Publisher
+from worker.publisher import Outcome
 from worker.results import ResultBuilder
-from worker.settings import WorkerSettings
 
 BIG_KEY = b"\x01" * 400_000  # 2.4 MB once JSON escapes each byte as \u0001
 BIG_VALUE = b"\x01" * 180_000  # 1.08 MB escaped: under the 256 KiB kept, over the letter cap
@@ -97,14 +93,7 @@ def test_a_refused_output_is_sent_again_as_a_dead_letter_not_retried_forever():
     job.poster, classifier = poster(603, b"R"), FakeClassifier()
     job.scores = classifier.scores([b"R"])[0]
     producer = FakeProducer(refusing({"out"}, TopicAuthorizationFailedError("out")))
-    publisher = Publisher(
-        producer,
-        WorkerMetrics(),
-        threading.Event(),
-        lambda: None,
-        shrink=builder.refused,
-        first_pause_s=30,
-    )
+    publisher = publisher_on(producer, shrink=builder.refused, first_pause_s=30)
     assert publisher.publish([builder.build(job, classifier)]) is Outcome.ACKNOWLEDGED
     assert [topic for topic, _, _ in producer.sent] == ["out", "dlq"]
     letter = json.loads(producer.acknowledged[0][2])
@@ -124,14 +113,7 @@ def test_a_dead_letter_refused_by_the_producer_is_sent_again_without_its_value()
         return FakeFuture()
 
     producer = FakeProducer(answer)
-    publisher = Publisher(
-        producer,
-        WorkerMetrics(),
-        threading.Event(),
-        lambda: None,
-        shrink=builder.refused,
-        first_pause_s=30,
-    )
+    publisher = publisher_on(producer, shrink=builder.refused, first_pause_s=30)
     assert publisher.publish([builder.build(job, None)]) is Outcome.ACKNOWLEDGED
     assert len(producer.sent) == 2
     letter = json.loads(producer.acknowledged[0][2])
@@ -140,19 +122,14 @@ def test_a_dead_letter_refused_by_the_producer_is_sent_again_without_its_value()
     assert "refused its dead letter" in letter["detail"]
 
 
-def test_when_even_the_smallest_dead_letter_is_refused_the_worker_exits_1_uncommitted(caplog):
+def test_when_even_the_smallest_dead_letter_is_refused_the_worker_exits_1_uncommitted(
+    runner, caplog
+):
     tp = TopicPartition("movies.new", 0)
     consumer = FakeConsumer(assigned={tp}, polls=[[record(0, b"bad", b"k")]], ends={tp: 1})
     producer = FakeProducer(refusing({"dlq"}, TopicAuthorizationFailedError("dlq")))
-    settings = WorkerSettings(output_topic="out", dlq_topic="dlq", batch_linger_ms=0)
-    runner = AsyncRunner()
-    try:
-        worker = Worker(
-            settings, consumer, producer, FakeFetcher({}), runner, FakeModels(FakeClassifier())
-        )
-        worker.run(exit_when_idle=0.0)
-    finally:
-        runner.close()
+    worker = worker_on(consumer, producer, FakeFetcher({}), runner)
+    worker.run(exit_when_idle=0.0)
     assert worker.exit_code == 1
     assert consumer.commits == []
     assert len(producer.sent) == 2  # the letter, then the same letter without its value
@@ -167,12 +144,7 @@ def test_a_huge_key_and_an_escaped_value_reach_the_dead_letter_topic(
     produce(broker.bootstrap_servers, topics.input, [(BIG_KEY, BIG_VALUE), (b"small", BIG_VALUE)])
     produce(broker.bootstrap_servers, topics.input, [event(7)])
     process = start_worker(worker_env(broker, topics, model_dir, tmdb), "--exit-when-idle", "3")
-    try:
-        out, _ = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-        pytest.fail(f"the worker did not finish (a dead letter retried forever?):\n{out[-3000:]}")
+    out = finish(process, why="the worker did not finish (a dead letter retried forever?)")
     assert process.returncode == 0, out[-3000:]
     letters = consume_all(broker.bootstrap_servers, topics.dlq, 2, timeout_s=20)
     outputs = consume_all(broker.bootstrap_servers, topics.output, 1, timeout_s=20)

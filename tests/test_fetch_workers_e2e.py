@@ -15,12 +15,13 @@ from tests.conftest import (
     COLOURS,
     consume_all,
     event,
+    finish,
     poster_bytes,
     produce,
     start_worker,
+    stop,
     worker_env,
 )
-from tests.test_worker_e2e import finish
 
 pytestmark = pytest.mark.slow
 
@@ -92,8 +93,7 @@ def test_sigterm_ends_the_fetch_processes_with_the_worker(broker, topics, model_
     process = start_worker(env)
     children = wait_for_fetch_processes(process.pid, 2)
     consume_all(broker.bootstrap_servers, topics.output, 4, timeout_s=60)
-    process.send_signal(signal.SIGTERM)
-    out = finish(process, timeout=60)
+    out = stop(process)
     assert process.returncode == 0, out[-3000:]
     assert "worker stopped" in out
     assert not any(alive(pid) for pid in children), "a fetch process outlived the worker"

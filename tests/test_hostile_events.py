@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.conftest import (
     poster_bytes,
     produce,
     start_worker,
+    stop,
     worker_env,
 )
 
@@ -189,8 +189,7 @@ def test_hostile_values_through_the_worker_each_end_as_one_dead_letter(
         after = rss_kib(process.pid)
         assert process.poll() is None, "the worker died on hostile input"
     finally:
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
+        out = stop(process)
     assert process.returncode == 0, out[-3000:]
 
     assert sorted(o["tmdb_id"] for o in outputs) == list(range(1, 21))

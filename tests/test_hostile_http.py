@@ -11,7 +11,6 @@ import asyncio
 import gzip
 import io
 import logging
-import signal
 import struct
 import time
 import zlib
@@ -37,6 +36,7 @@ from tests.conftest import (
     poster_bytes,
     produce,
     start_worker,
+    stop,
     worker_env,
 )
 from tests.test_hostile_events import rss_kib
@@ -600,8 +600,7 @@ def test_hostile_sites_through_the_worker_end_as_dead_letters_with_bounded_memor
             after = rss_kib(process.pid)
             assert process.poll() is None, "the worker died"
         finally:
-            process.send_signal(signal.SIGTERM)
-            out, _ = process.communicate(timeout=60)
+            out = stop(process)
     assert process.returncode == 0, out[-3000:]
     assert sorted(o["tmdb_id"] for o in outputs) == list(range(1, 11))
     got = {letter["tmdb_id"]: letter for letter in letters}

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import worker.classifier
 import worker.reload
-from tests.conftest import build_tiny_model
+from tests.conftest import build_tiny_model, poll_until
 from worker.classifier import ModelLoadError
 from worker.reload import ModelWatcher
 
@@ -28,16 +26,6 @@ def publish(source: Path, model_dir: Path, version: int) -> Path:
     target = model_dir / str(version)
     staging.rename(target)
     return target
-
-
-def poll_until(watcher: ModelWatcher, predicate: Callable[[], bool], timeout_s: float = 30) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        watcher.poll()
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_refused_version_replaced_by_a_good_folder_of_the_same_number_is_loaded(

@@ -22,27 +22,22 @@ from tests.fakes import (
     FakeProducer,
     event_record,
     poster,
+    publisher_on,
     record,
+    worker_on,
 )
 from worker.errors import InvalidEvent, WorkerError
-from worker.fetching import AsyncRunner, PosterDownloads
+from worker.fetching import PosterDownloads
 from worker.inference import classify_batch
 from worker.jobs import decode_batch
 from worker.loop import Worker
 from worker.metrics import WorkerMetrics
 from worker.partitions import commit_owned, keep_alive, lag
-from worker.publisher import Outcome, Publisher
+from worker.publisher import Outcome
 from worker.results import Result, ResultBuilder
 from worker.settings import WorkerSettings
 
 TP0, TP1 = TopicPartition("movies.new", 0), TopicPartition("movies.new", 1)
-
-
-@pytest.fixture
-def runner():
-    running = AsyncRunner()
-    yield running
-    running.close()
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -107,7 +102,7 @@ def test_a_dead_letter_keeps_the_input_headers_and_adds_its_origin_as_headers():
         ("dlq.attempts", b"0"),
     ]
     producer = FakeProducer()
-    Publisher(producer, WorkerMetrics(), threading.Event(), lambda: None).publish([result])
+    publisher_on(producer).publish([result])
     assert producer.headers == [result.headers]
 
 
@@ -206,8 +201,8 @@ def test_send_reports_a_failed_future_and_publish_sends_it_again():
     producer = FakeProducer(answer)
     metrics = WorkerMetrics()
     alive = []
-    publisher = Publisher(
-        producer, metrics, threading.Event(), lambda: alive.append(1), first_pause_s=0.01
+    publisher = publisher_on(
+        producer, metrics=metrics, keep_alive=lambda: alive.append(1), first_pause_s=0.01
     )
     delivery = publisher.send(results(3))
     assert [r.key for r in delivery.acknowledged] == [b"0", b"2"]
@@ -227,7 +222,7 @@ def test_a_send_the_producer_cannot_queue_fails_the_rest_of_the_round_too():
         calls.append(key)
         return KafkaTimeoutError("no metadata") if len(calls) == 2 else FakeFuture()
 
-    publisher = Publisher(FakeProducer(answer), WorkerMetrics(), threading.Event(), lambda: None)
+    publisher = publisher_on(FakeProducer(answer))
     delivery = publisher.send(results(4))
     assert [r.key for r in delivery.acknowledged] == [b"0"]
     assert [r.key for r, _ in delivery.failed] == [b"1", b"2", b"3"]
@@ -237,7 +232,7 @@ def test_a_send_the_producer_cannot_queue_fails_the_rest_of_the_round_too():
 def test_a_stop_gives_unacknowledged_sends_a_grace_period_then_gives_up():
     stopped = threading.Event()
     producer = FakeProducer(lambda t, k, v: FakeFuture(done=False))
-    publisher = Publisher(producer, WorkerMetrics(), stopped, lambda: None, grace_s=0.2)
+    publisher = publisher_on(producer, stopped=stopped, grace_s=0.2)
     threading.Timer(0.1, stopped.set).start()
     began = time.monotonic()
     assert publisher.publish(results(2)) is Outcome.STOPPED
@@ -248,7 +243,7 @@ def test_a_stop_gives_unacknowledged_sends_a_grace_period_then_gives_up():
 def test_a_stop_during_the_pause_between_rounds_gives_up():
     stopped = threading.Event()
     producer = FakeProducer(lambda t, k, v: FakeFuture(KafkaTimeoutError("broker away")))
-    publisher = Publisher(producer, WorkerMetrics(), stopped, lambda: None, first_pause_s=5)
+    publisher = publisher_on(producer, stopped=stopped, first_pause_s=5)
     threading.Timer(0.1, stopped.set).start()
     began = time.monotonic()
     assert publisher.publish(results(1)) is Outcome.STOPPED
@@ -299,9 +294,7 @@ def test_the_worker_loop_runs_batches_through_every_stage_and_summarises_from_me
     consumer = FakeConsumer(assigned={TP0}, polls=polls, ends={TP0: 4})
     producer = FakeProducer()
     fetcher = FakeFetcher({1: poster(1, b"R"), 2: PosterNotFound("no poster"), 3: poster(3, b"G")})
-    settings = WorkerSettings(output_topic="out", dlq_topic="dlq", batch_linger_ms=0)
-    worker = Worker(settings, consumer, producer, fetcher, runner, FakeModels(FakeClassifier()))
-    metrics = worker.run(exit_when_idle=0.0)
+    metrics = worker_on(consumer, producer, fetcher, runner).run(exit_when_idle=0.0)
     assert [(topic, key) for topic, key, _ in producer.sent] == [
         ("out", b"1"),
         ("dlq", b"2"),
@@ -352,11 +345,7 @@ def test_fetch_ahead_polls_more_batches_while_the_oldest_downloads(
     polls = [[event_record(i, i + 1)] for i in range(3)]
     consumer = FakeConsumer(assigned={TP0}, polls=polls, ends={TP0: 3}, on_poll=on_poll)
     fetcher = FakeFetcher({i: poster(i, b"R") for i in (1, 2, 3)}, delay_s=0.5)
-    settings = WorkerSettings(
-        output_topic="out", dlq_topic="dlq", batch_linger_ms=0, fetch_ahead=ahead
-    )
-    worker = Worker(settings, consumer, producer, fetcher, runner, FakeModels(FakeClassifier()))
-    worker.run(exit_when_idle=0.0)
+    worker_on(consumer, producer, fetcher, runner, fetch_ahead=ahead).run(exit_when_idle=0.0)
     assert seen[2] == sent_before_third_poll
     assert [key for _, key, _ in producer.sent] == [b"1", b"2", b"3"]
     assert [c[TP0].offset for c in consumer.commits] == [1, 2, 3]

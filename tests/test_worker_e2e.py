@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,9 +16,11 @@ from tests.conftest import (
     COLOURS,
     consume_all,
     event,
+    finish,
     poster_bytes,
     produce,
     start_worker,
+    stop,
     worker_env,
 )
 
@@ -31,16 +31,6 @@ def model_scores(model_dir, images: list[bytes]) -> np.ndarray:
     version = max(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
     signature = tf.saved_model.load(str(model_dir / str(version))).signatures["serving_default"]
     return signature(image_bytes=tf.constant(images))["scores"].numpy()
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-        pytest.fail(f"the worker did not exit in time:\n{out[-4000:]}")
-    return out
 
 
 def test_good_and_bad_events_each_end_exactly_once(broker, topics, model_dir, tmdb):
@@ -163,8 +153,7 @@ def test_sigterm_finishes_the_batch_and_commits(broker, topics, model_dir, tmdb)
     # wait until some outputs exist, then ask it to stop mid-stream
     first = consume_all(broker.bootstrap_servers, topics.output, 4, timeout_s=60)
     assert len(first) >= 4
-    process.send_signal(signal.SIGTERM)
-    out = finish(process, timeout=60)
+    out = stop(process)
     assert process.returncode == 0, out[-3000:]
     assert "worker stopped" in out
     # a second run takes the rest; together every event ends exactly once (no batch was lost or redone)

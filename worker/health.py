@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 
+from common.lifecycle import StartStop
 from worker.metrics import CONTENT_TYPE, WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class HealthServer:
+class HealthServer(StartStop):
     """A threaded HTTP server for /healthz, /readyz, /metrics and /model, in a daemon thread."""
 
     def __init__(
@@ -117,7 +117,7 @@ class HealthServer:
         """The bound port once started (the real one when 0 was asked for), else the asked one."""
         return self._port
 
-    def start(self) -> HealthServer:
+    def start(self) -> Self:
         """Bind the port and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError("health server already started")
@@ -144,14 +144,3 @@ class HealthServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

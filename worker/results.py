@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from schemas import DeadLetter, MovieGenres, OriginalRecord
+from schemas.events import is_utf8
 from worker.classifier import Classifier
 from worker.deadletters import Headers, dead_letter_headers
 from worker.errors import WorkerError
@@ -208,20 +209,12 @@ def _amended(error: WorkerError, note: str) -> WorkerError:
     return amended
 
 
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _shown_key(key: bytes | None) -> bytes | None:
     """The first KiB of a key, cut between UTF-8 characters when the key is text."""
     if key is None or len(key) <= KEY_SHOWN_BYTES:
         return key
     shown = key[:KEY_SHOWN_BYTES]
-    if _is_utf8(key):
-        while not _is_utf8(shown):
+    if is_utf8(key):
+        while not is_utf8(shown):
             shown = shown[:-1]
     return shown
