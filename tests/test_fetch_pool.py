@@ -1,4 +1,5 @@
-"""Fetch processes (`FETCH_WORKERS`): answers, errors, a process killed mid-fetch, shutdown."""
+"""Fetch processes (`FETCH_WORKERS`): answers, errors, a process killed mid-fetch, shutdown,
+and the processes' retries, waits and circuits in the pool's stats."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
-from posters import FetchFailed, FetchSettings, Poster, PosterNotFound
+from posters import FetchFailed, FetchSettings, FetchStats, Poster, PosterNotFound
 from tests.conftest import COLOURS, poster_bytes
-from worker.fetch_pool import FetchPool, share_of
+from worker.fetch_pool import FetchPool, combined, share_of
 
 
 def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:
@@ -28,6 +31,32 @@ def settings_for(server: TmdbStandIn, **extra: object) -> FetchSettings:
         image_rate_limit=0,
         **extra,
     )
+
+
+def paced_settings(server: TmdbStandIn, down: str) -> FetchSettings:
+    """10 requests a second per process (of 2) with no burst to speak of, and a breaker that
+    opens after 2 failures and stays open: a poster waits 0.5 s for it, then fails."""
+    return FetchSettings(
+        tmdb_base_url=server.base_url,
+        poster_hosts=[server.host, down],
+        backoff_base_s=0.05,
+        backoff_max_s=0.2,
+        site_rate_limit=20,
+        image_rate_limit=20,
+        rate_limit_burst=2,
+        breaker_threshold=2,
+        breaker_cooldown_s=30,
+        breaker_max_cooldown_s=30,
+        max_outage_wait_s=0.5,
+    )
+
+
+def serve_posters(server: TmdbStandIn, ids: range, down: str | None = None) -> None:
+    """Posters for `ids`; with `down`, the last one's image is on that host instead."""
+    for tmdb_id in ids:
+        server.movies[tmdb_id] = StandInMovie(poster_bytes(COLOURS["Red"]))
+    if down is not None:
+        server.movies[ids[-1]].poster_url = f"http://{down}/t/p/w500/{ids[-1]}.jpg"
 
 
 def alive(pid: int) -> bool:
@@ -138,3 +167,69 @@ def test_fetch_processes_end_when_the_worker_is_killed():
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in pids), "a fetch process outlived a killed worker"
+
+
+def test_combined_adds_the_counters_and_a_circuit_is_open_if_open_in_any_process():
+    one = FetchStats(1, {"site:443": True, "img:443": False}, 0.5, 0.25, 2)
+    other = FetchStats(2, {"site:443": False}, 1.0, 0.5, 3)
+    total = combined([one, other], hosts=["gone:443"])
+    circuits = {"site:443": True, "img:443": False, "gone:443": False}
+    assert total == FetchStats(3, circuits, 1.5, 0.75, 5)
+    assert combined([]) == FetchStats()
+
+
+def test_the_processes_retries_waits_and_open_circuits_reach_the_pools_stats():
+    down = f"127.0.0.1:{free_port()}"  # nothing listens there: refused, then its circuit opens
+    with TmdbStandIn() as server:
+        serve_posters(server, range(1, 9), down)
+        pool = FetchPool(paced_settings(server, down), 2).start()
+        try:
+            futures = [pool.submit(tmdb_id) for tmdb_id in range(1, 9)]
+            concurrent.futures.wait(futures, timeout=30)
+            stats = pool.stats()
+        finally:
+            pool.close()
+    assert all(isinstance(future.result(0), Poster) for future in futures[:-1])
+    error = futures[-1].exception(0)
+    assert isinstance(error, FetchFailed) and "gave up after waiting" in error.detail
+    assert stats.circuits == {down: True}
+    assert stats.retries >= 2 and stats.circuit_wait_s >= 0.4
+    assert stats.rate_limit_waits >= 2 and stats.rate_limit_wait_s > 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def counters(stats: FetchStats) -> tuple[float, ...]:
+    return stats.retries, stats.circuit_wait_s, stats.rate_limit_wait_s, stats.rate_limit_waits
+
+
+def test_a_dead_processs_counters_stay_in_the_stats_and_its_open_circuits_do_not():
+    down = f"127.0.0.1:{free_port()}"
+    with TmdbStandIn() as server:
+        serve_posters(server, range(1, 6), down)
+        serve_posters(server, range(6, 10))
+        pool = FetchPool(paced_settings(server, down), 2).start()
+        try:
+            concurrent.futures.wait([pool.submit(i) for i in range(1, 6)], timeout=30)
+            before = pool.stats()
+            holder = next(c for c in pool._children if c.stats.circuits.get(down))
+            os.kill(holder.process.pid, signal.SIGKILL)
+            wait_until(lambda: not holder.alive)
+            after_death = pool.stats()
+            wait_until(lambda: len(pool.pids) == 2 and holder.process.pid not in pool.pids)
+            futures = [pool.submit(i) for i in range(6, 10)]
+            concurrent.futures.wait(futures, timeout=30)
+            later = pool.stats()
+        finally:
+            pool.close()
+    assert before.circuits == {down: True} and before.circuit_wait_s >= 0.4
+    assert counters(after_death) == pytest.approx(counters(before))
+    assert after_death.circuits == {down: False}  # forgotten with its process, still listed
+    assert all(isinstance(future.result(0), Poster) for future in futures)
+    assert all(a >= b for a, b in zip(counters(later), counters(after_death), strict=True))
+    assert later.rate_limit_waits > after_death.rate_limit_waits

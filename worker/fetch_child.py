@@ -8,8 +8,9 @@ process starts fast and stays small. The worker's side is `worker.fetch_pool`.
 
 Protocol, one pickled message each way per poster:
     worker -> child   (request_id, tmdb_id), or None: finish
-    child -> worker   (request_id, Poster | None, error | None, retries so far)
-where an error is (`CodedError` subclass, detail, attempts).
+    child -> worker   (request_id, Poster | None, error | None, FetchStats so far)
+where an error is (`CodedError` subclass, detail, attempts), and the `FetchStats` are the
+child's totals (retries, circuits, circuit and rate-limit waits) when it answered.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ async def _fetch_one(
         detail = f"unexpected error fetching the poster: {type(exc).__name__}: {str(exc)[:300]}"
         error = (CodedError, detail, 0)
     try:
-        conn.send((request_id, poster, error, fetcher.retries))
+        conn.send((request_id, poster, error, fetcher.stats()))
     except OSError:  # the worker is gone
         pass
 

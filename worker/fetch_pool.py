@@ -5,7 +5,9 @@ the in-process fetcher; a dispatcher thread reads the answers. Each process has 
 `PosterFetcher` (SSRF guard, allowlist, deadlines, retries, circuit breaker) and its share
 of the limits: `FETCH_CONCURRENCY`, the rate limits and their burst are divided by the
 number of processes, so the site sees what one process would send it. A circuit breaker
-is per process: each opens on its own failures and probes on its own.
+is per process: each opens on its own failures and probes on its own. For the metrics the
+processes' totals are added up, and a host's circuit counts as open while it is open in any
+of them (`FetchPool.stats`).
 
 A process that dies is started again; the posters it was fetching are asked of another
 process, and a poster whose fetches died `FETCH_ATTEMPTS` times ends as `fetch_failed`,
@@ -21,7 +23,8 @@ import math
 import multiprocessing
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
@@ -50,6 +53,25 @@ def share_of(settings: FetchSettings, workers: int) -> FetchSettings:
     return FetchSettings.model_construct(**fields)  # plain FetchSettings: cheap to unpickle
 
 
+def combined(parts: Sequence[FetchStats], hosts: Iterable[str] = ()) -> FetchStats:
+    """The sum of several fetchers' totals; a host's circuit is open if it is open in any.
+
+    Every host in `hosts` is listed (closed unless open in a part), so a circuit that
+    closed with the process that had it open still reports closed.
+    """
+    circuits = dict.fromkeys(hosts, False)
+    for part in parts:
+        for host, is_open in part.circuits.items():
+            circuits[host] = circuits.get(host, False) or is_open
+    return FetchStats(
+        retries=sum(part.retries for part in parts),
+        circuits=circuits,
+        circuit_wait_s=sum(part.circuit_wait_s for part in parts),
+        rate_limit_wait_s=sum(part.rate_limit_wait_s for part in parts),
+        rate_limit_waits=sum(part.rate_limit_waits for part in parts),
+    )
+
+
 @dataclass
 class _Request:
     """One poster asked for, and how many fetch processes died while fetching it."""
@@ -69,7 +91,7 @@ class _Child:
     started: float
     in_flight: dict[int, _Request] = field(default_factory=dict)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
-    retries: int = 0
+    stats: FetchStats = field(default_factory=FetchStats)  # as of its latest answer
     alive: bool = True
 
 
@@ -92,7 +114,8 @@ class FetchPool:
         self._ids = itertools.count()
         self._children: list[_Child] = []
         self._backlog: list[tuple[int, _Request]] = []  # waiting for any process to be up
-        self._retries_of_dead = 0
+        self._stats_of_dead = FetchStats()  # counters of ended processes; no circuits
+        self._hosts: set[str] = set()  # every host a process reported a circuit for
         self._closing = False
         self._wake_recv, self._wake_send = multiprocessing.Pipe(duplex=False)
         self._dispatcher = threading.Thread(target=self._dispatch, name="fetch-pool", daemon=True)
@@ -107,13 +130,16 @@ class FetchPool:
     @property
     def retries(self) -> int:
         """Transient failures retried so far in every process, for metrics."""
-        with self._lock:
-            return self._retries_of_dead + sum(child.retries for child in self._children)
+        return self.stats().retries
 
     def stats(self) -> FetchStats:
-        """Totals for the metrics: retries only; circuits and rate-limit waits stay in the
-        fetch processes, whose breakers and buckets are their own."""
-        return FetchStats(retries=self.retries)
+        """Totals for the metrics, over every process so far (ended ones included, so no
+        counter goes back); circuits as the live processes last reported them: a host's is
+        open if it is open in any, and what an ended process had open is forgotten."""
+        with self._lock:
+            parts = [self._stats_of_dead, *(child.stats for child in self._children)]
+            hosts = sorted(self._hosts)
+        return combined(parts, hosts)
 
     @property
     def pids(self) -> list[int]:
@@ -173,10 +199,11 @@ class FetchPool:
         """Take every answer waiting on a process's pipe."""
         try:
             while child.conn.poll():
-                request_id, poster, error, retries = child.conn.recv()
+                request_id, poster, error, stats = child.conn.recv()
                 with self._lock:
                     request = child.in_flight.pop(request_id, None)
-                    child.retries = retries
+                    child.stats = stats
+                    self._hosts.update(stats.circuits)
                 if request is None:
                     continue
                 if error is not None:
@@ -192,8 +219,8 @@ class FetchPool:
         with self._lock:
             child.alive = False
             lost, child.in_flight = list(child.in_flight.items()), {}
-            self._retries_of_dead += child.retries
-            child.retries = 0
+            self._stats_of_dead = combined([self._stats_of_dead, replace(child.stats, circuits={})])
+            child.stats = FetchStats()
         log.error(
             "fetch process %d (pid %s) ended with exit code %s, %d posters in flight: "
             "starting another",
