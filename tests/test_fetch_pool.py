@@ -197,6 +197,22 @@ def test_the_processes_retries_waits_and_open_circuits_reach_the_pools_stats():
     assert stats.rate_limit_waits >= 2 and stats.rate_limit_wait_s > 0
 
 
+def test_a_circuit_that_opens_while_posters_wait_on_it_is_reported_before_they_end():
+    down = f"127.0.0.1:{free_port()}"  # every poster's image is there: all wait, none ends
+    with TmdbStandIn() as server:
+        serve_posters(server, range(1, 5))
+        for tmdb_id in range(1, 5):
+            server.movies[tmdb_id].poster_url = f"http://{down}/t/p/w500/{tmdb_id}.jpg"
+        settings = paced_settings(server, down).model_copy(update={"max_outage_wait_s": 30})
+        pool = FetchPool(settings, 2).start()
+        try:
+            futures = [pool.submit(tmdb_id) for tmdb_id in range(1, 5)]
+            wait_until(lambda: pool.stats().circuits.get(down, False), timeout=10)
+            assert not any(future.done() for future in futures)
+        finally:
+            pool.close()
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

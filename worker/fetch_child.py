@@ -10,7 +10,10 @@ Protocol, one pickled message each way per poster:
     worker -> child   (request_id, tmdb_id), or None: finish
     child -> worker   (request_id, Poster | None, error | None, FetchStats so far)
 where an error is (`CodedError` subclass, detail, attempts), and the `FetchStats` are the
-child's totals (retries, circuits, circuit and rate-limit waits) when it answered.
+child's totals (retries, circuits, circuit and rate-limit waits) when it answered. Between
+answers, when its totals changed, the child also sends (None, None, None, FetchStats) at most
+every `STATS_EVERY_S`: a host that is down altogether opens its circuit while no poster
+ends, and the worker's metrics should show it then, not when the waiting posters give up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from posters.settings import FetchSettings
 log = logging.getLogger(__name__)
 
 ErrorInfo = tuple[type[CodedError], str, int]
+STATS_EVERY_S = 1.0  # the longest a change in a fetch process's totals goes unreported
 
 
 def serve(conn: Connection, settings: FetchSettings, log_level: str, log_format: str) -> None:
@@ -62,8 +66,10 @@ async def _serve(conn: Connection, settings: FetchSettings) -> None:
                 finished.set()
 
         loop.add_reader(conn.fileno(), readable)
+        reporter = loop.create_task(_report_stats(fetcher, conn))
         await finished.wait()
         loop.remove_reader(conn.fileno())
+        reporter.cancel()
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -87,6 +93,24 @@ async def _fetch_one(
         conn.send((request_id, poster, error, fetcher.stats()))
     except OSError:  # the worker is gone
         pass
+
+
+async def _report_stats(fetcher: PosterFetcher, conn: Connection) -> None:
+    """Send the fetcher's totals when they changed, at most every `STATS_EVERY_S`.
+
+    Sends happen on this loop's thread only, as the answers' do, so they never interleave.
+    """
+    last = fetcher.stats()
+    while True:
+        await asyncio.sleep(STATS_EVERY_S)
+        stats = fetcher.stats()
+        if stats == last:
+            continue
+        last = stats
+        try:
+            conn.send((None, None, None, stats))
+        except OSError:  # the worker is gone
+            return
 
 
 def rebuild_error(info: ErrorInfo) -> CodedError:

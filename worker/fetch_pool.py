@@ -204,7 +204,7 @@ class FetchPool:
                     request = child.in_flight.pop(request_id, None)
                     child.stats = stats
                     self._hosts.update(stats.circuits)
-                if request is None:
+                if request is None:  # a report of the totals alone, or a lost request
                     continue
                 if error is not None:
                     request.future.set_exception(rebuild_error(error))
