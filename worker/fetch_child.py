@@ -69,10 +69,9 @@ async def _serve(conn: Connection, settings: FetchSettings) -> None:
         reporter = loop.create_task(_report_stats(fetcher, conn))
         await finished.wait()
         loop.remove_reader(conn.fileno())
-        reporter.cancel()
-        for task in list(tasks):
+        for task in [reporter, *tasks]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(reporter, *tasks, return_exceptions=True)
 
 
 async def _fetch_one(
