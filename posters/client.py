@@ -25,12 +25,14 @@ from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUn
 from posters.genres import api_genres, page_genres
 from posters.guarded import GuardedClient, Request, Response
 from posters.images import inspect_image
-from posters.net import AddressGuard, Resolver, checked_transport
+from posters.net import AddressGuard, CheckedBackend, Resolver, checked_transport
 from posters.pacing import HostPacer
 from posters.proxies import proxy_mounts
 from posters.retry import Budget, Retrier
 from posters.scrape import HeadWatch, poster_candidates
 from posters.settings import FetchSettings
+from posters.streams import AsyncioBackend
+from posters.transport import PosterTransport
 from posters.urls import Allowlist, display_url, with_rendition
 
 
@@ -77,7 +79,7 @@ def _http_client(
     limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
-        transport = checked_transport(guard, limits=limits)
+        transport = PosterTransport(CheckedBackend(guard, AsyncioBackend()), limits)
         proxies = proxy_mounts(settings)
         guard.trust_proxies(url for url in proxies.values() if url is not None)
         for pattern, url in proxies.items():

@@ -281,7 +281,7 @@ class NoEgress(httpcore.AsyncNetworkBackend):
 
 
 def no_egress(fetcher: PosterFetcher) -> NoEgress:
-    backend = fetcher._client._transport._pool._network_backend  # type: ignore[attr-defined]
+    backend = fetcher._client._transport.network_backend  # type: ignore[attr-defined]
     assert isinstance(backend, CheckedBackend)
     backend._inner = NoEgress(backend._inner)
     return backend._inner
@@ -464,7 +464,7 @@ def test_a_checked_name_is_connected_by_address_with_its_own_host_header() -> No
         assert calls == [
             "posters.test"
         ]  # resolved once; the connect used that answer, not a second lookup
-        backend = fetcher._client._transport._pool._network_backend  # type: ignore[attr-defined]
+        backend = fetcher._client._transport.network_backend  # type: ignore[attr-defined]
         assert ("posters.test", "127.0.0.1", int(port)) in backend.connects
         assert [c for c in backend.connects if c[0] == "posters.test"] == [
             ("posters.test", "127.0.0.1", int(port))

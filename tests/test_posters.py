@@ -332,7 +332,7 @@ def test_a_steady_stream_of_posters_reuses_a_steady_set_of_connections(tmdb: Tmd
                     return await fetcher.fetch(tmdb_id)
 
             results = await asyncio.gather(*map(one, range(1, 201)), return_exceptions=True)
-            backend = fetcher._client._transport._pool._network_backend  # type: ignore[attr-defined]
+            backend = fetcher._client._transport.network_backend  # type: ignore[attr-defined]
             return results, backend.opened
 
     results, opened = asyncio.run(run())

@@ -102,7 +102,7 @@ def fetch(settings: FetchSettings, ids: list[int]) -> tuple[list[object], list[s
         async with PosterFetcher(settings, resolver=private_dns) as fetcher:
             results = await asyncio.gather(*map(fetcher.fetch, ids), return_exceptions=True)
             client: Any = fetcher._client
-            direct = client._transport._pool._network_backend
+            direct = client._transport.network_backend
             mounted = [t for t in client._mounts.values() if t is not None]
             proxied = mounted[0]._pool._network_backend if mounted else None
             return results, direct, proxied

@@ -1,4 +1,8 @@
-"""httpcore on asyncio streams (`posters.streams`): reuse, closed connections, timeouts, TLS."""
+"""Connections on asyncio streams: reuse, closed connections, timeouts, TLS.
+
+Each test runs on both transports that use them: the fetcher's own (`posters.transport`)
+and httpcore's pool on `posters.streams` (which proxied requests go through).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import pytest
 
 from posters import streams
 from posters.net import AddressGuard, CheckedBackend, checked_transport
+from posters.transport import PosterTransport
 
+Client = Callable[..., tuple[httpx.AsyncClient, CheckedBackend]]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -32,12 +38,27 @@ async def loopback(host: str, port: int) -> list[str]:
     return ["127.0.0.1"]  # `localhost` without asking the system (it may list ::1 too)
 
 
-def client(**kwargs: object) -> tuple[httpx.AsyncClient, CheckedBackend]:
-    guard = AddressGuard(["127.0.0.1"], loopback)
-    transport = checked_transport(guard, **kwargs)  # type: ignore[arg-type]
-    backend = transport._pool._network_backend
-    assert isinstance(backend, CheckedBackend)
-    return httpx.AsyncClient(transport=transport), backend
+@pytest.fixture(params=["poster", "httpcore"])
+def client(request: pytest.FixtureRequest) -> Client:
+    """Makes a client on one of the two transports, and its guarded network backend."""
+
+    def make(
+        limits: httpx.Limits | None = None, verify: ssl.SSLContext | None = None
+    ) -> tuple[httpx.AsyncClient, CheckedBackend]:
+        limits = limits or httpx.Limits()
+        guard = AddressGuard(["127.0.0.1"], loopback)
+        transport: httpx.AsyncBaseTransport
+        if request.param == "poster":
+            backend = CheckedBackend(guard, streams.AsyncioBackend())
+            transport = PosterTransport(backend, limits, verify)
+        else:
+            kwargs = {"limits": limits} if verify is None else {"limits": limits, "verify": verify}
+            transport = checked_transport(guard, **kwargs)  # type: ignore[arg-type]
+            backend = transport._pool._network_backend  # type: ignore[attr-defined]
+        assert isinstance(backend, CheckedBackend)
+        return httpx.AsyncClient(transport=transport), backend
+
+    return make
 
 
 async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -50,7 +71,7 @@ async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.close()
 
 
-def test_connections_are_reused_and_the_pool_stays_within_its_limit() -> None:
+def test_connections_are_reused_and_the_pool_stays_within_its_limit(client: Client) -> None:
     async def main() -> None:
         server = await serve(answer_each)
         port = server.sockets[0].getsockname()[1]
@@ -68,7 +89,7 @@ def test_connections_are_reused_and_the_pool_stays_within_its_limit() -> None:
     asyncio.run(main())
 
 
-def test_a_connection_the_server_closed_is_not_reused() -> None:
+def test_a_connection_the_server_closed_is_not_reused(client: Client) -> None:
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(ok())  # keep-alive announced, then closed while idle
@@ -90,7 +111,7 @@ def test_a_connection_the_server_closed_is_not_reused() -> None:
 
 
 def test_an_idle_connection_past_its_keep_alive_is_closed_and_never_reused(
-    monkeypatch: pytest.MonkeyPatch,
+    client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(streams, "SWEEP_INTERVAL_S", 0.2)
     closed = []
@@ -118,7 +139,7 @@ def test_an_idle_connection_past_its_keep_alive_is_closed_and_never_reused(
     asyncio.run(main())
 
 
-def test_a_silent_server_times_out_and_a_refused_connect_fails() -> None:
+def test_a_silent_server_times_out_and_a_refused_connect_fails(client: Client) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
 
@@ -138,7 +159,9 @@ def test_a_silent_server_times_out_and_a_refused_connect_fails() -> None:
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-def test_tls_verifies_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+def test_tls_verifies_the_certificate_and_keeps_the_connection(
+    client: Client, tmp_path: Path
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
