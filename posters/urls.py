@@ -7,6 +7,7 @@ wherever they end up in an error or a log line: in API mode it carries the key.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -89,10 +90,15 @@ class InvalidRequestURL(ValueError):
     """A URL httpx would refuse to request (see `url_problem`)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_url(url: str) -> httpx.URL:
     """`url` parsed as httpx will request it; `InvalidRequestURL` says why it cannot be.
 
-    Handing httpx the parsed URL spares it parsing the string again for the request.
+    Handing httpx the parsed URL spares it parsing the string again for the request. The
+    same URL is asked about more than once on its way (a redirect's `Location` is checked
+    when it arrives and when it is followed; a poster's URL when it is found on the page and
+    when it is requested), and httpx's parse is ~60 µs of pure Python: recent answers are
+    kept (`httpx.URL` is immutable).
     """
     try:
         urlsplit(url).port  # noqa: B018 - parsing the port is the check
