@@ -15,9 +15,11 @@ requests in flight:
   the body read with `aread`;
 - `httpx_stream`: the same, the body streamed (`client.stream`, `aiter_raw`) as the
   fetcher reads it;
-- `project`: the fetcher's own `httpx.AsyncClient` (`posters.PosterFetcher`'s: connections
-  on asyncio streams through the address guard, the linear pool scan, no cookie jar),
-  the body streamed;
+- `project_httpcore`: the fetcher's connections (asyncio streams through the address
+  guard) under httpcore's pool and h11, with `posters.streams`' linear pool scan: how
+  proxied requests go, and how every request went before `posters.transport`; streamed;
+- `project`: the fetcher's own `httpx.AsyncClient` (`posters.PosterFetcher`'s, on
+  `posters.transport.PosterTransport`), the body streamed;
 - `asyncio_raw`: a bare asyncio stream per connection, the request written by hand and
   the answer read by its Content-Length: the floor of Python's own socket I/O.
 
@@ -45,6 +47,7 @@ sys.path[:] = [str(ROOT)] + [
 import httpx
 
 from posters import PosterFetcher
+from posters.net import AddressGuard, checked_transport
 from posters.settings import FetchSettings
 
 SERVER = r"""
@@ -103,6 +106,12 @@ def _client(url: str, mode: str, body: bytes, concurrency: int) -> httpx.AsyncCl
             fetch_concurrency=concurrency,
         )
         return PosterFetcher(settings)._client
+    if mode == "project_httpcore":
+        pool = httpx.Limits(
+            max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
+        )
+        transport = checked_transport(AddressGuard(["127.0.0.1"]), limits=pool)
+        return httpx.AsyncClient(transport=transport)
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=concurrency))
 
 
@@ -156,7 +165,7 @@ async def _raw_round(port: int, body: bytes, args: argparse.Namespace) -> float:
     return elapsed
 
 
-MODES = ("httpx_mock", "httpx", "httpx_stream", "project", "asyncio_raw")
+MODES = ("httpx_mock", "httpx", "httpx_stream", "project_httpcore", "project", "asyncio_raw")
 
 
 def main(argv: list[str] | None = None) -> int:
