@@ -45,6 +45,7 @@ class FetchStats:
     circuit_wait_s: float = 0.0  # spent waiting on open circuits
     rate_limit_wait_s: float = 0.0  # spent waiting for a host's rate limit
     rate_limit_waits: int = 0  # requests that waited for it
+    connections_opened: int = 0  # TCP connections made (to hosts, or to a proxy)
 
 
 @dataclass(frozen=True)
@@ -70,21 +71,33 @@ class _NoCookies(httpx.Cookies):
 
 
 def _http_client(
-    settings: FetchSettings, guard: AddressGuard, transport: httpx.AsyncBaseTransport | None
+    settings: FetchSettings,
+    guard: AddressGuard,
+    transport: httpx.AsyncBaseTransport | None,
+    backends: list[CheckedBackend],
 ) -> httpx.AsyncClient:
-    """The shared client: its connections (and the proxies', if any) go through the guard."""
+    """The shared client: its connections (and the proxies', if any) go through the guard.
+
+    The network backends made for it are added to `backends` (they count connections).
+    """
     # As many connections may stay open as may be open: httpcore (1.0.9) closes idle
     # connections whenever the pool holds more than `max_keepalive_connections` in all.
     pool_size = settings.fetch_concurrency * 2
     limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
-        transport = PosterTransport(CheckedBackend(guard, AsyncioBackend()), limits)
+        backends.append(CheckedBackend(guard, AsyncioBackend()))
+        transport = PosterTransport(backends[-1], limits)
         proxies = proxy_mounts(settings)
         guard.trust_proxies(url for url in proxies.values() if url is not None)
         for pattern, url in proxies.items():
-            proxied = None if url is None else checked_transport(guard, limits=limits, proxy=url)
-            mounts[pattern] = proxied
+            if url is not None:
+                backends.append(CheckedBackend(guard, AsyncioBackend()))
+            mounts[pattern] = (
+                None
+                if url is None
+                else checked_transport(guard, backends[-1], limits=limits, proxy=url)
+            )
     client = httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
@@ -121,7 +134,8 @@ class PosterFetcher:
         self.breaker = CircuitBreaker(
             settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
-        self._client = _http_client(settings, self.guard, transport)
+        self._backends: list[CheckedBackend] = []
+        self._client = _http_client(settings, self.guard, transport, self._backends)
         self._http = GuardedClient(
             self._client, self.allowlist, self.breaker, settings.max_redirects
         )
@@ -134,13 +148,14 @@ class PosterFetcher:
         return self._retrier.retries
 
     def stats(self) -> FetchStats:
-        """Totals so far: retries, circuit states and waits (safe to call from any thread)."""
+        """Totals so far: retries, circuit states, waits, connections (safe from any thread)."""
         return FetchStats(
             self._retrier.retries,
             self.breaker.states(),
             self.breaker.waited_s,
             self.pacer.waited_s,
             self.pacer.waits,
+            sum(backend.opened for backend in self._backends),
         )
 
     async def __aenter__(self) -> Self:

@@ -187,8 +187,10 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def checked_transport(guard: AddressGuard, **kwargs: typing.Any) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose connections go through `CheckedBackend`.
+def checked_transport(
+    guard: AddressGuard, backend: CheckedBackend | None = None, **kwargs: typing.Any
+) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connections go through `CheckedBackend` (`backend`, or a new one).
 
     httpx does not take a network backend as an argument, so the connection pool's is
     replaced in place (the pool hands it to each new connection): the guard in front of
@@ -198,6 +200,6 @@ def checked_transport(guard: AddressGuard, **kwargs: typing.Any) -> httpx.AsyncH
     pool = transport._pool
     if not isinstance(pool, httpcore.AsyncConnectionPool):  # pragma: no cover - proxies' are too
         raise TypeError(f"unexpected connection pool {type(pool).__name__}")
-    pool._network_backend = CheckedBackend(guard, AsyncioBackend())
+    pool._network_backend = backend or CheckedBackend(guard, AsyncioBackend())
     linear_pool_scan(pool)
     return transport

@@ -170,11 +170,11 @@ def test_fetch_processes_end_when_the_worker_is_killed():
 
 
 def test_combined_adds_the_counters_and_a_circuit_is_open_if_open_in_any_process():
-    one = FetchStats(1, {"site:443": True, "img:443": False}, 0.5, 0.25, 2)
-    other = FetchStats(2, {"site:443": False}, 1.0, 0.5, 3)
+    one = FetchStats(1, {"site:443": True, "img:443": False}, 0.5, 0.25, 2, 7)
+    other = FetchStats(2, {"site:443": False}, 1.0, 0.5, 3, 4)
     total = combined([one, other], hosts=["gone:443"])
     circuits = {"site:443": True, "img:443": False, "gone:443": False}
-    assert total == FetchStats(3, circuits, 1.5, 0.75, 5)
+    assert total == FetchStats(3, circuits, 1.5, 0.75, 5, 11)
     assert combined([]) == FetchStats()
 
 

@@ -98,6 +98,7 @@ def test_the_worker_exports_circuits_waits_and_output_age() -> None:
         "genre_worker_circuit_wait_seconds_total",
         "genre_worker_rate_limit_wait_seconds_total",
         "genre_worker_rate_limit_waits_total",
+        "genre_worker_fetch_connections_total",
         "genre_worker_last_output_timestamp_seconds",
     } <= names
     text = metrics.render().decode()
@@ -106,14 +107,14 @@ def test_the_worker_exports_circuits_waits_and_output_age() -> None:
 
 def test_downloads_move_the_fetchers_totals_into_the_metrics() -> None:
     fetcher = FakeFetcher({})
-    totals = {"now": FetchStats(2, {"site:443": True}, 1.5, 0.25, 3)}
+    totals = {"now": FetchStats(2, {"site:443": True}, 1.5, 0.25, 3, 8)}
     fetcher.stats = lambda: totals["now"]  # type: ignore[method-assign]
     runner = AsyncRunner()
     try:
         metrics = WorkerMetrics()
         downloads = PosterDownloads(fetcher, runner, metrics)  # type: ignore[arg-type]
         downloads.observe()
-        totals["now"] = FetchStats(5, {"site:443": False}, 4.0, 0.5, 4)
+        totals["now"] = FetchStats(5, {"site:443": False}, 4.0, 0.5, 4, 9)
         downloads.observe()
     finally:
         runner.close()
@@ -121,4 +122,5 @@ def test_downloads_move_the_fetchers_totals_into_the_metrics() -> None:
     assert metrics.circuit_wait_seconds._value.get() == 4.0
     assert metrics.rate_limit_wait_seconds._value.get() == 0.5
     assert metrics.rate_limit_waits._value.get() == 4
+    assert metrics.fetch_connections._value.get() == 9
     assert metrics.circuit_open.labels(host="site:443")._value.get() == 0

@@ -333,6 +333,7 @@ def test_a_steady_stream_of_posters_reuses_a_steady_set_of_connections(tmdb: Tmd
 
             results = await asyncio.gather(*map(one, range(1, 201)), return_exceptions=True)
             backend = fetcher._client._transport.network_backend  # type: ignore[attr-defined]
+            assert fetcher.stats().connections_opened == backend.opened >= 1
             return results, backend.opened
 
     results, opened = asyncio.run(run())

@@ -105,6 +105,8 @@ def fetch(settings: FetchSettings, ids: list[int]) -> tuple[list[object], list[s
             direct = client._transport.network_backend
             mounted = [t for t in client._mounts.values() if t is not None]
             proxied = mounted[0]._pool._network_backend if mounted else None
+            opened = direct.opened + (proxied.opened if proxied else 0)
+            assert fetcher.stats().connections_opened == opened  # both count in the metrics
             return results, direct, proxied
 
     results, direct, proxied = asyncio.run(run())

@@ -69,6 +69,7 @@ def combined(parts: Sequence[FetchStats], hosts: Iterable[str] = ()) -> FetchSta
         circuit_wait_s=sum(part.circuit_wait_s for part in parts),
         rate_limit_wait_s=sum(part.rate_limit_wait_s for part in parts),
         rate_limit_waits=sum(part.rate_limit_waits for part in parts),
+        connections_opened=sum(part.connections_opened for part in parts),
     )
 
 

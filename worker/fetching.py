@@ -123,6 +123,7 @@ class PosterDownloads:
             max(0.0, stats.rate_limit_wait_s - seen.rate_limit_wait_s)
         )
         self.metrics.rate_limit_waits.inc(stats.rate_limit_waits - seen.rate_limit_waits)
+        self.metrics.fetch_connections.inc(stats.connections_opened - seen.connections_opened)
         for host, is_open in stats.circuits.items():
             self.metrics.circuit_open.labels(host=host).set(int(is_open))
         self._seen = stats

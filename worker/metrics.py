@@ -141,6 +141,12 @@ class WorkerMetrics:
             "Poster requests that had to wait for a host's rate limit.",
             registry=r,
         )
+        self.fetch_connections = Counter(
+            PREFIX + "fetch_connections",
+            "TCP connections the poster fetcher opened; kept connections carry a steady load, "
+            "so this grows with the pool's size, not with the posters.",
+            registry=r,
+        )
         self.circuit_open = Gauge(
             PREFIX + "circuit_open",
             "1 while requests to a host wait for its circuit breaker's probe, else 0.",
