@@ -307,6 +307,8 @@ class _Pool:
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
+            if not idle:  # no empty lists: `_drop_oldest_idle` looks at each one's first
+                del self._idle[origin]
             if connection.usable(now, self._expiry):
                 return connection
             self._close(connection)

@@ -249,3 +249,25 @@ def test_lenient_where_h11_was_and_strict_about_what_is_sent() -> None:
             assert len(client._transport.network_backend.connects) == before  # type: ignore[attr-defined]
 
     asyncio.run(main())
+
+
+def test_a_full_pool_makes_room_after_an_origin_took_its_last_idle_connection() -> None:
+    server = Scripted(lambda line: [ok(line.split()[1])])
+    server.limits = httpx.Limits(max_connections=2)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        other = await asyncio.start_server(
+            Scripted(lambda line: [ok(b"other")]).handle, "127.0.0.1"
+        )
+        other_url = f"http://127.0.0.1:{other.sockets[0].getsockname()[1]}"
+        async with server as (url, client, backend):
+            assert (await client.get(url + "/a")).content == b"/a"  # idle: one to `url`
+            assert (await client.get(other_url + "/b")).content == b"other"  # and one to `other`
+            async with client.stream("GET", url + "/held"):  # takes `url`'s idle one
+                # the pool is full (one held, one idle to `other`): that idle one makes room
+                third = url.replace("127.0.0.1", "localhost")  # another origin, the same server
+                assert (await client.get(third + "/c")).content == b"/c"
+            assert backend.opened == 3
+        other.close()
+
+    asyncio.run(main())
