@@ -134,6 +134,9 @@ class _Answer:
             self.head_done = True
 
     def on_body(self, body: bytes) -> None:
+        if not self.head_done:  # llhttp frames a 1xx's body; it has none (RFC 9110 15.2)
+            self.problem = f"a body in an informational ({self.status}) answer"
+            raise ValueError(self.problem)
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:

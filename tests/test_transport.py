@@ -271,3 +271,21 @@ def test_a_full_pool_makes_room_after_an_origin_took_its_last_idle_connection() 
         other.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "informational",
+    [
+        b"HTTP/1.1 150 Odd\r\nContent-Length: 6\r\n\r\nEXTRA!",
+        b"HTTP/1.1 199 Odd\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nEXTRA!\r\n0\r\n\r\n",
+    ],
+)
+def test_an_informational_answer_has_no_body_to_pass_off_as_the_final_ones(
+    informational: bytes,
+) -> None:
+    async def main() -> None:
+        async with Scripted(lambda line: [informational + ok(b"poster")]) as (url, client, _):
+            with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
+                await client.get(url + "/")
+
+    asyncio.run(main())
