@@ -170,7 +170,8 @@ class _Answer:
         """Whether the body is framed by the connection's close (no length, not chunked)."""
         if self.status in (204, 304):
             return False
-        names = {name.lower() for name, _ in self.headers}
+        # llhttp, lenient, frames by "Content-Length : 10" too: the name is given with its space
+        names = {name.rstrip(b" \t").lower() for name, _ in self.headers}
         return b"content-length" not in names and b"transfer-encoding" not in names
 
     def keeps_alive(self) -> bool:
