@@ -104,6 +104,7 @@ class _Answer:
         self.complete = False  # its body too
         self.extra = False  # bytes came after the answer: the connection cannot be trusted
         self.fed = 0  # bytes fed before the head was done
+        self.since_body = 0  # bytes fed after it since the last of the body (chunk lines, trailers)
         self.head_bytes = 0  # of the headers parsed
         self.problem = ""  # why a callback refused the answer
         self.version = "1.1"
@@ -118,6 +119,8 @@ class _Answer:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:  # a trailer, after a chunked body: not one of the answer's headers
+            return
         self.head_bytes += len(name) + len(value) + 4
         if b"\0" in value:
             self.problem = f"a NUL byte in header {name[:40]!r}"
@@ -137,6 +140,7 @@ class _Answer:
         if not self.head_done:  # llhttp frames a 1xx's body; it has none (RFC 9110 15.2)
             self.problem = f"a body in an informational ({self.status}) answer"
             raise ValueError(self.problem)
+        self.since_body = 0
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
@@ -147,7 +151,9 @@ class _Answer:
             self.headers, self.reason, self.head_bytes = [], b"", 0
 
     def feed(self, data: bytes, request: httpx.Request) -> None:
-        if not self.head_done:
+        if self.head_done:
+            self.since_body += len(data)
+        else:
             self.fed += len(data)
         try:
             self.parser.feed_data(data)
@@ -164,6 +170,12 @@ class _Answer:
         if not self.head_done and self.fed > MAX_HEAD_BYTES:
             raise httpx.RemoteProtocolError(
                 f"the answer's head is over {MAX_HEAD_BYTES} bytes", request=request
+            )
+        # httptools gathers a trailer whole (copied again at each feed): bound what is not body
+        if not self.complete and self.since_body > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError(
+                f"the answer's chunk lines or trailers are over {MAX_HEAD_BYTES} bytes",
+                request=request,
             )
 
     def ends_at_close(self) -> bool:

@@ -292,3 +292,24 @@ def test_an_informational_answer_has_no_body_to_pass_off_as_the_final_ones(
                 await client.get(url + "/")
 
     asyncio.run(main())
+
+
+def test_trailers_are_not_headers_and_are_held_to_the_head_limit() -> None:
+    def script(line: bytes) -> list[bytes]:
+        pieces = chunked(b"poster", [])
+        if b"/huge" in line:  # one trailer that never ends, or a chunk extension
+            return [pieces[0], b"6\r\nposter\r\n0\r\nX-Trailer: ", *[b"a" * 60_000] * 40]
+        if b"/extension" in line:
+            return [pieces[0], b"6;", *[b"a" * 60_000] * 40]
+        return [b"".join(pieces[:-1]) + b"0\r\nX-Trailer: yes\r\nContent-Type: text/html\r\n\r\n"]
+
+    async def main() -> None:
+        async with Scripted(script) as (url, client, _):
+            response = await client.get(url + "/trailer")
+            assert response.content == b"poster"
+            assert "x-trailer" not in response.headers and "content-type" not in response.headers
+            for path in ("/huge", "/extension"):
+                with pytest.raises(httpx.RemoteProtocolError, match="over"):
+                    await client.get(url + path)
+
+    asyncio.run(main())
