@@ -260,7 +260,8 @@ class _Pool:
     def __init__(self, limits: httpx.Limits, connect: Connect):
         self._connect = connect
         self._max = limits.max_connections or 1_000_000
-        self._max_idle = min(limits.max_keepalive_connections or self._max, self._max)
+        keep = limits.max_keepalive_connections  # None: no limit of its own; 0: keep none
+        self._max_idle = self._max if keep is None else min(keep, self._max)
         self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0

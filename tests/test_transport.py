@@ -313,3 +313,16 @@ def test_trailers_are_not_headers_and_are_held_to_the_head_limit() -> None:
                     await client.get(url + path)
 
     asyncio.run(main())
+
+
+def test_no_connection_is_kept_when_the_limits_keep_none() -> None:
+    server = Scripted(lambda line: [ok(line.split()[1])])
+    server.limits = httpx.Limits(max_connections=4, max_keepalive_connections=0)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        async with server as (url, client, backend):
+            for path in ("/1", "/2", "/3"):
+                assert (await client.get(url + path)).content == path.encode()
+            assert backend.opened == 3
+
+    asyncio.run(main())
