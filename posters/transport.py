@@ -104,6 +104,7 @@ class _Answer:
         self.complete = False  # its body too
         self.extra = False  # bytes came after the answer: the connection cannot be trusted
         self.fed = 0  # bytes fed before the head was done
+        self.since_body = 0  # bytes fed after it since the last of the body (chunk lines, trailers)
         self.head_bytes = 0  # of the headers parsed
         self.problem = ""  # why a callback refused the answer
         self.version = "1.1"
@@ -118,6 +119,8 @@ class _Answer:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:  # a trailer, after a chunked body: not one of the answer's headers
+            return
         self.head_bytes += len(name) + len(value) + 4
         if b"\0" in value:
             self.problem = f"a NUL byte in header {name[:40]!r}"
@@ -134,6 +137,10 @@ class _Answer:
             self.head_done = True
 
     def on_body(self, body: bytes) -> None:
+        if not self.head_done:  # llhttp frames a 1xx's body; it has none (RFC 9110 15.2)
+            self.problem = f"a body in an informational ({self.status}) answer"
+            raise ValueError(self.problem)
+        self.since_body = 0
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
@@ -144,7 +151,9 @@ class _Answer:
             self.headers, self.reason, self.head_bytes = [], b"", 0
 
     def feed(self, data: bytes, request: httpx.Request) -> None:
-        if not self.head_done:
+        if self.head_done:
+            self.since_body += len(data)
+        else:
             self.fed += len(data)
         try:
             self.parser.feed_data(data)
@@ -162,12 +171,19 @@ class _Answer:
             raise httpx.RemoteProtocolError(
                 f"the answer's head is over {MAX_HEAD_BYTES} bytes", request=request
             )
+        # httptools gathers a trailer whole (copied again at each feed): bound what is not body
+        if not self.complete and self.since_body > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError(
+                f"the answer's chunk lines or trailers are over {MAX_HEAD_BYTES} bytes",
+                request=request,
+            )
 
     def ends_at_close(self) -> bool:
         """Whether the body is framed by the connection's close (no length, not chunked)."""
         if self.status in (204, 304):
             return False
-        names = {name.lower() for name, _ in self.headers}
+        # llhttp, lenient, frames by "Content-Length : 10" too: the name is given with its space
+        names = {name.rstrip(b" \t").lower() for name, _ in self.headers}
         return b"content-length" not in names and b"transfer-encoding" not in names
 
     def keeps_alive(self) -> bool:
@@ -244,7 +260,8 @@ class _Pool:
     def __init__(self, limits: httpx.Limits, connect: Connect):
         self._connect = connect
         self._max = limits.max_connections or 1_000_000
-        self._max_idle = min(limits.max_keepalive_connections or self._max, self._max)
+        keep = limits.max_keepalive_connections  # None: no limit of its own; 0: keep none
+        self._max_idle = self._max if keep is None else min(keep, self._max)
         self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
@@ -307,6 +324,8 @@ class _Pool:
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
+            if not idle:  # no empty lists: `_drop_oldest_idle` looks at each one's first
+                del self._idle[origin]
             if connection.usable(now, self._expiry):
                 return connection
             self._close(connection)

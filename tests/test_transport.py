@@ -214,6 +214,9 @@ def test_the_pool_keeps_to_its_limit_and_a_request_waits_its_turn_or_times_out()
         (b"HTTP/1.1 200 OK\r\nX-Bad: a\0b\r\nContent-Length: 0\r\n\r\n", "malformed"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "before the end of the body"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc", "before the end"),
+        # llhttp (lenient) frames by these though a space comes before the colon
+        (b"HTTP/1.1 200 OK\r\nContent-Length : 10\r\n\r\nshort", "before the end of the body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding  : chunked\r\n\r\n5\r\nabc", "before the end"),
         (
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
             "switched protocols",
@@ -247,5 +250,79 @@ def test_lenient_where_h11_was_and_strict_about_what_is_sent() -> None:
             with pytest.raises(httpx.UnsupportedProtocol):
                 await client.get("ftp://127.0.0.1/")
             assert len(client._transport.network_backend.connects) == before  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+
+
+def test_a_full_pool_makes_room_after_an_origin_took_its_last_idle_connection() -> None:
+    server = Scripted(lambda line: [ok(line.split()[1])])
+    server.limits = httpx.Limits(max_connections=2)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        other = await asyncio.start_server(
+            Scripted(lambda line: [ok(b"other")]).handle, "127.0.0.1"
+        )
+        other_url = f"http://127.0.0.1:{other.sockets[0].getsockname()[1]}"
+        async with server as (url, client, backend):
+            assert (await client.get(url + "/a")).content == b"/a"  # idle: one to `url`
+            assert (await client.get(other_url + "/b")).content == b"other"  # and one to `other`
+            async with client.stream("GET", url + "/held"):  # takes `url`'s idle one
+                # the pool is full (one held, one idle to `other`): that idle one makes room
+                third = url.replace("127.0.0.1", "localhost")  # another origin, the same server
+                assert (await client.get(third + "/c")).content == b"/c"
+            assert backend.opened == 3
+        other.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "informational",
+    [
+        b"HTTP/1.1 150 Odd\r\nContent-Length: 6\r\n\r\nEXTRA!",
+        b"HTTP/1.1 199 Odd\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nEXTRA!\r\n0\r\n\r\n",
+    ],
+)
+def test_an_informational_answer_has_no_body_to_pass_off_as_the_final_ones(
+    informational: bytes,
+) -> None:
+    async def main() -> None:
+        async with Scripted(lambda line: [informational + ok(b"poster")]) as (url, client, _):
+            with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
+                await client.get(url + "/")
+
+    asyncio.run(main())
+
+
+def test_trailers_are_not_headers_and_are_held_to_the_head_limit() -> None:
+    def script(line: bytes) -> list[bytes]:
+        pieces = chunked(b"poster", [])
+        if b"/huge" in line:  # one trailer that never ends, or a chunk extension
+            return [pieces[0], b"6\r\nposter\r\n0\r\nX-Trailer: ", *[b"a" * 60_000] * 40]
+        if b"/extension" in line:
+            return [pieces[0], b"6;", *[b"a" * 60_000] * 40]
+        return [b"".join(pieces[:-1]) + b"0\r\nX-Trailer: yes\r\nContent-Type: text/html\r\n\r\n"]
+
+    async def main() -> None:
+        async with Scripted(script) as (url, client, _):
+            response = await client.get(url + "/trailer")
+            assert response.content == b"poster"
+            assert "x-trailer" not in response.headers and "content-type" not in response.headers
+            for path in ("/huge", "/extension"):
+                with pytest.raises(httpx.RemoteProtocolError, match="over"):
+                    await client.get(url + path)
+
+    asyncio.run(main())
+
+
+def test_no_connection_is_kept_when_the_limits_keep_none() -> None:
+    server = Scripted(lambda line: [ok(line.split()[1])])
+    server.limits = httpx.Limits(max_connections=4, max_keepalive_connections=0)  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        async with server as (url, client, backend):
+            for path in ("/1", "/2", "/3"):
+                assert (await client.get(url + path)).content == path.encode()
+            assert backend.opened == 3
 
     asyncio.run(main())
