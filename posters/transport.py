@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import re
 import ssl
 import time
@@ -48,22 +49,24 @@ _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 Origin = tuple[bytes, str, int]  # scheme, host, port
 
 
+# the stream's (httpcore's) errors and the httpx errors they stand for; the first match wins
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.TimeoutException, httpx.ReadTimeout),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.ReadError),
+)
+
+
 @contextlib.contextmanager
 def _as_httpx(request: httpx.Request) -> Iterator[None]:
-    """Raise the stream's (httpcore's) errors as the httpx errors they stand for."""
+    """Raise the stream's errors as the httpx errors they stand for."""
     try:
         yield
-    except httpcore.TimeoutException as exc:
-        kind = {
-            httpcore.ConnectTimeout: httpx.ConnectTimeout,
-            httpcore.WriteTimeout: httpx.WriteTimeout,
-        }.get(type(exc), httpx.ReadTimeout)
-        raise kind(str(exc), request=request) from exc
-    except httpcore.NetworkError as exc:
-        kind = {
-            httpcore.ConnectError: httpx.ConnectError,
-            httpcore.WriteError: httpx.WriteError,
-        }.get(type(exc), httpx.ReadError)
+    except (httpcore.TimeoutException, httpcore.NetworkError) as exc:
+        kind = next(theirs for ours, theirs in _HTTPX_ERRORS if isinstance(exc, ours))
         raise kind(str(exc), request=request) from exc
 
 
@@ -122,8 +125,9 @@ class _Answer:
         if self.head_done:  # a trailer, after a chunked body: not one of the answer's headers
             return
         self.head_bytes += len(name) + len(value) + 4
-        if b"\0" in value:
-            self.problem = f"a NUL byte in header {name[:40]!r}"
+        if b"\0" in value or name[-1:] in (b" ", b"\t"):  # llhttp, lenient, lets both by
+            what = "a NUL byte in" if b"\0" in value else "whitespace before the colon of"
+            self.problem = f"{what} header {name[:40]!r}"
             raise ValueError(self.problem)
         self.headers.append((name, value))
 
@@ -132,6 +136,9 @@ class _Answer:
             self.problem = f"the answer's head is over {MAX_HEAD_BYTES} bytes"
             raise ValueError(self.problem)
         self.status = self.parser.get_status_code()
+        if self.status < 100:
+            self.problem = f"status {self.status} is not an HTTP status"
+            raise ValueError(self.problem)
         self.version = self.parser.get_http_version()
         if self.status >= 200:
             self.head_done = True
@@ -182,8 +189,7 @@ class _Answer:
         """Whether the body is framed by the connection's close (no length, not chunked)."""
         if self.status in (204, 304):
             return False
-        # llhttp, lenient, frames by "Content-Length : 10" too: the name is given with its space
-        names = {name.rstrip(b" \t").lower() for name, _ in self.headers}
+        names = {name.lower() for name, _ in self.headers}
         return b"content-length" not in names and b"transfer-encoding" not in names
 
     def keeps_alive(self) -> bool:
@@ -262,7 +268,8 @@ class _Pool:
         self._max = limits.max_connections or 1_000_000
         keep = limits.max_keepalive_connections  # None: no limit of its own; 0: keep none
         self._max_idle = self._max if keep is None else min(keep, self._max)
-        self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
+        expiry = limits.keepalive_expiry  # None: idle connections never expire
+        self._expiry = math.inf if expiry is None else expiry
         self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._open = 0  # connections open or being opened, idle ones included
@@ -273,7 +280,12 @@ class _Pool:
     async def acquire(
         self, origin: Origin, request: httpx.Request, timeouts: dict[str, float | None]
     ) -> _Connection:
-        """An idle connection to `origin`, else a new one, else wait for one to be released."""
+        """An idle connection to `origin`, else a new one, else wait for one to be released.
+
+        The pool timeout bounds the whole wait, however many times the request is woken.
+        """
+        pool_timeout = timeouts.get("pool")
+        deadline = None if pool_timeout is None else time.monotonic() + pool_timeout
         while True:
             if self._closed:
                 raise RuntimeError("the transport is closed")
@@ -290,7 +302,8 @@ class _Pool:
                     self._open -= 1
                     self._wake()
                     raise
-            await self._wait(request, timeouts.get("pool"))
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            await self._wait(request, left)
 
     def release(self, connection: _Connection, keep: bool) -> None:
         """A request is done with `connection`: keep it idle, or close it."""
