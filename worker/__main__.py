@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genre-worker: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from worker.memory import limit_malloc_arenas
+
+    limit_malloc_arenas(os.environ)  # before TensorFlow starts its threads
 
     from common.logs import configure_logging
 
