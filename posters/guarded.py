@@ -9,6 +9,7 @@ whether its host is up. Connections themselves go through `posters.net.CheckedBa
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
@@ -34,6 +35,7 @@ from posters.urls import (
     url_problem,
 )
 
+_HTTPX_LOG = logging.getLogger("httpx")
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 HOST_DOWN_STATUSES = frozenset({500, 502, 503, 504})  # count against the host's circuit
 
@@ -182,6 +184,7 @@ class GuardedClient:
             request = self._client.build_request("GET", parsed, headers=headers)
             response = await self._transport_for(request.url).handle_async_request(request)
             response.request = request
+            _log_request(request, response)
             return response
         except httpx.TimeoutException:
             detail = f"timed out requesting {display_url(url)}"
@@ -210,6 +213,19 @@ def _redirect_target(url: str, location: str) -> str:
         except ValueError as exc:
             problem = str(exc)
     raise InvalidURL(f"{display_url(url)} redirects to an invalid URL: {problem}")
+
+
+def _log_request(request: httpx.Request, response: httpx.Response) -> None:
+    """The line `AsyncClient.send` would log, on httpx's logger (API keys are masked in logs)."""
+    if _HTTPX_LOG.isEnabledFor(logging.INFO):
+        _HTTPX_LOG.info(
+            'HTTP Request: %s %s "%s %d %s"',
+            request.method,
+            request.url,
+            response.http_version,
+            response.status_code,
+            response.reason_phrase,
+        )
 
 
 def _content_type(response: httpx.Response) -> str:
