@@ -91,13 +91,11 @@ def _http_client(
         proxies = proxy_mounts(settings)
         guard.trust_proxies(url for url in proxies.values() if url is not None)
         for pattern, url in proxies.items():
+            proxied = None
             if url is not None:
                 backends.append(CheckedBackend(guard, AsyncioBackend()))
-            mounts[pattern] = (
-                None
-                if url is None
-                else checked_transport(guard, backends[-1], limits=limits, proxy=url)
-            )
+                proxied = checked_transport(guard, backends[-1], limits=limits, proxy=url)
+            mounts[pattern] = proxied
     client = httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),

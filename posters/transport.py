@@ -90,7 +90,7 @@ def request_head(request: httpx.Request) -> bytes:
 
 
 class _Answer:
-    """httptools' callbacks for the answers on one connection: what the current one says."""
+    """httptools' callbacks for one request's answer (1xx answers before it skipped)."""
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
@@ -197,7 +197,7 @@ class _Answer:
 
 
 class _Connection:
-    """One kept connection and the parser of its answers."""
+    """One kept connection: its stream, its origin, when it went idle, requests it carried."""
 
     __slots__ = ("idle_since", "origin", "requests", "stream")
 

@@ -16,11 +16,7 @@ on glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import logging
 from collections.abc import Mapping
-
-log = logging.getLogger(__name__)
 
 ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
@@ -34,15 +30,9 @@ def limit_malloc_arenas(environ: Mapping[str, str], arenas: int = ARENAS) -> boo
     """
     if "MALLOC_ARENA_MAX" in environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
+    try:  # the process's own symbols: no library search (find_library runs ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if mallopt(_M_ARENA_MAX, arenas) != 1:
-        log.debug("mallopt(M_ARENA_MAX, %d) refused", arenas)
-        return False
-    return True
+    return mallopt(_M_ARENA_MAX, arenas) == 1
