@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from bench.pages import tmdb_page
+from posters.answer import Answer
 from posters.body import read_capped
 from posters.genres import page_genres
 from posters.scrape import HeadWatch, poster_candidates
@@ -57,7 +58,7 @@ async def one(raw: bytes, chunk: int, genres: bool) -> int:
     headers = {"content-encoding": "gzip", "content-type": "text/html; charset=utf-8"}
     response = httpx.Response(200, headers=headers, stream=Pieces(raw, chunk))
     watch = HeadWatch(URL, "utf-8", lambda url: True, genres)
-    content = await read_capped(response, URL, 2 * 1024 * 1024, False, watch.feed)
+    content = await read_capped(Answer.of_httpx(response), URL, 2 * 1024 * 1024, False, watch.feed)
     if genres:
         page_genres(content, "utf-8")
     if watch.poster is None:

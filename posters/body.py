@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 
+from posters.answer import Answer
 from posters.errors import PosterError, PosterTooLarge, TransientError
 from posters.urls import display_url
 
@@ -71,9 +72,9 @@ class _CappedBuffer:
         return self.size > self.max_bytes
 
 
-def _decoder(response: httpx.Response, url: str) -> zlib._Decompress | None:
-    """A decompressor for the response's content-encoding; None for identity."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
+def _decoder(answer: Answer, url: str) -> zlib._Decompress | None:
+    """A decompressor for the answer's content-encoding; None for identity."""
+    encoding = answer.header("content-encoding", "identity").strip().lower() or "identity"
     if encoding in CONTENT_ENCODINGS:
         return zlib.decompressobj(CONTENT_ENCODINGS[encoding])
     if encoding != "identity":
@@ -82,11 +83,6 @@ def _decoder(response: httpx.Response, url: str) -> zlib._Decompress | None:
             "which is not accepted"
         )
     return None
-
-
-def _declared_length(response: httpx.Response) -> int | None:
-    declared = response.headers.get("content-length", "").strip()
-    return int(declared) if declared.isdigit() else None
 
 
 def decode_text(content: bytes, encoding: str | None) -> str:
@@ -98,21 +94,20 @@ def decode_text(content: bytes, encoding: str | None) -> str:
 
 
 async def read_capped(
-    response: httpx.Response, url: str, max_bytes: int, image: bool, enough: Enough | None = None
+    answer: Answer, url: str, max_bytes: int, image: bool, enough: Enough | None = None
 ) -> bytes:
     """The body, decompressed in bounded steps, refused as soon as it passes `max_bytes`.
 
     With `enough`, reading stops (the rest is dropped) once it says the body so far will do.
     """
     too_big = PosterTooLarge if image else PosterError
-    declared = _declared_length(response)
+    declared = answer.declared_length
     if declared is not None and declared > max_bytes:
         raise too_big(f"{display_url(url)} is {declared} bytes, over the cap of {max_bytes}")
-    decoder = _decoder(response, url)
-    if response.is_stream_consumed:  # a body already in memory (an in-process transport)
-        decoder, source = None, _in_memory(response.content)
-    else:
-        source = response.aiter_raw()
+    decoder = _decoder(answer, url)
+    if answer.content is not None:  # a body already in memory (an in-process transport): decoded
+        decoder = None
+    source = answer.raw_chunks()
     body = _CappedBuffer(max_bytes, decoder)
     raw_size = 0
     try:
@@ -161,11 +156,7 @@ async def drain(chunks: AsyncIterator[bytes], expected: int | None = None) -> No
         return
 
 
-async def discard_body(response: httpx.Response) -> None:
+async def discard_body(answer: Answer) -> None:
     """Read and drop a small unwanted body (a redirect's, an error's) to keep the connection."""
-    if not response.is_stream_consumed:
-        await drain(response.aiter_raw(), _declared_length(response))
-
-
-async def _in_memory(content: bytes) -> AsyncIterator[bytes]:
-    yield content
+    if answer.content is None:
+        await drain(answer.raw_chunks(), answer.declared_length)

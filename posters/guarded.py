@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from posters.answer import Answer
 from posters.body import Enough, discard_body, read_capped
 from posters.breaker import CircuitBreaker, CircuitOpen
 from posters.errors import (
@@ -26,12 +27,15 @@ from posters.errors import (
     TransientError,
 )
 from posters.retry import Pace, parse_retry_after
+from posters.transport import PosterTransport, direct_head, header_fields
 from posters.urls import (
     Allowlist,
     InvalidRequestURL,
+    RequestTarget,
     display_url,
     host_key,
     parse_url,
+    request_target,
     url_problem,
 )
 
@@ -112,6 +116,12 @@ class GuardedClient:
         # at start rather than on the first poster
         route: Callable[[httpx.URL], httpx.AsyncBaseTransport] = client._transport_for_url
         self._transport_for = route
+        # without proxies, every GET goes to the fetcher's own transport, without httpx's models
+        transport = client._transport
+        direct = isinstance(transport, PosterTransport) and not client._mounts
+        self._direct = transport if direct else None
+        self._timeouts = client.timeout.as_dict()
+        self._fields: dict[tuple[tuple[str, str], ...], bytes] = {}  # header lines, by headers
         self.allowlist = allowlist
         self.breaker = breaker
         self.max_redirects = max_redirects
@@ -137,7 +147,7 @@ class GuardedClient:
     ) -> Response | str:
         """Request `url` once: the final response, or the URL it redirects to."""
         try:
-            parsed = parse_url(url)
+            target = request_target(url)
         except InvalidRequestURL as exc:
             raise InvalidURL(f"cannot request {display_url(url)!r}: {exc}") from None
         self.allowlist.check(url)
@@ -147,17 +157,17 @@ class GuardedClient:
         health = _HostHealth(self.breaker, host, probe)
         try:
             await pace(url)
-            response = await self._send(url, parsed, headers, health)
+            answer = await self._send(url, target, headers, health)
             try:
-                health.answered(response.status_code)
-                if not response.is_success:
-                    await discard_body(response)  # so that the connection can be reused
-                if response.is_redirect:
-                    return _redirect_target(url, response.headers["location"])
-                _raise_for_status(response, url, request.image, host)
-                return await _read(url, response, request)
+                health.answered(answer.status)
+                if not answer.is_success:
+                    await discard_body(answer)  # so that the connection can be reused
+                if answer.is_redirect:
+                    return _redirect_target(url, answer.headers["location"])
+                _raise_for_status(answer, url, request.image, host)
+                return await _read(url, answer, request)
             finally:
-                await response.aclose()
+                await answer.aclose()
         except asyncio.CancelledError:  # the request timeout (a slow host) or shutdown
             if health.sent:
                 health.failed(f"no complete answer from {display_url(url)} in time")
@@ -166,26 +176,32 @@ class GuardedClient:
             health.settle()
 
     async def _send(
-        self, url: str, parsed: httpx.URL, headers: dict[str, str], health: _HostHealth
-    ) -> httpx.Response:
-        """Send the request and read the response head; connection failures are transient.
+        self, url: str, target: RequestTarget, headers: dict[str, str], health: _HostHealth
+    ) -> Answer:
+        """Send the request and read the answer's head; connection failures are transient.
 
-        The request goes straight to the transport httpx's client routes its URL to (the
-        fetcher's own, or a proxy's), without `AsyncClient.send`: its auth, redirect, hook
-        and cookie steps do nothing for the fetcher (redirects are followed here, hop by
-        hop), and it builds every redirect's next request even when it does not follow it:
-        together about a fifth of the fetching CPU (docs/performance.md).
+        Without proxies the request goes straight to the fetcher's own transport, its head
+        written from `target` and the client's headers: no `httpx.Request`, `httpx.URL` or
+        `httpx.Response` is built (docs/performance.md). Otherwise it goes to the transport
+        httpx's client routes its URL to (a proxy's, or the fetcher's own), without
+        `AsyncClient.send`: its auth, redirect, hook and cookie steps do nothing for the
+        fetcher (redirects are followed here, hop by hop).
 
         The httpx error is not chained: its message can quote a request header, and the
         API token is one.
         """
         health.sent = True
         try:
-            request = self._client.build_request("GET", parsed, headers=headers)
-            response = await self._transport_for(request.url).handle_async_request(request)
-            response.request = request
-            _log_request(request, response)
-            return response
+            if self._direct is not None:
+                head = direct_head(target, self._header_fields(headers))
+                answer = await self._direct.get(target, head, self._timeouts)
+            else:
+                request = self._client.build_request("GET", parse_url(url), headers=headers)
+                response = await self._transport_for(request.url).handle_async_request(request)
+                response.request = request
+                answer = Answer.of_httpx(response)
+            _log_request(url, answer)
+            return answer
         except httpx.TimeoutException:
             detail = f"timed out requesting {display_url(url)}"
             health.failed(detail)
@@ -195,13 +211,23 @@ class GuardedClient:
             health.failed(detail)
             raise TransientError(detail, host=health.host) from None
 
+    def _header_fields(self, headers: dict[str, str]) -> bytes:
+        """The header lines after Host for `headers`, merged with the client's as httpx does."""
+        key = tuple(headers.items())
+        fields = self._fields.get(key)
+        if fields is None:
+            request = self._client.build_request("GET", "http://fields.invalid/", headers=headers)
+            raw = [(name, value) for name, value in request.headers.raw if name.lower() != b"host"]
+            fields = self._fields[key] = header_fields(raw)
+        return fields
 
-async def _read(url: str, response: httpx.Response, request: Request) -> Response:
+
+async def _read(url: str, answer: Answer, request: Request) -> Response:
     """The body of a 2xx answer, within its cap, no further than `request.watch` needs."""
-    encoding = response.charset_encoding
+    encoding = answer.charset
     enough = request.watch(url, encoding) if request.watch is not None else None
-    content = await read_capped(response, url, request.max_bytes, request.image, enough)
-    return Response(url, content, _content_type(response), encoding)
+    content = await read_capped(answer, url, request.max_bytes, request.image, enough)
+    return Response(url, content, answer.content_type, encoding)
 
 
 def _redirect_target(url: str, location: str) -> str:
@@ -215,31 +241,22 @@ def _redirect_target(url: str, location: str) -> str:
     raise InvalidURL(f"{display_url(url)} redirects to an invalid URL: {problem}")
 
 
-def _log_request(request: httpx.Request, response: httpx.Response) -> None:
+def _log_request(url: str, answer: Answer) -> None:
     """The line `AsyncClient.send` would log, on httpx's logger (API keys are masked in logs)."""
     if _HTTPX_LOG.isEnabledFor(logging.INFO):
         _HTTPX_LOG.info(
-            'HTTP Request: %s %s "%s %d %s"',
-            request.method,
-            request.url,
-            response.http_version,
-            response.status_code,
-            response.reason_phrase,
+            'HTTP Request: GET %s "%s %d %s"', url, answer.version, answer.status, answer.reason
         )
 
 
-def _content_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def _raise_for_status(response: httpx.Response, url: str, image: bool, host: str) -> None:
+def _raise_for_status(answer: Answer, url: str, image: bool, host: str) -> None:
     """Raise the error a non-2xx status means: transient, not found, or other."""
-    status = response.status_code
+    status = answer.status
     if 200 <= status < 300:
         return
     what = f"GET {display_url(url)} answered {status}"
     if status in RETRY_STATUSES:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
         raise TransientError(what, retry_after, host=host)
     if status in (404, 410):
         raise PosterNotFound(what) if image else MovieNotFound(what)

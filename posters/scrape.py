@@ -64,8 +64,10 @@ def poster_candidates(html: str, page_url: str) -> list[str]:
     found: list[str] = []
     found += sel.xpath(_OG_IMAGE).getall()[:1]
     for img in sel.css("img.poster")[: MAX_CANDIDATES * 2]:
-        found += _srcset_urls(img.attrib.get("srcset", ""), "2x")
-        if src := img.attrib.get("src"):
+        # one attribute at a time: `attrib` reads them all, and lxml refuses to name one
+        # written like `{x` (a namespace in its notation)
+        found += _srcset_urls(img.root.get("srcset", ""), "2x")
+        if src := img.root.get("src"):
             found.append(src)
     found += sel.css("div.image_content img::attr(data-src)").getall()[: MAX_CANDIDATES * 2]
     urls: list[str] = []

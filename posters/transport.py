@@ -39,7 +39,9 @@ import httptools
 import httpx
 
 from posters import streams
+from posters.answer import Answer
 from posters.streams import AsyncioStream
+from posters.urls import RequestTarget
 
 READ_BYTES = 64 * 1024  # asked of the stream per read
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of one answer
@@ -61,7 +63,7 @@ _HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = 
 
 
 @contextlib.contextmanager
-def _as_httpx(request: httpx.Request) -> Iterator[None]:
+def _as_httpx(request: httpx.Request | None) -> Iterator[None]:
     """Raise the stream's errors as the httpx errors they stand for."""
     try:
         yield
@@ -77,16 +79,28 @@ def request_head(request: httpx.Request) -> bytes:
         raise httpx.LocalProtocolError(what, request=request)
     if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
         raise httpx.LocalProtocolError("a GET is sent without a body", request=request)
-    target = request.url.raw_path
-    lines = [b"GET " + target + b" HTTP/1.1"]
-    for name, value in request.headers.raw:
+    return _head(request.url.raw_path, header_fields(request.headers.raw, request), request)
+
+
+def header_fields(raw: list[tuple[bytes, bytes]], request: httpx.Request | None = None) -> bytes:
+    """Header lines as sent (each ending in CRLF); refuse a name or a value that cannot be."""
+    lines = []
+    for name, value in raw:
         if not _TOKEN.match(name) or _FORBIDDEN_IN_HEADERS.search(value):
             raise httpx.LocalProtocolError(f"header {name!r} cannot be sent", request=request)
-        lines.append(name + b": " + value)
+        lines.append(name + b": " + value + b"\r\n")
+    return b"".join(lines)
+
+
+def direct_head(target: RequestTarget, fields: bytes) -> bytes:
+    """The head of a GET of `target`: its Host header first, as httpx writes it, then `fields`."""
+    return _head(target.target, b"Host: " + target.host_header + b"\r\n" + fields, None)
+
+
+def _head(target: bytes, fields: bytes, request: httpx.Request | None) -> bytes:
     if _FORBIDDEN_IN_HEADERS.search(target) or b" " in target:
         raise httpx.LocalProtocolError("the request target cannot be sent", request=request)
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+    return b"GET " + target + b" HTTP/1.1\r\n" + fields + b"\r\n"
 
 
 class _Answer:
@@ -157,7 +171,7 @@ class _Answer:
         else:  # a 1xx answer: the real one follows
             self.headers, self.reason, self.head_bytes = [], b"", 0
 
-    def feed(self, data: bytes, request: httpx.Request) -> None:
+    def feed(self, data: bytes, request: httpx.Request | None) -> None:
         if self.head_done:
             self.since_body += len(data)
         else:
@@ -223,12 +237,16 @@ class _Body(httpx.AsyncByteStream):
         pool: _Pool,
         connection: _Connection,
         answer: _Answer,
-        request: httpx.Request,
+        request: httpx.Request | None,
         timeout: float | None,
     ):
         self._pool, self._connection, self._answer = pool, connection, answer
         self._request, self._timeout = request, timeout
         self._closed = False
+
+    @property
+    def stream(self) -> AsyncioStream:
+        return self._connection.stream
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         answer = self._answer
@@ -257,7 +275,7 @@ class _Body(httpx.AsyncByteStream):
             self._pool.release(self._connection, self._answer.keeps_alive())
 
 
-Connect = Callable[[Origin, httpx.Request, "float | None"], Awaitable[_Connection]]
+Connect = Callable[[Origin, "httpx.Request | None", "float | None"], Awaitable[_Connection]]
 
 
 class _Pool:
@@ -278,7 +296,7 @@ class _Pool:
         self._closed = False
 
     async def acquire(
-        self, origin: Origin, request: httpx.Request, timeouts: dict[str, float | None]
+        self, origin: Origin, request: httpx.Request | None, timeouts: dict[str, float | None]
     ) -> _Connection:
         """An idle connection to `origin`, else a new one, else wait for one to be released.
 
@@ -366,7 +384,7 @@ class _Pool:
         self._idle_count -= 1
         self._close(connection)
 
-    async def _wait(self, request: httpx.Request, timeout: float | None) -> None:
+    async def _wait(self, request: httpx.Request | None, timeout: float | None) -> None:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:
@@ -409,9 +427,41 @@ class PosterTransport(httpx.AsyncBaseTransport):
         self._pool = _Pool(limits, self._connect)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        head = request_head(request)
-        origin = _origin(request)
         timeouts = request.extensions.get("timeout", {})
+        answer, body = await self._exchange(
+            _origin(request), request_head(request), timeouts, request
+        )
+        version = b"HTTP/1.0" if answer.version == "1.0" else b"HTTP/1.1"
+        return httpx.Response(
+            answer.status,
+            headers=answer.headers,
+            stream=body,
+            extensions={
+                "http_version": version,
+                "reason_phrase": answer.reason,
+                "network_stream": body.stream,
+            },
+        )
+
+    async def get(
+        self, target: RequestTarget, head: bytes, timeouts: dict[str, float | None]
+    ) -> Answer:
+        """GET `target` with the request `head` (`direct_head`), without httpx's models."""
+        origin = (target.scheme, target.host, target.port)
+        answer, body = await self._exchange(origin, head, timeouts, None)
+        version = "HTTP/1.0" if answer.version == "1.0" else "HTTP/1.1"
+        return Answer.of_raw(
+            answer.status, answer.headers, body.__aiter__, body.aclose, version, answer.reason
+        )
+
+    async def _exchange(
+        self,
+        origin: Origin,
+        head: bytes,
+        timeouts: dict[str, float | None],
+        request: httpx.Request | None,
+    ) -> tuple[_Answer, _Body]:
+        """Send `head` to `origin`; the answer's head, and its body to read."""
         for _ in range(3):  # a reused connection the server had closed: once more, and once
             connection = await self._pool.acquire(origin, request, timeouts)
             reused = connection.requests > 0
@@ -427,21 +477,11 @@ class PosterTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 self._pool.release(connection, False)
                 raise
-            version = b"HTTP/1.0" if answer.version == "1.0" else b"HTTP/1.1"
-            return httpx.Response(
-                answer.status,
-                headers=answer.headers,
-                stream=_Body(self._pool, connection, answer, request, timeouts.get("read")),
-                extensions={
-                    "http_version": version,
-                    "reason_phrase": answer.reason,
-                    "network_stream": connection.stream,
-                },
-            )
+            return answer, _Body(self._pool, connection, answer, request, timeouts.get("read"))
         raise httpx.RemoteProtocolError("the server closed every connection tried", request=request)
 
     async def _connect(
-        self, origin: Origin, request: httpx.Request, timeout: float | None
+        self, origin: Origin, request: httpx.Request | None, timeout: float | None
     ) -> _Connection:
         scheme, host, port = origin
         with _as_httpx(request):
@@ -464,7 +504,7 @@ async def _send(
     connection: _Connection,
     head: bytes,
     answer: _Answer,
-    request: httpx.Request,
+    request: httpx.Request | None,
     timeouts: dict[str, float | None],
 ) -> None:
     """Write the request and read its answer's head (and what of the body came with it)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -80,7 +81,8 @@ def url_problem(url: str) -> str | None:
     below 65536, a broken IPv6 literal, a malformed international host name.
     """
     try:
-        parse_url(url)
+        if _PLAIN_REFERENCE.fullmatch(url) is None:  # a plain path needs no more
+            request_target(url)
     except InvalidRequestURL as exc:
         return str(exc)
     return None
@@ -107,6 +109,58 @@ def parse_url(url: str) -> httpx.URL:
     except (ValueError, httpx.InvalidURL) as exc:  # idna's errors are ValueErrors
         raise InvalidRequestURL(str(exc) or type(exc).__name__) from None
     return parsed
+
+
+# A URL whose request target httpx sends exactly as it is written: http(s), no user info,
+# a path and query that need no percent-encoding. Anything else is parsed by httpx.
+_SAFE = r"A-Za-z0-9\-._~!$&'()*+,;=:@"
+_PCHARS = rf"(?:[{_SAFE}/]|%[0-9A-Fa-f]{{2}})*"
+_QCHARS = rf"(?:[{_SAFE}/?]|%[0-9A-Fa-f]{{2}})*"
+_PLAIN_URL = re.compile(
+    rf"(https?)://([A-Za-z0-9\-._~!$&'()*+,;=:\[\]]+)(/{_PCHARS}|)(\?{_QCHARS})?(?:#{_QCHARS})?"
+)
+_PLAIN_REFERENCE = re.compile(rf"/(?!/){_PCHARS}(?:\?{_QCHARS})?(?:#{_QCHARS})?")
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")  # httpx removes these: left to it
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTarget:
+    """Where a GET goes, and its request target and Host header as httpx would send them."""
+
+    scheme: bytes
+    host: str  # as connected to: IDNA-encoded, an IPv6 address without its brackets
+    port: int
+    target: bytes  # the path and the query
+    host_header: bytes
+
+
+def request_target(url: str) -> RequestTarget:
+    """`url` as `RequestTarget`; `InvalidRequestURL` when httpx would refuse it.
+
+    A plain URL (see `_PLAIN_URL`) is split here, its `host:port` checked by httpx once per
+    origin; any other goes through `parse_url` (`tests/test_properties.py` holds the two
+    ways to the same answers).
+    """
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is None or _DOT_SEGMENT.search(plain.group(3)):
+        return _target_of(parse_url(url))
+    scheme, netloc, path, query = plain.groups()
+    origin = _origin_target(scheme, netloc)
+    target = (path or "/") + (query or "")
+    return RequestTarget(
+        origin.scheme, origin.host, origin.port, target.encode("ascii"), origin.host_header
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_target(scheme: str, netloc: str) -> RequestTarget:
+    return _target_of(parse_url(f"{scheme}://{netloc}/"))
+
+
+def _target_of(url: httpx.URL) -> RequestTarget:
+    scheme = url.raw_scheme
+    port = url.port or DEFAULT_PORTS.get(scheme.decode("ascii"), 0)
+    return RequestTarget(scheme, url.raw_host.decode("ascii"), port, url.raw_path, url.netloc)
 
 
 class Allowlist:

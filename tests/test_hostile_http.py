@@ -245,6 +245,8 @@ def install_hostile(standin: TmdbStandIn) -> tuple[dict[int, tuple[str, str]], d
         "poster_not_found",
         "no poster",
     )
+    no_location: Route = lambda h: h.reply(302, b"", "text/html", {})  # type: ignore[attr-defined]
+    page_route(727, no_location, "fetch_failed", "answered 302")  # a redirect to nowhere
     return expected, streams
 
 

@@ -6,11 +6,19 @@ import json
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from posters.scrape import _OG_IMAGE, _selector, og_image_of, poster_candidates
-from posters.urls import Allowlist
+from posters.urls import (
+    Allowlist,
+    InvalidRequestURL,
+    _target_of,
+    parse_url,
+    request_target,
+    url_problem,
+)
 from schemas.events import MAX_TMDB_ID, EventDecodeError, NewMovie, decode_new_movie
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix?language=en-US"
@@ -114,6 +122,7 @@ html_pages = st.lists(html_bits | st.text(max_size=30), max_size=40).map("".join
 
 
 @settings(max_examples=400, deadline=None)
+@example("<img class='poster' {<html>", PAGE)  # an attribute lxml cannot name
 @given(
     html_pages, st.sampled_from([PAGE, "http://127.0.0.1:8000/movie/1-x", "https://example.org/"])
 )
@@ -190,3 +199,46 @@ head_bits = st.sampled_from(
 @given(st.lists(head_bits | st.text(max_size=12), max_size=30).map("".join))
 def test_og_image_of_a_head_is_what_parsing_the_whole_head_finds(head: str) -> None:
     assert og_image_of(head) == _selector(head).xpath(_OG_IMAGE).get()
+
+
+url_bits = st.lists(
+    st.sampled_from(["/", "a", "Z", "9", "-", ".", "..", "_", "~", "%", "%2F", "%zz", "?", "#"])
+    | st.sampled_from(["&", "=", ";", ":", "@", "+", "'", "!", " ", '"', "<", "\\", "é", "\x7f"])
+    | st.sampled_from(["[", "]", "|", "^", "`", "{", "\t", "/./", "/../", "//"])
+    | st.text(max_size=3),
+    max_size=12,
+).map("".join)
+url_origins = st.sampled_from(
+    [
+        "http://127.0.0.1:8000",
+        "https://Image.TMDB.org",
+        "http://www.themoviedb.org:80",
+        "https://www.themoviedb.org:443",
+        "http://[::1]:8080",
+        "http://[::1",
+        "http://h:99999",
+        "http://h:x",
+        "http://999.1.1.1",
+        "http://bücher.example",
+        "http://user@host",
+        "http://host.",
+        "HTTP://host",
+        "ftp://host",
+        "",
+    ]
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(url_origins, url_bits)
+def test_a_url_split_without_httpx_is_what_httpx_would_request(origin: str, rest: str) -> None:
+    url = origin + rest
+    try:
+        expected = _target_of(parse_url(url))
+    except InvalidRequestURL as exc:
+        with pytest.raises(InvalidRequestURL):
+            request_target(url)
+        assert url_problem(url) == str(exc)
+    else:
+        assert request_target(url) == expected
+        assert url_problem(url) is None
