@@ -42,6 +42,7 @@ sys.path[:] = [str(ROOT)] + [
 
 from bench.poster_server import PosterServer
 from posters import PosterFetcher
+from posters.loops import new_event_loop
 from posters.settings import FetchSettings
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "movie-poster-genres"
@@ -113,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16, help="FETCH_CONCURRENCY")
     p.add_argument("--in-flight", type=int, default=64, help="posters started at once")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="FETCH_EVENT_LOOP",
+    )
     p.add_argument("--no-redirect", action="store_true", help="pages without the slug redirect")
     p.add_argument("--profile", type=Path, help="one more round under cProfile, stats here")
     args = p.parse_args(argv)
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.wait_ready()
         settings = worker_settings(server.base_url, server.port, args.concurrency)
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop(args.event_loop)  # the worker's fetch loop (FETCH_EVENT_LOOP)
         fetcher = PosterFetcher(settings)
         ids = list(range(1000, 1000 + args.posters))
         one_round(loop, fetcher, server, ids[: max(64, args.posters // 4)], args.in_flight)

@@ -11,6 +11,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from posters.loops import EventLoopKind
+
 
 class FetchSettings(BaseSettings):
     """How posters are fetched; shared by the worker and the trainer."""
@@ -56,6 +58,11 @@ class FetchSettings(BaseSettings):
     )
     fetch_concurrency_min: int = Field(
         4, ge=1, le=512, description="The least requests in flight with FETCH_TARGET_RATE."
+    )
+    fetch_event_loop: EventLoopKind = Field(
+        "auto",
+        description="The fetch loop: uvloop (auto: when installed, as with the worker extra) "
+        "or asyncio's own.",
     )
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(10.0, gt=0, description="Longest silence while reading.")

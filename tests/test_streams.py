@@ -1,7 +1,8 @@
 """Connections on asyncio streams: reuse, closed connections, timeouts, TLS.
 
 Each test runs on both transports that use them: the fetcher's own (`posters.transport`)
-and httpcore's pool on `posters.streams` (which proxied requests go through).
+and httpcore's pool on `posters.streams` (which proxied requests go through), and on both
+event loops the fetcher may run on (`posters.loops`: uvloop, asyncio's).
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from posters import streams
+from posters.loops import new_event_loop
 from posters.net import AddressGuard, CheckedBackend, checked_transport
 from posters.transport import PosterTransport
 
@@ -36,6 +40,22 @@ async def serve(handler: Handler, ssl_context: ssl.SSLContext | None = None) -> 
 
 async def loopback(host: str, port: int) -> list[str]:
     return ["127.0.0.1"]  # `localhost` without asking the system (it may list ::1 too)
+
+
+Run = Callable[[Coroutine[Any, Any, None]], None]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Runs a test's coroutine on a new event loop of one of the two kinds."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop")
+
+    def run(coro: Coroutine[Any, Any, None]) -> None:
+        with asyncio.Runner(loop_factory=lambda: new_event_loop(request.param)) as runner:
+            runner.run(coro)
+
+    return run
 
 
 @pytest.fixture(params=["poster", "httpcore"])
@@ -71,7 +91,9 @@ async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.close()
 
 
-def test_connections_are_reused_and_the_pool_stays_within_its_limit(client: Client) -> None:
+def test_connections_are_reused_and_the_pool_stays_within_its_limit(
+    client: Client, run: Run
+) -> None:
     async def main() -> None:
         server = await serve(answer_each)
         port = server.sockets[0].getsockname()[1]
@@ -86,10 +108,10 @@ def test_connections_are_reused_and_the_pool_stays_within_its_limit(client: Clie
         assert 1 <= backend.opened <= 4
         server.close()
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_a_connection_the_server_closed_is_not_reused(client: Client) -> None:
+def test_a_connection_the_server_closed_is_not_reused(client: Client, run: Run) -> None:
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(ok())  # keep-alive announced, then closed while idle
@@ -107,11 +129,11 @@ def test_a_connection_the_server_closed_is_not_reused(client: Client) -> None:
         assert backend.opened == 3
         server.close()
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_an_idle_connection_past_its_keep_alive_is_closed_and_never_reused(
-    client: Client, monkeypatch: pytest.MonkeyPatch
+    client: Client, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(streams, "SWEEP_INTERVAL_S", 0.2)
     closed = []
@@ -136,10 +158,10 @@ def test_an_idle_connection_past_its_keep_alive_is_closed_and_never_reused(
         server.close()
         other.close()
 
-    asyncio.run(main())
+    run(main())
 
 
-def test_a_silent_server_times_out_and_a_refused_connect_fails(client: Client) -> None:
+def test_a_silent_server_times_out_and_a_refused_connect_fails(client: Client, run: Run) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
 
@@ -155,12 +177,12 @@ def test_a_silent_server_times_out_and_a_refused_connect_fails(client: Client) -
             with pytest.raises(httpx.ConnectError):
                 await http.get(f"http://127.0.0.1:{port}/")
 
-    asyncio.run(main())
+    run(main())
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_tls_verifies_the_certificate_and_keeps_the_connection(
-    client: Client, tmp_path: Path
+    client: Client, run: Run, tmp_path: Path
 ) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
@@ -191,4 +213,20 @@ def test_tls_verifies_the_certificate_and_keeps_the_connection(
                 await strict.get(f"https://localhost:{port}/")
         server.close()
 
-    asyncio.run(main())
+    run(main())
+
+
+def test_the_fetch_loop_is_uvloop_when_installed_and_asyncio_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    for kind, expected in (("auto", True), ("uvloop", True), ("asyncio", False)):
+        loop = new_event_loop(kind)  # type: ignore[arg-type]
+        assert isinstance(loop, uvloop.Loop) is expected, kind
+        loop.close()
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    loop = new_event_loop("auto")
+    assert not isinstance(loop, uvloop.Loop)
+    loop.close()
+    with pytest.raises(RuntimeError, match="uvloop is not installed"):
+        new_event_loop("uvloop")

@@ -134,7 +134,7 @@ def run(
     metrics = WorkerMetrics()
     models = _watcher(settings, metrics)
     health = _serve_health(settings, metrics, lambda: _ready(worker), models)
-    runner = AsyncRunner()
+    runner = AsyncRunner(settings.fetch_event_loop)
     consumer = producer = fetcher = None
     try:
         if models.load_initial(wait_for_model, should_stop=stopping.is_set) is None:

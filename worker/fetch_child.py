@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 
 from posters import PosterFetcher
 from posters.errors import CodedError, PosterError
+from posters.loops import new_event_loop
 from posters.settings import FetchSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def serve(conn: Connection, settings: FetchSettings, log_level: str, log_format:
     from common.logs import configure_logging
 
     configure_logging(log_level, log_format)
-    asyncio.run(_serve(conn, settings))
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(settings.fetch_event_loop)) as runner:
+        runner.run(_serve(conn, settings))
 
 
 async def _serve(conn: Connection, settings: FetchSettings) -> None:

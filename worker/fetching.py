@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from posters import FetchStats, Poster, PosterFetcher
+from posters.loops import EventLoopKind, new_event_loop
 from worker.errors import WorkerError
 from worker.fetch_pool import FetchPool
 from worker.jobs import Batch, Job
@@ -31,10 +32,11 @@ KEEP_ALIVE_S = 5.0  # while waiting on posters, poll (partitions paused) this of
 
 
 class AsyncRunner:
-    """An asyncio loop on a daemon thread, so the Kafka thread can hand it coroutines."""
+    """An event loop (`posters.loops`) on a daemon thread, so the Kafka thread can hand it
+    coroutines."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, kind: EventLoopKind = "auto") -> None:
+        self.loop = new_event_loop(kind)
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="fetch-loop", daemon=True
         )
