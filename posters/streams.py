@@ -39,8 +39,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            if timeout is None:
-                return await self._reader.read(max_bytes)
+            reader = self._reader
+            # what has arrived (or the end) is read at once: no timer to set
+            if timeout is None or reader._buffer or reader.at_eof():  # type: ignore[attr-defined]
+                return await reader.read(max_bytes)
             async with asyncio.timeout(timeout):
                 return await self._reader.read(max_bytes)
         except TimeoutError as exc:
@@ -55,7 +57,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             if self._writer.is_closing():
                 raise ConnectionResetError("the connection is closed")
             self._writer.write(buffer)
-            if timeout is None:
+            # all of it went out at once (a request's head, mostly): nothing to wait for
+            if timeout is None or not self._writer.transport.get_write_buffer_size():
                 await self._writer.drain()
                 return
             async with asyncio.timeout(timeout):

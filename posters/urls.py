@@ -43,8 +43,13 @@ def origin_entry(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
+@functools.lru_cache(maxsize=1024)
 def host_key(url: str) -> str:
-    """`host:port` of a URL, the unit the circuit breaker tracks."""
+    """`host:port` of a URL, the unit the circuit breaker tracks.
+
+    Asked of each hop's URL by the retries, the rate limit and the breaker: recent answers
+    are kept, as for `_http_origin`.
+    """
     parts = urlsplit(url)
     try:
         port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
@@ -163,6 +168,23 @@ def _target_of(url: httpx.URL) -> RequestTarget:
     return RequestTarget(scheme, url.raw_host.decode("ascii"), port, url.raw_path, url.netloc)
 
 
+@functools.lru_cache(maxsize=1024)
+def _http_origin(url: str) -> tuple[str, str, int] | None:
+    """Scheme, lower-case host and port of an http(s) URL without user info; None otherwise.
+
+    A URL is asked about more than once on its way (found on a page, then checked before
+    each try): recent answers are kept.
+    """
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username:
+            return None
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError:
+        return None
+    return parts.scheme, parts.hostname.lower(), port
+
+
 class Allowlist:
     """Hosts that may be requested: `host` (default port only) or `host:port` entries."""
 
@@ -189,17 +211,13 @@ class Allowlist:
 
     def allows(self, url: str) -> bool:
         """Whether `url` is http(s), without user info, to an allowed host and port."""
-        try:
-            parts = urlsplit(url)
-            if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username:
-                return False
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError:
+        origin = _http_origin(url)
+        if origin is None:
             return False
-        host = parts.hostname.lower()
+        scheme, host, port = origin
         if (host, port) in self._exact:
             return True
-        return host in self._default_port and port == DEFAULT_PORTS[parts.scheme]
+        return host in self._default_port and port == DEFAULT_PORTS[scheme]
 
     def check(self, url: str) -> None:
         """Raise `HostNotAllowed` unless the URL may be requested."""
