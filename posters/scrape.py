@@ -50,6 +50,29 @@ _CLOSERS = {name: re.compile(f"</{name}", re.IGNORECASE) for name in _NOT_TAG_EL
 _COMMENT_END = re.compile("-->")
 _NEVER = re.compile(r"(?!)")  # `<![`: not worth a cut
 _OG_IMAGE_XPATH = etree.XPath(_OG_IMAGE)
+# For `_plain_og_image`: an attribute value without `<`, control or line characters, and
+# without `&` in the meta tag itself (lxml would decode a reference there); the tags made
+# of them; what may come before the tag; a property or name with a reference in it.
+_VALUE = r"""(?:"[^"<\x00-\x1f]*"|'[^'<\x00-\x1f]*'|[^\s"'<>=`\x00-\x1f]+)"""
+_PLAIN_VALUE = r"""(?:"([^"<&\x00-\x1f]*)"|'([^'<&\x00-\x1f]*)'|([^\s"'<>=&`\x00-\x1f]+))"""
+_UNGROUPED = _PLAIN_VALUE.replace("(", "(?:").replace("(?:?:", "(?:")
+_NAME = r"[A-Za-z_:][-A-Za-z0-9_:.]*"
+_NAMING = r"(?:[Pp][Rr][Oo][Pp][Ee][Rr][Tt][Yy]|[Nn][Aa][Mm][Ee])(?![-A-Za-z0-9_:.])"
+_PLAIN_ATTRIBUTE = re.compile(rf"\s+({_NAME})(?:\s*=\s*{_PLAIN_VALUE})?")
+_PLAIN_META = re.compile(rf"<[Mm][Ee][Tt][Aa]((?>\s+{_NAME}(?:\s*=\s*{_UNGROUPED})?)*)\s*/?>")
+# before the tag: a property or a name may not hold a reference (it could spell og:image)
+_PREFIX_ATTRIBUTE = (
+    rf"\s+(?:{_NAMING}(?:\s*=\s*{_UNGROUPED})?|(?!{_NAMING}){_NAME}(?:\s*=\s*{_VALUE})?)"
+)
+# an element whose inside may not be tags (`<title>`...) only in lower case, with no `<` inside
+_RAW = "|".join((*_NOT_TAG_ELEMENTS, "plaintext"))
+_PLAIN_PREFIX = re.compile(
+    r"(?>[^<\x00-\x08\x0b\x0c\x0e-\x1f]++"
+    r"|<!--(?:[^-\x00-\x08\x0b\x0c\x0e-\x1f]|-(?!->))*-->"
+    r"|<![Dd][Oo][Cc][Tt][Yy][Pp][Ee][^<>\x00-\x1f]*>"
+    rf"|<({_RAW})(?>{_PREFIX_ATTRIBUTE})*\s*>[^<\x00-\x08\x0b\x0c\x0e-\x1f]*</\1>"
+    rf"|</?(?!(?i:{_RAW})(?![A-Za-z0-9]))[A-Za-z][A-Za-z0-9]*(?>{_PREFIX_ATTRIBUTE})*\s*/?>)*"
+)
 
 
 def poster_candidates(html: str, page_url: str) -> list[str]:
@@ -150,10 +173,38 @@ def og_image_of(head: str) -> str | None:
     lxml parses text in order, so that prefix yields the same first og:image as the
     whole head; where it yields none, or the cut is not clean, the whole head is parsed.
     """
+    plain = _plain_og_image(head)
+    if plain is not None:
+        return plain
     cut = _clean_cut(head)
     if cut is not None and (found := _og_image(head[:cut])) is not None:
         return found
     return _og_image(head)
+
+
+def _plain_og_image(head: str) -> str | None:
+    """The og:image of a head written plainly up to it, read without lxml; None otherwise.
+
+    Plainly: the first "og:image" of the head is in a `<meta>` tag (property or name
+    og:image, a content, no character reference) before which come only text without `<`,
+    complete tags whose attribute values hold no `<`, comments and a doctype, with no control
+    character, and no property or name holding a character reference (which could spell
+    og:image). lxml would find that tag first and give its content as written
+    (`tests/test_properties.py` holds the two to the same answers); any other head is
+    parsed by lxml.
+    """
+    mention = head.find("og:image")
+    start = head.rfind("<", 0, mention)
+    if mention < 0 or start < 0:
+        return None
+    tag = _PLAIN_META.match(head, start)
+    if tag is None or tag.end() <= mention or _PLAIN_PREFIX.fullmatch(head, 0, start) is None:
+        return None
+    attributes: dict[str, str | None] = {}
+    for name, *quoted in _PLAIN_ATTRIBUTE.findall(tag.group(1)):
+        attributes.setdefault(name.lower(), next((v for v in quoted if v), None))
+    named = "og:image" in (attributes.get("property"), attributes.get("name"))
+    return attributes.get("content") if named else None
 
 
 def _og_image(html: str) -> str | None:

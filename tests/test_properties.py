@@ -191,6 +191,27 @@ head_bits = st.sampled_from(
         "\ufffd",
         "</head>",
         "<body>",
+        # heads that `_plain_og_image` reads without lxml, and near misses
+        '<meta property="og:image" content="/plain.jpg">',
+        "<meta PROPERTY=og:image CONTENT=/bare.jpg/>",
+        "<meta content='/dup1.jpg' content='/dup2.jpg' name='og:image'>",
+        '<meta property="og:image" content=" /spaced.jpg ">',
+        '<meta property="og:image" content="/a&amp;b.jpg">',
+        '<meta property="og:image">',
+        '<meta name="description" content="it&#39;s">',
+        '<meta property="o&#103;:image" content="/ref.jpg">',
+        '<meta name="og&#58;image" content="/ref2.jpg">',
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<title>A &#8212; B</title>",
+        '<link rel=stylesheet href="/a.css">',
+        "<br/>",
+        "<a:b>",
+        "<!---->",
+        "\t",
+        "\n",
+        " ",
+        "=",
     ]
 )
 
