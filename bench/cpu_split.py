@@ -10,7 +10,7 @@ Python (TensorFlow's op threads and oneDNN's pool) are `model`, librdkafka's (`r
 `kafka`; CPU of threads that ended during the phase is `other`. A sample's stage is the
 first rule that matches one of its frames, innermost frame first (STAGES below); a stack
 that only shows the event loop or the HTTP client (no request of the worker's on it) is
-`fetch_loop`.
+`fetch_loop`, as is any other sample of the fetch thread (uvloop's loop has no Python frames).
 """
 
 from __future__ import annotations
@@ -62,14 +62,21 @@ PARSE = re.compile(
 THREAD_LINE = re.compile(r"^thread \((0x[0-9a-fA-F]+|\d+)\)")
 
 
-def stage_of(frames: list[str]) -> str:
-    """The stage of one stack sample (frames outermost first, as py-spy writes them)."""
+FETCH_THREAD = "fetch-loop"  # the worker's fetch thread (`worker.fetching.AsyncRunner`)
+
+
+def stage_of(frames: list[str], thread: str = "") -> str:
+    """The stage of one stack sample (frames outermost first, as py-spy writes them).
+
+    On the fetch thread, what matches no stage is the event loop's own work, also when
+    the loop is uvloop's (C, no Python frame of its own: the stack ends in `Thread.run`).
+    """
     for rules in (STAGES, FALLBACK):
         for frame in reversed(frames):
             for stage, rule in rules:
                 if rule.search(frame):
                     return stage
-    return "other"
+    return "fetch_loop" if thread == FETCH_THREAD else "other"
 
 
 def read_samples(path: Path) -> dict[int, Counter[str]]:
@@ -85,7 +92,7 @@ def read_samples(path: Path) -> dict[int, Counter[str]]:
             continue
         tid = int(m.group(1), 0)
         frames = [f.strip() for f in frames]
-        stage = stage_of(frames)
+        stage = stage_of(frames, thread[m.end() :].lstrip(": ").strip())
         per_thread[tid][stage] += int(count)
         if stage == "page" and any(PARSE.search(f) for f in frames):
             per_thread[tid]["page_parse"] += int(count)
