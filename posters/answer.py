@@ -71,10 +71,6 @@ class Answer:
             content,
         )
 
-    def header(self, name: str, default: str = "") -> str:
-        """The value of header `name` (lower case), `default` when it is absent."""
-        return self.headers.get(name, default)
-
     @property
     def is_success(self) -> bool:
         return 200 <= self.status < 300

@@ -74,7 +74,7 @@ class _CappedBuffer:
 
 def _decoder(answer: Answer, url: str) -> zlib._Decompress | None:
     """A decompressor for the answer's content-encoding; None for identity."""
-    encoding = answer.header("content-encoding", "identity").strip().lower() or "identity"
+    encoding = answer.headers.get("content-encoding", "identity").strip().lower() or "identity"
     if encoding in CONTENT_ENCODINGS:
         return zlib.decompressobj(CONTENT_ENCODINGS[encoding])
     if encoding != "identity":

@@ -54,15 +54,14 @@ _OG_IMAGE_XPATH = etree.XPath(_OG_IMAGE)
 # without `&` in the meta tag itself (lxml would decode a reference there); the tags made
 # of them; what may come before the tag; a property or name with a reference in it.
 _VALUE = r"""(?:"[^"<\x00-\x1f]*"|'[^'<\x00-\x1f]*'|[^\s"'<>=`\x00-\x1f]+)"""
-_PLAIN_VALUE = r"""(?:"([^"<&\x00-\x1f]*)"|'([^'<&\x00-\x1f]*)'|([^\s"'<>=&`\x00-\x1f]+))"""
-_UNGROUPED = _PLAIN_VALUE.replace("(", "(?:").replace("(?:?:", "(?:")
+_PLAIN_VALUE = r"""(?:"[^"<&\x00-\x1f]*"|'[^'<&\x00-\x1f]*'|[^\s"'<>=&`\x00-\x1f]+)"""
 _NAME = r"[A-Za-z_:][-A-Za-z0-9_:.]*"
 _NAMING = r"(?:[Pp][Rr][Oo][Pp][Ee][Rr][Tt][Yy]|[Nn][Aa][Mm][Ee])(?![-A-Za-z0-9_:.])"
-_PLAIN_ATTRIBUTE = re.compile(rf"\s+({_NAME})(?:\s*=\s*{_PLAIN_VALUE})?")
-_PLAIN_META = re.compile(rf"<[Mm][Ee][Tt][Aa]((?>\s+{_NAME}(?:\s*=\s*{_UNGROUPED})?)*)\s*/?>")
+_PLAIN_ATTRIBUTE = re.compile(rf"\s+({_NAME})(?:\s*=\s*({_PLAIN_VALUE}))?")
+_PLAIN_META = re.compile(rf"<[Mm][Ee][Tt][Aa]((?>\s+{_NAME}(?:\s*=\s*{_PLAIN_VALUE})?)*)\s*/?>")
 # before the tag: a property or a name may not hold a reference (it could spell og:image)
 _PREFIX_ATTRIBUTE = (
-    rf"\s+(?:{_NAMING}(?:\s*=\s*{_UNGROUPED})?|(?!{_NAMING}){_NAME}(?:\s*=\s*{_VALUE})?)"
+    rf"\s+(?:{_NAMING}(?:\s*=\s*{_PLAIN_VALUE})?|(?!{_NAMING}){_NAME}(?:\s*=\s*{_VALUE})?)"
 )
 # an element whose inside may not be tags (`<title>`...) only in lower case, with no `<` inside
 _RAW = "|".join((*_NOT_TAG_ELEMENTS, "plaintext"))
@@ -201,8 +200,9 @@ def _plain_og_image(head: str) -> str | None:
     if tag is None or tag.end() <= mention or _PLAIN_PREFIX.fullmatch(head, 0, start) is None:
         return None
     attributes: dict[str, str | None] = {}
-    for name, *quoted in _PLAIN_ATTRIBUTE.findall(tag.group(1)):
-        attributes.setdefault(name.lower(), next((v for v in quoted if v), None))
+    for name, value in _PLAIN_ATTRIBUTE.findall(tag.group(1)):
+        unquoted = value[1:-1] if value[:1] in ("'", '"') else value
+        attributes.setdefault(name.lower(), unquoted or None)
     named = "og:image" in (attributes.get("property"), attributes.get("name"))
     return attributes.get("content") if named else None
 

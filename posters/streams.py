@@ -44,7 +44,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             if timeout is None or reader._buffer or reader.at_eof():  # type: ignore[attr-defined]
                 return await reader.read(max_bytes)
             async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+                return await reader.read(max_bytes)
         except TimeoutError as exc:
             raise httpcore.ReadTimeout(str(exc) or "read timed out") from exc
         except OSError as exc:

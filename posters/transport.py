@@ -199,6 +199,11 @@ class _Answer:
                 request=request,
             )
 
+    @property
+    def http_version(self) -> str:
+        """The answer's protocol as a status line names it: HTTP/1.0, else HTTP/1.1."""
+        return "HTTP/1.0" if self.version == "1.0" else "HTTP/1.1"
+
     def ends_at_close(self) -> bool:
         """Whether the body is framed by the connection's close (no length, not chunked)."""
         if self.status in (204, 304):
@@ -431,13 +436,12 @@ class PosterTransport(httpx.AsyncBaseTransport):
         answer, body = await self._exchange(
             _origin(request), request_head(request), timeouts, request
         )
-        version = b"HTTP/1.0" if answer.version == "1.0" else b"HTTP/1.1"
         return httpx.Response(
             answer.status,
             headers=answer.headers,
             stream=body,
             extensions={
-                "http_version": version,
+                "http_version": answer.http_version.encode("ascii"),
                 "reason_phrase": answer.reason,
                 "network_stream": body.stream,
             },
@@ -449,9 +453,13 @@ class PosterTransport(httpx.AsyncBaseTransport):
         """GET `target` with the request `head` (`direct_head`), without httpx's models."""
         origin = (target.scheme, target.host, target.port)
         answer, body = await self._exchange(origin, head, timeouts, None)
-        version = "HTTP/1.0" if answer.version == "1.0" else "HTTP/1.1"
         return Answer.of_raw(
-            answer.status, answer.headers, body.__aiter__, body.aclose, version, answer.reason
+            answer.status,
+            answer.headers,
+            body.__aiter__,
+            body.aclose,
+            answer.http_version,
+            answer.reason,
         )
 
     async def _exchange(
