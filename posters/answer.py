@@ -24,7 +24,16 @@ _PLAIN_CHARSET = re.compile(
 class Answer:
     """One answer's status line and headers, and its body: raw chunks, or `content` in memory."""
 
-    __slots__ = ("_chunks", "_close", "content", "headers", "reason", "status", "version")
+    __slots__ = (
+        "_chunks",
+        "_close",
+        "_received",
+        "content",
+        "headers",
+        "reason",
+        "status",
+        "version",
+    )
 
     def __init__(
         self,
@@ -35,6 +44,7 @@ class Answer:
         version: str = "HTTP/1.1",
         reason: str = "",
         content: bytes | None = None,
+        received: Callable[[], bool] | None = None,
     ):
         self.status = status
         self.headers = headers  # lower-case names
@@ -43,6 +53,7 @@ class Answer:
         self.version = version
         self.reason = reason
         self.content = content  # the body already read and decoded (an in-process transport)
+        self._received = received  # whether the whole body has arrived, when that is known
 
     @classmethod
     def of_raw(
@@ -53,9 +64,11 @@ class Answer:
         close: Callable[[], Awaitable[None]],
         version: str,
         reason: bytes,
+        received: Callable[[], bool] | None = None,
     ) -> Answer:
         """An answer from the headers as they came on the wire."""
-        return cls(status, _decoded(raw), chunks, close, version, reason.decode("latin-1"))
+        reason_text = reason.decode("latin-1")
+        return cls(status, _decoded(raw), chunks, close, version, reason_text, None, received)
 
     @classmethod
     def of_httpx(cls, response: httpx.Response) -> Answer:
@@ -104,6 +117,10 @@ class Answer:
     def declared_length(self) -> int | None:
         declared = self.headers.get("content-length", "").strip()
         return int(declared) if declared.isdigit() else None
+
+    def body_received(self) -> bool:
+        """Whether the rest of the body is in hand: reading it waits for nothing."""
+        return self.content is not None or (self._received is not None and self._received())
 
     def raw_chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, still encoded (or `content`, once, if it is in memory)."""

@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
 
 import httpx
 
@@ -34,6 +33,7 @@ from posters.urls import (
     RequestTarget,
     display_url,
     host_key,
+    join_url,
     parse_url,
     request_target,
     url_problem,
@@ -235,7 +235,7 @@ def _redirect_target(url: str, location: str) -> str:
     problem = url_problem(location)
     if problem is None:
         try:
-            return urljoin(url, location)
+            return join_url(url, location)
         except ValueError as exc:
             problem = str(exc)
     raise InvalidURL(f"{display_url(url)} redirects to an invalid URL: {problem}")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import parsel
 from lxml import etree
 
 from posters.body import decode_text
 from posters.genres import HEAD_END, MAX_BYTES_PAST_HEAD, GenresScan
-from posters.urls import DEFAULT_PORTS, url_problem
+from posters.urls import DEFAULT_PORTS, join_url, url_problem
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
 MAX_CANDIDATES = 20
@@ -259,7 +259,7 @@ def _absolute(raw: str, page_url: str) -> str | None:
     if not raw.strip():
         return None
     try:
-        url = urljoin(page_url, raw.strip())
+        url = join_url(page_url, raw.strip())
         parts = urlsplit(url)
     except ValueError:  # e.g. an invalid IPv6 literal
         return None

@@ -253,6 +253,10 @@ class _Body(httpx.AsyncByteStream):
     def stream(self) -> AsyncioStream:
         return self._connection.stream
 
+    def received(self) -> bool:
+        """Whether the whole body has arrived (what is left of it is in memory)."""
+        return self._answer.complete
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         answer = self._answer
         while True:
@@ -460,6 +464,7 @@ class PosterTransport(httpx.AsyncBaseTransport):
             body.aclose,
             answer.http_version,
             answer.reason,
+            body.received,
         )
 
     async def _exchange(

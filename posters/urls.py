@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -50,6 +50,14 @@ def host_key(url: str) -> str:
     Asked of each hop's URL by the retries, the rate limit and the breaker: recent answers
     are kept, as for `_http_origin`.
     """
+    plain = _PLAIN_ORIGIN.match(url)
+    if plain is not None:
+        return _host_key_of(f"{plain.group(1)}://{plain.group(2)}")
+    return _host_key_of(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_key_of(url: str) -> str:
     parts = urlsplit(url)
     try:
         port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
@@ -93,6 +101,15 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def join_url(base: str, ref: str) -> str:
+    """`urljoin(base, ref)`; the plain cases (see `_PLAIN_JOIN`) without its two parses."""
+    plain = _PLAIN_JOIN.fullmatch(ref)
+    origin = _PLAIN_ORIGIN.match(base) if plain is not None else None
+    if origin is None:
+        return urljoin(base, ref)
+    return ref if plain.group(1) is not None else origin.group(0) + ref
+
+
 class InvalidRequestURL(ValueError):
     """A URL httpx would refuse to request (see `url_problem`)."""
 
@@ -119,13 +136,26 @@ def parse_url(url: str) -> httpx.URL:
 # A URL whose request target httpx sends exactly as it is written: http(s), no user info,
 # a path and query that need no percent-encoding. Anything else is parsed by httpx.
 _SAFE = r"A-Za-z0-9\-._~!$&'()*+,;=:@"
-_PCHARS = rf"(?:[{_SAFE}/]|%[0-9A-Fa-f]{{2}})*"
-_QCHARS = rf"(?:[{_SAFE}/?]|%[0-9A-Fa-f]{{2}})*"
+# runs of characters, matched possessively: no character can start what follows them
+_PCHARS = rf"(?:[{_SAFE}/]++|%[0-9A-Fa-f]{{2}})*+"
+_QRUN = rf"(?:[{_SAFE}/?]++|%[0-9A-Fa-f]{{2}})"
+_QCHARS = rf"{_QRUN}*+"
 _PLAIN_URL = re.compile(
-    rf"(https?)://([A-Za-z0-9\-._~!$&'()*+,;=:\[\]]+)(/{_PCHARS}|)(\?{_QCHARS})?(?:#{_QCHARS})?"
+    rf"(https?)://([A-Za-z0-9\-._~!$&'()*+,;=:\[\]]++)(/{_PCHARS}|)(\?{_QCHARS})?(?:#{_QCHARS})?"
 )
 _PLAIN_REFERENCE = re.compile(rf"/(?!/){_PCHARS}(?:\?{_QCHARS})?(?:#{_QCHARS})?")
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")  # httpx removes these: left to it
+# The start of a URL whose origin `urlsplit` reads exactly as written: http(s), a host and
+# port without user info or brackets, then the path, query, fragment or the end.
+_HOST_PORT = r"[A-Za-z0-9\-._~!$&'()*+,=:]++"
+_PLAIN_ORIGIN = re.compile(rf"(https?)://({_HOST_PORT})(?=[/?#]|\Z)")
+# What `urljoin` gives back as it is written (absolute) or appended to the base's origin
+# (from the root): no dot segment, empty segment or `;` in the path, and no empty query
+# or fragment, all of which its parse would rewrite.
+_SEGMENT = rf"/(?!\.\.?(?:[/?#]|\Z))(?:[{_SAFE.replace(';', '')}]++|%[0-9A-Fa-f]{{2}})++"
+_PLAIN_JOIN = re.compile(
+    rf"(https?://{_HOST_PORT})?(?:(?:{_SEGMENT})++/?|/)(?:\?{_QRUN}++)?(?:#{_QRUN}++)?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +203,16 @@ def _http_origin(url: str) -> tuple[str, str, int] | None:
     """Scheme, lower-case host and port of an http(s) URL without user info; None otherwise.
 
     A URL is asked about more than once on its way (found on a page, then checked before
-    each try): recent answers are kept.
+    each try): recent answers are kept, and a plainly written origin is read once.
     """
+    plain = _PLAIN_ORIGIN.match(url)
+    if plain is not None:
+        return _http_origin_of(f"{plain.group(1)}://{plain.group(2)}")
+    return _http_origin_of(url)
+
+
+@functools.lru_cache(maxsize=256)
+def _http_origin_of(url: str) -> tuple[str, str, int] | None:
     try:
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username:

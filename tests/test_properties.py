@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -14,7 +15,12 @@ from posters.scrape import _OG_IMAGE, _selector, og_image_of, poster_candidates
 from posters.urls import (
     Allowlist,
     InvalidRequestURL,
+    _host_key_of,
+    _http_origin,
+    _http_origin_of,
     _target_of,
+    host_key,
+    join_url,
     parse_url,
     request_target,
     url_problem,
@@ -263,3 +269,49 @@ def test_a_url_split_without_httpx_is_what_httpx_would_request(origin: str, rest
     else:
         assert request_target(url) == expected
         assert url_problem(url) is None
+
+
+url_refs = st.sampled_from(
+    ["", "/", "//h/x", "/a", "a", "./a", "../", "http://h", "https://h:1"]
+).flatmap(lambda start: url_bits.map(lambda rest: start + rest))
+# mostly plain paths and references, with the near misses that urljoin rewrites
+plain_tails = st.tuples(
+    st.lists(
+        st.sampled_from(
+            ["/a", "/b.jpg", "/%2F", "/.a", "/a:@"] * 4 + ["/..", "/.", "//", "/", ";"]
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["", "?q=1", "?a;b/?", "#f", "?q#f"] * 3 + ["?", "#", "?q#", "?#f", "?\\t"]),
+).map(lambda parts: "".join(parts[0]) + parts[1])
+plain_refs = st.tuples(
+    st.sampled_from(
+        ["", "", "http://h", "https://h:1", "http://h:80", "http://[::1]", "HTTP://h", "//h"]
+    ),
+    plain_tails,
+).map("".join)
+
+
+def outcome(f: Callable[..., object], *args: str) -> object:
+    """What `f(*args)` gives, or the type of the ValueError it raises."""
+    try:
+        return f(*args)
+    except ValueError as exc:
+        return type(exc)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    url_origins | st.sampled_from(["https://www.themoviedb.org", "http://127.0.0.1:8000"]),
+    url_bits | plain_tails,
+    st.tuples(url_origins, url_refs).map("".join) | plain_refs,
+)
+def test_a_url_joined_or_read_without_urlsplit_is_what_urlsplit_gives(
+    origin: str, rest: str, reference: str
+) -> None:
+    base = origin + rest
+    assert outcome(join_url, base, reference) == outcome(urljoin, base, reference)
+    for url in (base, reference):
+        # the fast ways (a plainly written origin) against the whole URL through urlsplit
+        assert outcome(host_key, url) == outcome(_host_key_of.__wrapped__, url)
+        assert outcome(_http_origin, url) == outcome(_http_origin_of.__wrapped__, url)

@@ -17,9 +17,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from posters import body
+from posters.answer import Answer
+from posters.body import discard_body
 from posters.net import AddressGuard, CheckedBackend
 from posters.streams import AsyncioBackend
-from posters.transport import MAX_HEAD_BYTES, PosterTransport
+from posters.transport import MAX_HEAD_BYTES, PosterTransport, direct_head
+from posters.urls import request_target
 from tests.test_streams import loopback, ok
 
 CLOSE = b""  # in a script: close the connection (after what came before)
@@ -325,5 +329,57 @@ def test_no_connection_is_kept_when_the_limits_keep_none() -> None:
             for path in ("/1", "/2", "/3"):
                 assert (await client.get(url + path)).content == path.encode()
             assert backend.opened == 3
+
+    asyncio.run(main())
+
+
+def test_an_answer_knows_when_its_whole_body_is_in_hand_and_dropping_it_then_needs_no_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    timers: list[float | None] = []  # the timers drain sets (its limit made one of its own)
+    real_timeout = asyncio.timeout
+
+    def counted(delay: float | None) -> asyncio.Timeout:
+        if delay == 0.75:
+            timers.append(delay)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(body, "DISCARD_MAX_S", 0.75)
+    monkeypatch.setattr(asyncio, "timeout", counted)
+    head = b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 5\r\n\r\n"
+
+    async def main() -> None:
+        go_on = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head + b"moved")  # the whole answer at once
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head)  # the head, and the body only when the test says
+            await writer.drain()
+            await go_on.wait()
+            writer.write(b"moved")
+            await reader.read()  # until the client closes
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        backend = CheckedBackend(AddressGuard(["127.0.0.1"], loopback), AsyncioBackend())
+        transport = PosterTransport(backend, httpx.Limits(max_connections=1))
+        target = request_target(url)
+        whole = await transport.get(target, direct_head(target, b""), {"read": 5.0})
+        assert whole.body_received()
+        await discard_body(whole)
+        await whole.aclose()
+        assert timers == []
+        late = await transport.get(target, direct_head(target, b""), {"read": 5.0})
+        assert not late.body_received()
+        asyncio.get_running_loop().call_later(0.05, go_on.set)
+        await discard_body(late)  # waits for the rest, under its own limit
+        assert late.body_received() and timers == [0.75]
+        await late.aclose()
+        assert backend.opened == 1  # both bodies read to their end: the connection was kept
+        await transport.aclose()
+        server.close()
 
     asyncio.run(main())
