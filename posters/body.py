@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import ModuleType
+from typing import Protocol
 
 import httpx
 
@@ -19,6 +21,17 @@ from posters.answer import Answer
 from posters.errors import PosterError, PosterTooLarge, TransientError
 from posters.urls import display_url
 
+
+def _inflater() -> ModuleType:
+    """zlib-ng's inflate (the `worker` extra installs it; about half of zlib's CPU), else zlib's."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib
+    return zlib_ng
+
+
+INFLATE = _inflater()  # `zlib` or a module with its interface; `INFLATE.error` is its error
 # zlib wbits of each accepted content-encoding (47: a gzip or a zlib header)
 CONTENT_ENCODINGS = {"gzip": 47, "x-gzip": 47, "deflate": 15}
 # An unwanted rest of a body is read and dropped up to this size, for this long, to keep
@@ -31,10 +44,19 @@ STEP_BYTES = 16 * 1024
 Enough = Callable[[bytes], bool]  # fed the body as it arrives; True once the rest is not needed
 
 
+class Decoder(Protocol):
+    """What is used of a `decompressobj`, zlib's or zlib-ng's."""
+
+    unconsumed_tail: bytes
+    eof: bool
+
+    def decompress(self, data: bytes, max_length: int = 0, /) -> bytes: ...
+
+
 class _CappedBuffer:
     """Chunks of a body, decompressed in bounded steps; `size` may pass the cap by one step."""
 
-    def __init__(self, max_bytes: int, decoder: zlib._Decompress | None):
+    def __init__(self, max_bytes: int, decoder: Decoder | None):
         self.max_bytes = max_bytes
         self.decoder = decoder
         self.chunks: list[bytes] = []
@@ -72,11 +94,11 @@ class _CappedBuffer:
         return self.size > self.max_bytes
 
 
-def _decoder(answer: Answer, url: str) -> zlib._Decompress | None:
+def _decoder(answer: Answer, url: str) -> Decoder | None:
     """A decompressor for the answer's content-encoding; None for identity."""
     encoding = answer.headers.get("content-encoding", "identity").strip().lower() or "identity"
     if encoding in CONTENT_ENCODINGS:
-        return zlib.decompressobj(CONTENT_ENCODINGS[encoding])
+        return INFLATE.decompressobj(CONTENT_ENCODINGS[encoding])
     if encoding != "identity":
         raise PosterError(
             f"{display_url(url)} is sent with content-encoding {encoding[:40]!r}, "
@@ -114,14 +136,15 @@ async def read_capped(
         async for raw in source:
             raw_size += len(raw)
             if _enough_in(body.add(raw), enough):
-                await drain(source, None if declared is None else declared - raw_size)
+                rest = None if declared is None else declared - raw_size
+                await drain(source, rest, answer.body_received())
                 break
             if body.over:
                 what = "decompresses to more than" if decoder is not None else "is over"
                 raise too_big(f"{display_url(url)} {what} the cap of {max_bytes} bytes")
     except httpx.TimeoutException as exc:
         raise TransientError(f"timed out reading {display_url(url)}") from exc
-    except zlib.error as exc:
+    except INFLATE.error as exc:
         raise PosterError(f"{display_url(url)} sent a body that does not decode: {exc}") from exc
     except httpx.TransportError as exc:
         what = type(exc).__name__
@@ -137,26 +160,36 @@ def _enough_in(steps: Iterator[bytes], enough: Enough | None) -> bool:
     return False
 
 
-async def drain(chunks: AsyncIterator[bytes], expected: int | None = None) -> None:
+async def drain(
+    chunks: AsyncIterator[bytes], expected: int | None = None, received: bool = False
+) -> None:
     """Read and drop the rest of a body, so that its connection can be used again.
 
     Gives up past `DISCARD_MAX_BYTES` or `DISCARD_MAX_S`, or at once when `expected`
-    (the bytes announced) is more than that: the connection is closed then.
+    (the bytes announced) is more than that: the connection is closed then. A rest that
+    has all been `received` waits for nothing, and needs no timer.
     """
     if expected is not None and expected > DISCARD_MAX_BYTES:
         return
-    size = 0
     try:
-        async with asyncio.timeout(DISCARD_MAX_S):
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > DISCARD_MAX_BYTES:
-                    return
+        if received:
+            await _drop(chunks)
+        else:
+            async with asyncio.timeout(DISCARD_MAX_S):
+                await _drop(chunks)
     except (TimeoutError, httpx.TransportError):
         return
+
+
+async def _drop(chunks: AsyncIterator[bytes]) -> None:
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > DISCARD_MAX_BYTES:
+            return
 
 
 async def discard_body(answer: Answer) -> None:
     """Read and drop a small unwanted body (a redirect's, an error's) to keep the connection."""
     if answer.content is None:
-        await drain(answer.raw_chunks(), answer.declared_length)
+        await drain(answer.raw_chunks(), answer.declared_length, answer.body_received())

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Callable
+from types import ModuleType
 
+import pytest
+
+from posters import body
 from posters.body import STEP_BYTES, _CappedBuffer, _enough_in
+
+
+def _zlib_ng() -> ModuleType:
+    return pytest.importorskip("zlib_ng.zlib_ng")
+
+
+Inflater = Callable[[], ModuleType]
+# each test runs with zlib's inflate and with zlib-ng's, which the worker uses when installed
+inflaters = pytest.mark.parametrize("inflater", [lambda: zlib, _zlib_ng], ids=["zlib", "zlib-ng"])
 
 
 def _gzip(data: bytes) -> bytes:
@@ -13,12 +27,13 @@ def _gzip(data: bytes) -> bytes:
     return packer.compress(data) + packer.flush()
 
 
-def test_any_split_of_the_compressed_bytes_inflates_to_the_body() -> None:
+@inflaters
+def test_any_split_of_the_compressed_bytes_inflates_to_the_body(inflater: Inflater) -> None:
     rng = random.Random(7)
     for size in (0, 1, STEP_BYTES - 1, STEP_BYTES, STEP_BYTES + 1, 300_000):
         body = bytes(rng.choice(b"<html> \xc3\xa9abcdefgh") for _ in range(size))
         packed = _gzip(body)
-        buffer = _CappedBuffer(10_000_000, zlib.decompressobj(47))
+        buffer = _CappedBuffer(10_000_000, inflater().decompressobj(47))
         at = 0
         while at < len(packed):
             step = rng.randint(1, 70_000)
@@ -27,9 +42,10 @@ def test_any_split_of_the_compressed_bytes_inflates_to_the_body() -> None:
         assert b"".join(buffer.chunks) == body, size
 
 
-def test_a_reader_that_has_enough_stops_inflating() -> None:
+@inflaters
+def test_a_reader_that_has_enough_stops_inflating(inflater: Inflater) -> None:
     page = b"<html><head><meta property='og:image' content='x'></head>" + b"<p>filler</p>" * 80_000
-    buffer = _CappedBuffer(10_000_000, zlib.decompressobj(47))
+    buffer = _CappedBuffer(10_000_000, inflater().decompressobj(47))
     seen = bytearray()
 
     def enough(added: bytes) -> bool:
@@ -40,8 +56,13 @@ def test_a_reader_that_has_enough_stops_inflating() -> None:
     assert buffer.size <= STEP_BYTES < len(page) // 10  # one step inflated, not ~1 MB
 
 
-def test_the_cap_stops_a_bomb_within_a_step() -> None:
-    buffer = _CappedBuffer(100_000, zlib.decompressobj(47))
+@inflaters
+def test_the_cap_stops_a_bomb_within_a_step(inflater: Inflater) -> None:
+    buffer = _CappedBuffer(100_000, inflater().decompressobj(47))
     pieces = list(buffer.add(_gzip(b"\0" * 50_000_000)))
     assert buffer.over and buffer.size <= 100_000 + STEP_BYTES
     assert sum(len(p) for p in pieces) <= 100_000
+
+
+def test_the_worker_inflates_with_zlib_ng_when_it_is_installed() -> None:
+    assert body.INFLATE is _zlib_ng()
