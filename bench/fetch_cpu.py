@@ -1,6 +1,7 @@
 """CPU per poster of the real fetcher against TMDB-shaped pages (prints figures; not a test).
 
-    python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3] [--profile OUT]
+    python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3] [--rate R]
+                              [--profile OUT]
 
 Starts `bench/poster_server.py` (TMDB-shaped pages: the slug 301 redirect, 150-300 KB
 pages sent gzipped, og:image in <head>, posters at TMDB's rendition sizes) and runs
@@ -59,15 +60,28 @@ def worker_settings(base_url: str, port: int, concurrency: int) -> FetchSettings
     )
 
 
-async def fetch_all(fetcher: PosterFetcher, ids: list[int], in_flight: int) -> list[Any]:
-    """Fetch every id, at most `in_flight` posters at a time (the worker starts a batch at once)."""
+async def fetch_all(
+    fetcher: PosterFetcher, ids: list[int], in_flight: int, rate: float | None = None
+) -> list[Any]:
+    """Fetch every id, at most `in_flight` posters at a time (the worker starts a batch at once).
+
+    With `rate`, posters are started one by one at that many per second instead, as events
+    arrive at a worker that runs below the fetcher's own speed.
+    """
     gate = asyncio.Semaphore(in_flight)
 
     async def one(tmdb_id: int) -> Any:
         async with gate:
             return await fetcher.fetch(tmdb_id)
 
-    return await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+    if rate is None:
+        return await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+    loop, tasks = asyncio.get_running_loop(), []
+    start = loop.time()
+    for n, tmdb_id in enumerate(ids):
+        await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
+        tasks.append(asyncio.ensure_future(one(tmdb_id)))
+    return await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def one_round(
@@ -77,13 +91,14 @@ def one_round(
     ids: list[int],
     in_flight: int,
     profile: cProfile.Profile | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     before = server.stats()
     cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
     sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile is not None:
         profile.enable()
-    results = loop.run_until_complete(fetch_all(fetcher, ids, in_flight))
+    results = loop.run_until_complete(fetch_all(fetcher, ids, in_flight, rate))
     if profile is not None:
         profile.disable()
     cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
@@ -120,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="FETCH_EVENT_LOOP",
     )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="start posters at this many per second rather than all at once",
+    )
     p.add_argument("--no-redirect", action="store_true", help="pages without the slug redirect")
     p.add_argument("--profile", type=Path, help="one more round under cProfile, stats here")
     args = p.parse_args(argv)
@@ -132,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         fetcher = PosterFetcher(settings)
         ids = list(range(1000, 1000 + args.posters))
         one_round(loop, fetcher, server, ids[: max(64, args.posters // 4)], args.in_flight)
-        rounds = [one_round(loop, fetcher, server, ids, args.in_flight) for _ in range(args.rounds)]
+        rounds = [
+            one_round(loop, fetcher, server, ids, args.in_flight, rate=args.rate)
+            for _ in range(args.rounds)
+        ]
         for i, r in enumerate(rounds):
             print(f"round {i + 1}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
         if args.profile is not None:
