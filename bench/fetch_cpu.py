@@ -1,13 +1,16 @@
 """CPU per poster of the real fetcher against TMDB-shaped pages (prints figures; not a test).
 
-    python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3] [--rate R]
-                              [--profile OUT]
+    python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3]
+                              [--rate R [--burst N]] [--profile OUT]
 
 Starts `bench/poster_server.py` (TMDB-shaped pages: the slug 301 redirect, 150-300 KB
 pages sent gzipped, og:image in <head>, posters at TMDB's rendition sizes) and runs
 `posters.PosterFetcher` with the worker's settings (its defaults, the bench's loopback
 site, rate limits off as in `bench/worker.py`) over `--posters` posters, `--concurrency`
-in flight (FETCH_CONCURRENCY), on one asyncio loop as the worker's fetch thread does.
+in flight (FETCH_CONCURRENCY), on one event loop as the worker's fetch thread does.
+`--rate` starts the posters at that many a second (`--burst` at a time) instead of all at
+once: what a poster costs a fetcher that waits between arrivals, as the worker's does
+when the model, not the fetching, sets the pace.
 
 Per round: CPU ms per poster of this process (`time.process_time`: every thread; the
 server is another process and not counted), of the fetch thread alone
@@ -61,12 +64,17 @@ def worker_settings(base_url: str, port: int, concurrency: int) -> FetchSettings
 
 
 async def fetch_all(
-    fetcher: PosterFetcher, ids: list[int], in_flight: int, rate: float | None = None
+    fetcher: PosterFetcher,
+    ids: list[int],
+    in_flight: int,
+    rate: float | None = None,
+    burst: int = 1,
 ) -> list[Any]:
     """Fetch every id, at most `in_flight` posters at a time (the worker starts a batch at once).
 
-    With `rate`, posters are started one by one at that many per second instead, as events
-    arrive at a worker that runs below the fetcher's own speed.
+    With `rate`, posters are started `burst` at a time (one by one by default) at that many
+    per second on average instead, as events reach a worker that runs below the fetcher's
+    own speed.
     """
     gate = asyncio.Semaphore(in_flight)
 
@@ -79,7 +87,8 @@ async def fetch_all(
     loop, tasks = asyncio.get_running_loop(), []
     start = loop.time()
     for n, tmdb_id in enumerate(ids):
-        await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
+        if n % burst == 0:
+            await asyncio.sleep(max(0.0, start + n / rate - loop.time()))
         tasks.append(asyncio.ensure_future(one(tmdb_id)))
     return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -92,13 +101,14 @@ def one_round(
     in_flight: int,
     profile: cProfile.Profile | None = None,
     rate: float | None = None,
+    burst: int = 1,
 ) -> dict[str, Any]:
     before = server.stats()
     cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
     sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     if profile is not None:
         profile.enable()
-    results = loop.run_until_complete(fetch_all(fetcher, ids, in_flight, rate))
+    results = loop.run_until_complete(fetch_all(fetcher, ids, in_flight, rate, burst))
     if profile is not None:
         profile.disable()
     cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
@@ -141,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="start posters at this many per second rather than all at once",
     )
+    p.add_argument(
+        "--burst", type=int, default=1, help="with --rate: start them this many at a time"
+    )
     p.add_argument("--no-redirect", action="store_true", help="pages without the slug redirect")
     p.add_argument("--profile", type=Path, help="one more round under cProfile, stats here")
     args = p.parse_args(argv)
@@ -154,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = list(range(1000, 1000 + args.posters))
         one_round(loop, fetcher, server, ids[: max(64, args.posters // 4)], args.in_flight)
         rounds = [
-            one_round(loop, fetcher, server, ids, args.in_flight, rate=args.rate)
+            one_round(loop, fetcher, server, ids, args.in_flight, rate=args.rate, burst=args.burst)
             for _ in range(args.rounds)
         ]
         for i, r in enumerate(rounds):
