@@ -147,6 +147,9 @@ def test_versions_switch_mid_stream_without_loss_and_a_broken_one_is_refused(
     assert metric(text, "genre_worker_dead_letters_total", 'code="poster_not_found"') == 1
     assert metric(text, "genre_worker_model_reloads_total", 'outcome="loaded"') == 1
     assert "refused model version 3" in out
+    # the heap frozen at start, and thawed, collected (version 1 freed) and frozen at the swap
+    assert "started: " in out and "serving model version 2: " in out
+    assert out.count("objects frozen out of the garbage collector's passes") == 2
 
 
 def genre_trainer(*args: str) -> subprocess.CompletedProcess[str]:

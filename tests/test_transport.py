@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from posters import body
-from posters.answer import Answer
 from posters.body import discard_body
 from posters.net import AddressGuard, CheckedBackend
 from posters.streams import AsyncioBackend

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 
 from common.kafka import build_producer, connect
 from posters import PosterFetcher
+from worker import heap
 from worker.classifier import configure_devices
 from worker.clients import build_consumer
 from worker.fetch_pool import FetchPool
@@ -153,6 +154,7 @@ def run(
             worker.stop()
         consumer.subscribe([settings.input_topic], listener=_Listener(worker))
         _log_start(settings, time.monotonic() - started)
+        heap.freeze("started")
         worker.run(exit_when_idle=exit_when_idle)
         return worker.exit_code
     finally:
@@ -162,6 +164,7 @@ def run(
         runner.close()
         models.close()
         health.stop()
+        heap.thaw()
 
 
 def _log_start(settings: WorkerSettings, took_s: float) -> None:

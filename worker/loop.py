@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from posters import PosterFetcher
+from worker import heap
 from worker.classifier import Classifier
 from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
@@ -143,6 +144,7 @@ class Worker:
         classifier = self.models.poll()
         if classifier is not None:
             self.metrics.model_version.set(classifier.version)
+            heap.freeze(f"serving model version {classifier.version}")  # frees the old one
 
     def _poll(self) -> Batch | None:
         """Poll one batch, validate it and start downloading its posters."""
