@@ -145,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="FETCH_EVENT_LOOP",
     )
-    p.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        help="start posters at this many per second rather than all at once",
-    )
+    p.add_argument("--rate", type=float, help="posters to start a second, not all at once")
     p.add_argument(
         "--burst", type=int, default=1, help="with --rate: start them this many at a time"
     )
