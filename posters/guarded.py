@@ -251,9 +251,9 @@ def _log_request(url: str, answer: Answer) -> None:
 
 def _raise_for_status(answer: Answer, url: str, image: bool, host: str) -> None:
     """Raise the error a non-2xx status means: transient, not found, or other."""
-    status = answer.status
-    if 200 <= status < 300:
+    if answer.is_success:
         return
+    status = answer.status
     what = f"GET {display_url(url)} answered {status}"
     if status in RETRY_STATUSES:
         retry_after = parse_retry_after(answer.headers.get("retry-after"))

