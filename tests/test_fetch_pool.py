@@ -4,20 +4,26 @@ and the processes' retries, waits and circuits in the pool's stats."""
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchFailed, FetchSettings, FetchStats, Poster, PosterNotFound
 from tests.conftest import COLOURS, poster_bytes
+from worker import fetch_pool
+from worker.fetch_child import serve
 from worker.fetch_pool import FetchPool, combined, share_of
 
 
@@ -99,6 +105,71 @@ def test_processes_return_posters_and_errors_with_their_codes_and_end_on_close()
     error = futures[9].exception(0)
     assert isinstance(error, PosterNotFound) and error.attempts == 1 and "no poster" in error.detail
     assert not any(alive(pid) for pid in pids)
+
+
+def noise_poster(seed: int, size: tuple[int, int] = (900, 1350)) -> bytes:
+    """A JPEG of random pixels: ~1.5 MB that compresses no further."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3)).save(
+        buffer, "JPEG", quality=95
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_answers_larger_than_the_pipe_reach_the_worker_whole(loop: str):
+    """An answer is bigger than the pipe's buffer holds: sending it must wait for the worker
+    to read, whatever the fetch process's event loop does to the pipe (uvloop's readers put
+    it in non-blocking mode, where a send would stop part-way through a message)."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    posters = {tmdb_id: noise_poster(tmdb_id) for tmdb_id in range(1, 9)}
+    with TmdbStandIn() as server:
+        for tmdb_id, image in posters.items():
+            server.movies[tmdb_id] = StandInMovie(image)
+        pool = FetchPool(settings_for(server, fetch_event_loop=loop), 2).start()
+        try:
+            futures = {tmdb_id: pool.submit(tmdb_id) for tmdb_id in posters}
+            done, _ = concurrent.futures.wait(futures.values(), timeout=60)
+        finally:
+            pool.close()
+    assert len(done) == len(posters), "answers were lost on the way from the fetch processes"
+    assert all(len(image) > 1_000_000 for image in posters.values())
+    for tmdb_id, future in futures.items():
+        assert future.result(0).content == posters[tmdb_id]
+
+
+def serve_garbled_once(conn: Connection, *args: object) -> None:
+    """A fetch process's entry point whose first run answers its first request with bytes
+    that are no message, then waits to be ended; later runs are the real one."""
+    marker = Path(os.environ["GARBLE_MARKER"])
+    if marker.exists():
+        serve(conn, *args)  # type: ignore[arg-type]
+        return
+    marker.touch()
+    conn.recv()
+    conn.send_bytes(b"\xa5 not a message")
+    time.sleep(60)
+
+
+def test_a_process_that_sends_an_unreadable_answer_is_replaced_and_its_poster_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    monkeypatch.setenv("GARBLE_MARKER", str(tmp_path / "garbled"))
+    monkeypatch.setattr(fetch_pool, "serve", serve_garbled_once)
+    with TmdbStandIn() as server:
+        serve_posters(server, range(1, 2))
+        pool = FetchPool(settings_for(server), 1).start()
+        try:
+            future = pool.submit(1)
+            poster = future.result(timeout=30)
+            pids = pool.pids
+        finally:
+            pool.close()
+    assert (tmp_path / "garbled").exists() and poster.tmdb_id == 1
+    assert "sent an unreadable answer: ending it" in caplog.text
+    assert "ended with exit code -9, 1 posters in flight" in caplog.text
+    assert len(pids) == 1
 
 
 def test_a_killed_process_is_replaced_and_its_posters_are_fetched_again():

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from posters import PosterFetcher
@@ -54,26 +56,45 @@ async def _serve(conn: Connection, settings: FetchSettings) -> None:
     tasks: set[asyncio.Task[None]] = set()
     async with PosterFetcher(settings) as fetcher:
 
-        def readable() -> None:
-            try:
-                while conn.poll():
-                    message = conn.recv()
-                    if message is None:
-                        finished.set()
-                        return
-                    task = loop.create_task(_fetch_one(fetcher, conn, *message))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-            except (EOFError, OSError):  # the worker is gone: so are we
-                finished.set()
+        def start(message: tuple[int, int]) -> None:
+            task = loop.create_task(_fetch_one(fetcher, conn, *message))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
-        loop.add_reader(conn.fileno(), readable)
+        threading.Thread(
+            target=_read_requests,
+            args=(conn, loop, start, finished.set),
+            name="fetch-requests",
+            daemon=True,
+        ).start()
         reporter = loop.create_task(_report_stats(fetcher, conn))
         await finished.wait()
-        loop.remove_reader(conn.fileno())
         for task in [reporter, *tasks]:
             task.cancel()
         await asyncio.gather(reporter, *tasks, return_exceptions=True)
+
+
+def _read_requests(
+    conn: Connection,
+    loop: asyncio.AbstractEventLoop,
+    start: Callable[[tuple[int, int]], None],
+    finish: Callable[[], None],
+) -> None:
+    """Hand each request to the loop, then `finish` on None or when the worker is gone.
+
+    The pipe is read on this thread, not by the event loop, so that it stays in blocking
+    mode: uvloop's readers make a file descriptor non-blocking, and on a non-blocking pipe
+    an answer larger than its buffer (a poster) would be sent only in part.
+    """
+    try:
+        while (message := conn.recv()) is not None:
+            loop.call_soon_threadsafe(start, message)
+    except (EOFError, OSError):  # the worker is gone: so are we
+        pass
+    try:
+        loop.call_soon_threadsafe(finish)
+    except RuntimeError:  # the loop has ended already
+        pass
 
 
 async def _fetch_one(

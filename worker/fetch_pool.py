@@ -94,6 +94,7 @@ class _Child:
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     stats: FetchStats = field(default_factory=FetchStats)  # as of its latest answer
     alive: bool = True
+    broken: bool = False  # it sent a message that could not be read: it is being ended
 
 
 class FetchPool:
@@ -197,7 +198,9 @@ class FetchPool:
                 self._restart_dead(children)
 
     def _receive(self, child: _Child) -> None:
-        """Take every answer waiting on a process's pipe."""
+        """Take every answer waiting on a process's pipe; end a process whose pipe is garbled."""
+        if child.broken:
+            return
         try:
             while child.conn.poll():
                 request_id, poster, error, stats = child.conn.recv()
@@ -213,6 +216,14 @@ class FetchPool:
                     request.future.set_result(poster)
         except (EOFError, OSError):
             pass
+        except Exception:  # an unreadable message: nothing after it on this pipe can be trusted
+            log.exception(
+                "fetch process %d (pid %s) sent an unreadable answer: ending it",
+                child.slot,
+                child.process.pid,
+            )
+            child.broken = True
+            child.process.kill()  # its death hands its posters on (`_died`)
 
     def _died(self, child: _Child) -> None:
         """A process ended: its requests go to another one, or fail if they died too often."""
