@@ -2,6 +2,7 @@
 
     python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3]
                               [--rate R [--burst N]] [--profile OUT]
+                              [--beside-model tiny|mobilenet [--model-dir DIR]]
 
 Starts `bench/poster_server.py` (TMDB-shaped pages: the slug 301 redirect, 150-300 KB
 pages sent gzipped, og:image in <head>, posters at TMDB's rendition sizes) and runs
@@ -10,7 +11,11 @@ site, rate limits off as in `bench/worker.py`) over `--posters` posters, `--conc
 in flight (FETCH_CONCURRENCY), on one event loop as the worker's fetch thread does.
 `--rate` starts the posters at that many a second (`--burst` at a time) instead of all at
 once: what a poster costs a fetcher that waits between arrivals, as the worker's does
-when the model, not the fetching, sets the pace.
+when the model, not the fetching, sets the pace. `--beside-model` runs each round twice,
+alone and then beside another process that runs that model's signature on full batches
+without pause (`python -m bench.models busy`, stopped with SIGSTOP between the rounds
+beside it): what the same fetching costs while TensorFlow works on the same cores, as it
+does in the worker when the model runs on the CPU.
 
 Per round: CPU ms per poster of this process (`time.process_time`: every thread; the
 server is another process and not counted), of the fetch thread alone
@@ -32,8 +37,11 @@ import cProfile
 import json
 import os
 import resource
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,7 @@ sys.path[:] = [str(ROOT)] + [
     p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")
 ]
 
+from bench import models
 from bench.poster_server import PosterServer
 from posters import PosterFetcher
 from posters.loops import new_event_loop
@@ -131,6 +140,88 @@ def one_round(
     }
 
 
+class Neighbour:
+    """A process that runs a model's signature without pause; stopped until `resume`."""
+
+    def __init__(self, kind: str, model_root: Path, poster_dir: Path):
+        version_dir = models.prepared(kind, model_root / kind)
+        self.kind = kind
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.models", "busy", str(version_dir), str(poster_dir)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError(f"the {kind} model's process did not start")
+        self.pause()
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Continue it, and give TensorFlow's threads a second to be busy again."""
+        self.process.send_signal(signal.SIGCONT)
+        time.sleep(1.0)
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def measure(
+    loop: asyncio.AbstractEventLoop,
+    fetcher: PosterFetcher,
+    server: PosterServer,
+    ids: list[int],
+    args: argparse.Namespace,
+    neighbour: Neighbour | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`args.rounds` rounds; with a neighbour, each followed by one while it runs."""
+
+    def one() -> dict[str, Any]:
+        return one_round(
+            loop, fetcher, server, ids, args.in_flight, rate=args.rate, burst=args.burst
+        )
+
+    alone: list[dict[str, Any]] = []
+    beside: list[dict[str, Any]] = []
+    for i in range(args.rounds):
+        alone.append(one())
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v}" for k, v in alone[-1].items()))
+        if neighbour is not None:
+            neighbour.resume()
+            try:
+                beside.append(one())
+            finally:
+                neighbour.pause()
+            figures = ", ".join(f"{k} {v}" for k, v in beside[-1].items())
+            print(f"round {i + 1} beside {neighbour.kind}: {figures}")
+    return alone, beside
+
+
+def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds; connections opened, summed."""
+    summary: dict[str, Any] = {
+        key: round(statistics.median(r[key] for r in rounds), 3)
+        for key in (
+            "cpu_ms_per_poster",
+            "fetch_thread_cpu_ms_per_poster",
+            "of_which_system_ms",
+            "requests_per_poster",
+        )
+    }
+    summary["connections_opened"] = sum(r["connections_opened"] for r in rounds)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -151,22 +242,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-redirect", action="store_true", help="pages without the slug redirect")
     p.add_argument("--profile", type=Path, help="one more round under cProfile, stats here")
+    p.add_argument(
+        "--beside-model",
+        choices=models.MODELS,
+        help="each round alone, then beside a process running this model without pause",
+    )
+    p.add_argument(
+        "--model-dir", type=Path, help="with --beside-model: its models, built there if missing"
+    )
     args = p.parse_args(argv)
 
-    server = PosterServer(CACHE / "bench-posters-v1", 48, redirect=not args.no_redirect)
+    poster_cache = CACHE / "bench-posters-v1"
+    server = PosterServer(poster_cache, 48, redirect=not args.no_redirect)
+    neighbour: Neighbour | None = None
     try:
         server.wait_ready()
+        if args.beside_model:
+            model_root = args.model_dir or Path(tempfile.mkdtemp(prefix="bench-fetch-cpu-"))
+            neighbour = Neighbour(args.beside_model, model_root, poster_cache / "w342")
         settings = worker_settings(server.base_url, server.port, args.concurrency)
         loop = new_event_loop(args.event_loop)  # the worker's fetch loop (FETCH_EVENT_LOOP)
         fetcher = PosterFetcher(settings)
         ids = list(range(1000, 1000 + args.posters))
         one_round(loop, fetcher, server, ids[: max(64, args.posters // 4)], args.in_flight)
-        rounds = [
-            one_round(loop, fetcher, server, ids, args.in_flight, rate=args.rate, burst=args.burst)
-            for _ in range(args.rounds)
-        ]
-        for i, r in enumerate(rounds):
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
+        rounds, beside = measure(loop, fetcher, server, ids, args, neighbour)
         if args.profile is not None:
             profile = cProfile.Profile()
             one_round(loop, fetcher, server, ids, args.in_flight, profile)
@@ -175,19 +274,18 @@ def main(argv: list[str] | None = None) -> int:
         loop.run_until_complete(fetcher.aclose())
         loop.close()
     finally:
+        if neighbour is not None:
+            neighbour.close()
         server.stop()
-    summary = {
-        key: round(statistics.median(r[key] for r in rounds), 3)
-        for key in (
-            "cpu_ms_per_poster",
-            "fetch_thread_cpu_ms_per_poster",
-            "of_which_system_ms",
-            "requests_per_poster",
-        )
-    }
-    summary["connections_opened"] = sum(r["connections_opened"] for r in rounds)
+    summary = medians(rounds)
     summary["posters"] = args.posters * args.rounds
     summary["concurrency"] = args.concurrency
+    if beside:
+        summary[f"beside_{args.beside_model}"] = medians(beside)
+        summary[f"beside_{args.beside_model}"]["cpu_ratio_per_pair"] = [
+            round(b["cpu_ms_per_poster"] / a["cpu_ms_per_poster"], 2)
+            for a, b in zip(rounds, beside, strict=True)
+        ]
     print(json.dumps({"fetch_cpu": summary}))
     return 0
 

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import signal
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,19 @@ from typing import Any
 N_LABELS = 20
 IMAGE_SIZE = (224, 224)
 MODELS = ("tiny", "mobilenet")
+
+
+def prepared(kind: str, root: Path) -> Path:
+    """The newest complete version of model `kind` under `root`, built there if there is none."""
+    from schemas.model import complete_versions
+
+    versions = complete_versions(root) if root.is_dir() else []
+    if versions:
+        return root / str(versions[-1])
+    begun = time.monotonic()
+    version_dir = build(kind, root)
+    print(f"model {kind}: built in {time.monotonic() - begun:.1f} s", flush=True)
+    return version_dir
 
 
 def build(kind: str, model_dir: Path) -> Path:
@@ -98,3 +113,30 @@ def bare(
         "batch_ms": statistics.median(times) * 1000,
         "batches": len(times),
     }
+
+
+def busy(version_dir: Path, poster_dir: Path, batch_size: int = 32) -> None:
+    """Run the signature on full batches of `poster_dir`'s JPEGs until SIGTERM: a neighbour.
+
+    Prints `ready` once the model is loaded and warm. `bench/fetch_cpu.py --beside-model`
+    stops and continues this process (SIGSTOP / SIGCONT) to alternate its rounds.
+    """
+    import tensorflow as tf
+
+    from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+
+    signature = tf.saved_model.load(str(version_dir)).signatures[SIGNATURE]
+    posters = [path.read_bytes() for path in sorted(poster_dir.glob("*.jpg"))]
+    batch = tf.constant([posters[i % len(posters)] for i in range(batch_size)], dtype=tf.string)
+    signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()
+    running = [True]
+    signal.signal(signal.SIGTERM, lambda *_: running.clear())
+    print("ready", flush=True)
+    while running:
+        signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()
+
+
+if __name__ == "__main__":  # python -m bench.models busy VERSION_DIR POSTER_DIR
+    if len(sys.argv) != 4 or sys.argv[1] != "busy":
+        raise SystemExit("usage: python -m bench.models busy VERSION_DIR POSTER_DIR")
+    busy(Path(sys.argv[2]), Path(sys.argv[3]))

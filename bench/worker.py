@@ -651,16 +651,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare_model(kind: str, args: argparse.Namespace, workdir: Path) -> Path:
     """The version folder of model `kind`: built, or reused from --model-dir."""
-    from schemas.model import complete_versions
-
-    root = (args.model_dir or workdir / "models") / kind
-    versions = complete_versions(root) if root.is_dir() else []
-    if versions:
-        return root / str(versions[-1])
-    begun = time.monotonic()
-    version_dir = models.build(kind, root)
-    print(f"model {kind}: built in {time.monotonic() - begun:.1f} s", flush=True)
-    return version_dir
+    return models.prepared(kind, (args.model_dir or workdir / "models") / kind)
 
 
 def main(argv: list[str] | None = None) -> int:
