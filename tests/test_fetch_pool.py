@@ -194,6 +194,32 @@ def test_a_killed_process_is_replaced_and_its_posters_are_fetched_again():
     assert sorted(f.result(0).tmdb_id for f in futures) == list(range(1, 13))
 
 
+def test_a_process_that_cannot_be_started_again_is_tried_again_and_no_poster_is_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    with TmdbStandIn() as server:
+        serve_posters(server, range(1, 5))
+        pool = FetchPool(settings_for(server), 1).start()
+        try:
+            start_again = pool._spawn
+            failures = [OSError(24, "Too many open files")]
+
+            def spawn(slot: int) -> object:
+                if failures:
+                    raise failures.pop()
+                return start_again(slot)
+
+            monkeypatch.setattr(pool, "_spawn", spawn)
+            os.kill(pool.pids[0], signal.SIGKILL)
+            futures = [pool.submit(tmdb_id) for tmdb_id in range(1, 5)]
+            fetched = sorted(future.result(timeout=30).tmdb_id for future in futures)
+        finally:
+            pool.close()
+    assert fetched == [1, 2, 3, 4] and not failures
+    assert "handling the fetch processes failed; trying again in 1 s" in caplog.text
+    assert "Too many open files" in caplog.text
+
+
 def test_a_poster_whose_process_keeps_dying_ends_as_fetch_failed():
     with TmdbStandIn() as server:
         server.movies[1] = StandInMovie(

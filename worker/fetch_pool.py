@@ -176,26 +176,37 @@ class FetchPool:
     # -- the dispatcher thread -------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Read answers and notice deaths until closed."""
+        """Read answers and notice deaths until closed; an error is logged, then tried again."""
         while not self._closing:
-            with self._lock:
-                children = list(self._children)
-            ready = wait(
-                [
-                    self._wake_recv,
-                    *(c.conn for c in children if c.alive),
-                    *(c.process.sentinel for c in children if c.alive),
-                ],
-                timeout=self._restart_due(children),
-            )
-            for child in children:
-                if child.alive and child.conn in ready:
-                    self._receive(child)
-                if child.alive and child.process.sentinel in ready and not self._closing:
-                    self._receive(child)  # answers sent before it died count
-                    self._died(child)
-            if not self._closing:
-                self._restart_dead(children)
+            try:
+                self._dispatch_once()
+            except Exception:  # e.g. a process that cannot be started: its posters must not
+                log.exception(  # wait for ever on a dispatcher that is gone
+                    "fetch pool: handling the fetch processes failed; trying again in %.0f s",
+                    RESTART_MIN_S,
+                )
+                time.sleep(RESTART_MIN_S)
+
+    def _dispatch_once(self) -> None:
+        """Wait for answers, deaths or a restart that is due, and handle them."""
+        with self._lock:
+            children = list(self._children)
+        ready = wait(
+            [
+                self._wake_recv,
+                *(c.conn for c in children if c.alive),
+                *(c.process.sentinel for c in children if c.alive),
+            ],
+            timeout=self._restart_due(children),
+        )
+        for child in children:
+            if child.alive and child.conn in ready:
+                self._receive(child)
+            if child.alive and child.process.sentinel in ready and not self._closing:
+                self._receive(child)  # answers sent before it died count
+                self._died(child)
+        if not self._closing:
+            self._restart_dead(children)
 
     def _receive(self, child: _Child) -> None:
         """Take every answer waiting on a process's pipe; end a process whose pipe is garbled."""
