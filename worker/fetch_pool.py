@@ -73,6 +73,12 @@ def combined(parts: Sequence[FetchStats], hosts: Iterable[str] = ()) -> FetchSta
     )
 
 
+def restart_due(children: Sequence[_Child]) -> float | None:
+    """Seconds until a dead process may be started again (None: none is dead)."""
+    dead = [c.started + RESTART_MIN_S - time.monotonic() for c in children if not c.alive]
+    return max(0.0, min(dead)) if dead else None
+
+
 @dataclass
 class _Request:
     """One poster asked for, and how many fetch processes died while fetching it."""
@@ -80,6 +86,20 @@ class _Request:
     tmdb_id: int
     future: concurrent.futures.Future[Poster] = field(default_factory=concurrent.futures.Future)
     lost: int = 0
+
+    def lost_with_process(self, max_lost: int) -> bool:
+        """Count the death of the process that held it: True to ask again, else it failed."""
+        self.lost += 1
+        if self.lost < max_lost:
+            return True
+        self.future.set_exception(
+            FetchFailed(
+                f"the fetch process died {self.lost} times while fetching the poster "
+                f"of movie {self.tmdb_id}",
+                self.lost,
+            )
+        )
+        return False
 
 
 @dataclass
@@ -95,6 +115,14 @@ class _Child:
     stats: FetchStats = field(default_factory=FetchStats)  # as of its latest answer
     alive: bool = True
     broken: bool = False  # it sent a message that could not be read: it is being ended
+
+    def wait_or_kill(self, timeout: float) -> None:
+        """Wait for the process to end; kill it after `timeout` seconds."""
+        self.process.join(timeout=max(0.0, timeout))
+        if self.process.is_alive():
+            log.warning("fetch process %d did not finish: killing it", self.slot)
+            self.process.kill()
+            self.process.join(timeout=5)
 
 
 class FetchPool:
@@ -197,7 +225,7 @@ class FetchPool:
                 *(c.conn for c in children if c.alive),
                 *(c.process.sentinel for c in children if c.alive),
             ],
-            timeout=self._restart_due(children),
+            timeout=restart_due(children),
         )
         for child in children:
             if child.alive and child.conn in ready:
@@ -254,22 +282,8 @@ class FetchPool:
         )
         child.conn.close()
         for request_id, request in lost:
-            request.lost += 1
-            if request.lost >= self._max_lost:
-                request.future.set_exception(
-                    FetchFailed(
-                        f"the fetch process died {request.lost} times while fetching the poster "
-                        f"of movie {request.tmdb_id}",
-                        request.lost,
-                    )
-                )
-            else:
+            if request.lost_with_process(self._max_lost):
                 self._assign(request_id, request)
-
-    def _restart_due(self, children: list[_Child]) -> float | None:
-        """Seconds until a dead process may be started again (None: none is dead)."""
-        dead = [c.started + RESTART_MIN_S - time.monotonic() for c in children if not c.alive]
-        return max(0.0, min(dead)) if dead else None
 
     def _restart_dead(self, children: list[_Child]) -> None:
         """Start again each dead process whose last start is long enough ago; give it work."""
@@ -304,11 +318,7 @@ class FetchPool:
             self._send(child, None)
         deadline = time.monotonic() + timeout
         for child in self._children:
-            child.process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if child.process.is_alive():
-                log.warning("fetch process %d did not finish: killing it", child.slot)
-                child.process.kill()
-                child.process.join(timeout=5)
+            child.wait_or_kill(deadline - time.monotonic())
         for child in self._children:
             for request in child.in_flight.values():
                 request.future.set_exception(FetchFailed("the worker stopped", request.lost))
