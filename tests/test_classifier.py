@@ -16,6 +16,7 @@ from worker.classifier import (
     complete_versions,
     load_latest,
     load_version,
+    padded_size,
 )
 from worker.reload import ModelWatcher
 
@@ -36,6 +37,33 @@ def test_the_loaded_model_scores_a_batch_and_labels_it(model_dir):
     assert [classifier.genres(row)[0] for row in scores] == [["Red"], ["Green"], ["Blue"]]
     _genres, by_label = classifier.genres(scores[0])
     assert set(by_label) == set(LABELS) and by_label["Red"] > 0.9
+
+
+def test_batches_are_padded_to_few_sizes():
+    sizes = {n: padded_size(n) for n in range(1, 129)}
+    assert [sizes[n] for n in (1, 2, 3, 5, 8, 9, 17, 25, 32, 33, 128)] == [
+        1, 2, 4, 8, 8, 16, 24, 32, 32, 40, 128
+    ]  # fmt: skip
+    assert all(n <= size <= n + 7 for n, size in sizes.items())
+    assert len({sizes[n] for n in range(1, 33)}) == 7
+
+
+def test_a_padded_batch_scores_what_each_image_scores_alone(model_dir):
+    classifier = load_latest(model_dir)
+    assert classifier is not None
+    signature, shapes = classifier.signature, []
+
+    def recording(**inputs):
+        shapes.append(int(next(iter(inputs.values())).shape[0]))
+        return signature(**inputs)
+
+    classifier.signature = recording
+    images = [poster_bytes(COLOURS[label]) for label in LABELS] * 3  # 9 images
+    scores = classifier.scores(images)
+    assert shapes == [16] and scores.shape == (9, 3)
+    for image, row in zip(images, scores, strict=True):
+        np.testing.assert_allclose(row, classifier.scores([image])[0], atol=1e-6)
+    assert shapes[1:] == [1] * 9
 
 
 def test_a_bad_image_in_a_batch_is_isolated(model_dir):
