@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+    from schemas.model import INPUT_NAME, OUTPUT_NAME
 
     poster_cache = CACHE / "bench-posters-v1"
     server = PosterServer(poster_cache, 48)  # builds the posters once, if missing
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
     posters = [path.read_bytes() for path in sorted((poster_cache / "w342").glob("*.jpg"))]
     root = args.model_dir or Path(tempfile.mkdtemp(prefix="bench-batch-sizes-"))
-    signature = tf.saved_model.load(str(models.prepared(args.model, root / args.model)))
-    signature = signature.signatures[SIGNATURE]
+    signature = models.serving_signature(models.prepared(args.model, root / args.model))
 
     def call(count: int) -> float:
         size = padded_size(count) if args.padded else count

@@ -195,16 +195,19 @@ def measure(
     beside: list[dict[str, Any]] = []
     for i in range(args.rounds):
         alone.append(one())
-        print(f"round {i + 1}: " + ", ".join(f"{k} {v}" for k, v in alone[-1].items()))
+        print(f"round {i + 1}: {_figures(alone[-1])}")
         if neighbour is not None:
             neighbour.resume()
             try:
                 beside.append(one())
             finally:
                 neighbour.pause()
-            figures = ", ".join(f"{k} {v}" for k, v in beside[-1].items())
-            print(f"round {i + 1} beside {neighbour.kind}: {figures}")
+            print(f"round {i + 1} beside {neighbour.kind}: {_figures(beside[-1])}")
     return alone, beside
+
+
+def _figures(figures: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in figures.items())
 
 
 def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,17 +76,26 @@ def build(kind: str, model_dir: Path) -> Path:
 _LOADED: dict[Path, Any] = {}
 
 
+def serving_signature(version_dir: Path) -> Any:
+    """The serving signature of a model version, loaded once per process."""
+    import tensorflow as tf
+
+    from schemas.model import SIGNATURE
+
+    if version_dir not in _LOADED:
+        _LOADED[version_dir] = tf.saved_model.load(str(version_dir))
+    return _LOADED[version_dir].signatures[SIGNATURE]
+
+
 def bare(
     version_dir: Path, posters: list[bytes], batch_size: int, seconds: float
 ) -> dict[str, float]:
     """Events/s and CPU ms per event of the signature alone on the posters, in full batches; one batch's time."""
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+    from schemas.model import INPUT_NAME, OUTPUT_NAME
 
-    if version_dir not in _LOADED:
-        _LOADED[version_dir] = tf.saved_model.load(str(version_dir))
-    signature = _LOADED[version_dir].signatures[SIGNATURE]
+    signature = serving_signature(version_dir)
     batches = [
         [posters[(i * batch_size + j) % len(posters)] for j in range(batch_size)]
         for i in range(max(1, len(posters) // batch_size + 1))
@@ -123,9 +132,9 @@ def busy(version_dir: Path, poster_dir: Path, batch_size: int = 32) -> None:
     """
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+    from schemas.model import INPUT_NAME, OUTPUT_NAME
 
-    signature = tf.saved_model.load(str(version_dir)).signatures[SIGNATURE]
+    signature = serving_signature(version_dir)
     posters = [path.read_bytes() for path in sorted(poster_dir.glob("*.jpg"))]
     batch = tf.constant([posters[i % len(posters)] for i in range(batch_size)], dtype=tf.string)
     signature(**{INPUT_NAME: batch})[OUTPUT_NAME].numpy()

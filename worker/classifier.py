@@ -151,7 +151,7 @@ def load_version(path: Path, device: str = "CPU:0") -> Classifier:
         raise ModelLoadError(f"{path} does not load as a SavedModel: {exc}") from exc
     classifier = Classifier(int(path.name), path, metadata, signature, loaded, device)
     try:
-        scores = classifier.scores([warmup_image(metadata.image_size)] * 2)
+        scores = classifier.scores([classifier.filler] * 2)
     except Exception as exc:
         raise ModelLoadError(f"{path} failed its warm-up: {str(exc)[:300]}") from exc
     if scores.shape != (2, len(metadata.labels)):

@@ -73,12 +73,6 @@ def combined(parts: Sequence[FetchStats], hosts: Iterable[str] = ()) -> FetchSta
     )
 
 
-def restart_due(children: Sequence[_Child]) -> float | None:
-    """Seconds until a dead process may be started again (None: none is dead)."""
-    dead = [c.started + RESTART_MIN_S - time.monotonic() for c in children if not c.alive]
-    return max(0.0, min(dead)) if dead else None
-
-
 @dataclass
 class _Request:
     """One poster asked for, and how many fetch processes died while fetching it."""
@@ -123,6 +117,12 @@ class _Child:
             log.warning("fetch process %d did not finish: killing it", self.slot)
             self.process.kill()
             self.process.join(timeout=5)
+
+
+def restart_due(children: Sequence[_Child]) -> float | None:
+    """Seconds until a dead process may be started again (None: none is dead)."""
+    dead = [c.started + RESTART_MIN_S - time.monotonic() for c in children if not c.alive]
+    return max(0.0, min(dead)) if dead else None
 
 
 class FetchPool:
