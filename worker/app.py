@@ -17,7 +17,6 @@ from posters import PosterFetcher
 from worker import heap
 from worker.classifier import configure_devices
 from worker.clients import build_consumer
-from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner
 from worker.health import HealthServer
 from worker.loop import Worker
@@ -53,23 +52,14 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-async def _in_process_fetcher(settings: WorkerSettings) -> PosterFetcher:
+async def _make_fetcher(settings: WorkerSettings) -> PosterFetcher:
+    """The fetcher, made on the runner's loop, which its connections belong to."""
     return PosterFetcher(settings)
 
 
-def _make_fetcher(settings: WorkerSettings, runner: AsyncRunner) -> PosterFetcher | FetchPool:
-    """The fetcher on the runner's loop, or `FETCH_WORKERS` fetch processes."""
-    if settings.fetch_workers == 1:
-        return runner.run(_in_process_fetcher(settings))
-    pool = FetchPool(settings, settings.fetch_workers, settings.log_level, settings.log_format)
-    return pool.start()
-
-
-def _close_fetcher(fetcher: PosterFetcher | FetchPool | None, runner: AsyncRunner) -> None:
-    """Close the connections, or end the fetch processes."""
-    if isinstance(fetcher, FetchPool):
-        fetcher.close()
-    elif fetcher is not None:
+def _close_fetcher(fetcher: PosterFetcher | None, runner: AsyncRunner) -> None:
+    """Close the fetcher's connections."""
+    if fetcher is not None:
         runner.run(fetcher.aclose())
 
 
@@ -148,7 +138,7 @@ def run(
         )
         if consumer is None or producer is None:
             return 0
-        fetcher = _make_fetcher(settings, runner)
+        fetcher = runner.run(_make_fetcher(settings))
         worker = Worker(settings, consumer, producer, fetcher, runner, models, metrics)
         if stopping.is_set():
             worker.stop()

@@ -2,8 +2,8 @@
 
 The Kafka thread starts the downloads of batch N+1 right after polling it, then goes
 on to classify and publish batch N; collecting the posters later is the only wait.
-The downloads run on an asyncio thread of this process (`FETCH_WORKERS=1`) or in fetch
-processes (`worker.fetch_pool`); either way the Kafka thread holds one future per poster.
+The downloads run on an asyncio thread of this process; the Kafka thread holds one future
+per poster.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from posters import FetchStats, Poster, PosterFetcher
 from posters.loops import EventLoopKind, new_event_loop
 from worker.errors import WorkerError
-from worker.fetch_pool import FetchPool
 from worker.jobs import Batch, Job
 from worker.metrics import WorkerMetrics
 from worker.results import error_summary
@@ -62,7 +61,7 @@ class PosterDownloads:
 
     def __init__(
         self,
-        fetcher: PosterFetcher | FetchPool,
+        fetcher: PosterFetcher,
         runner: AsyncRunner,
         metrics: WorkerMetrics,
         keep_alive_s: float = KEEP_ALIVE_S,
@@ -77,21 +76,9 @@ class PosterDownloads:
         """Start downloading the poster of every valid event of the batch."""
         for job in batch.jobs:
             if job.event is not None and job.error is None:
-                job.fetch = self._submit(job.event.tmdb_id)
-
-    def _submit(self, tmdb_id: int) -> concurrent.futures.Future[Poster]:
-        """Start one download, in this process or in a fetch process."""
-        if not isinstance(self.fetcher, FetchPool):
-            return self.runner.submit(self._fetch(tmdb_id))
-        begun = time.monotonic()
-        future = self.fetcher.submit(tmdb_id)
-        future.add_done_callback(
-            lambda _: self.metrics.poster_fetch_seconds.observe(time.monotonic() - begun)
-        )
-        return future
+                job.fetch = self.runner.submit(self._fetch(job.event.tmdb_id))
 
     async def _fetch(self, tmdb_id: int) -> Poster:
-        assert not isinstance(self.fetcher, FetchPool)
         begun = time.monotonic()
         try:
             return await self.fetcher.fetch(tmdb_id)

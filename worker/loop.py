@@ -22,7 +22,6 @@ from kafka.consumer.fetcher import ConsumerRecord
 from posters import PosterFetcher
 from worker import heap
 from worker.classifier import Classifier
-from worker.fetch_pool import FetchPool
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
@@ -47,7 +46,7 @@ class Worker:
         settings: WorkerSettings,
         consumer: KafkaConsumer,
         producer: KafkaProducer,
-        fetcher: PosterFetcher | FetchPool,
+        fetcher: PosterFetcher,
         runner: AsyncRunner,
         models: ModelWatcher,
         metrics: WorkerMetrics | None = None,

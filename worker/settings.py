@@ -39,13 +39,6 @@ class WorkerSettings(FetchSettings, KafkaSettings):
         ge=16_384,
         description="Cap on a serialised dead letter; over it, the raw value is dropped.",
     )
-    fetch_workers: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Processes that fetch posters: 1 fetches on a thread of the worker; N > 1 "
-        "starts N fetch processes, which share FETCH_CONCURRENCY and the rate limits.",
-    )
     fetch_ahead: int = Field(
         2,
         ge=1,
