@@ -17,9 +17,9 @@ requests in flight:
   fetcher reads it;
 - `project_httpcore`: the fetcher's connections (asyncio streams through the address
   guard) under httpcore's pool and h11, with `posters.streams`' linear pool scan: how
-  proxied requests go, and how every request went before `posters.transport`; streamed;
+  proxied requests go, and how every request went before `posters.http.transport`; streamed;
 - `project`: the fetcher's own `httpx.AsyncClient` (`posters.PosterFetcher`'s, on
-  `posters.transport.PosterTransport`), the body streamed;
+  `posters.http.transport.PosterTransport`), the body streamed;
 - `asyncio_raw`: a bare asyncio stream per connection, the request written by hand and
   the answer read by its Content-Length: the floor of Python's own socket I/O.
 
@@ -47,7 +47,7 @@ sys.path[:] = [str(ROOT)] + [
 import httpx
 
 from posters import PosterFetcher
-from posters.net import AddressGuard, checked_transport
+from posters.http.connections import AddressGuard, checked_transport
 from posters.settings import FetchSettings
 
 SERVER = r"""

@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator
 import httpx
 
 from bench.pages import tmdb_page
-from posters.answer import Answer
-from posters.body import read_capped
-from posters.genres import page_genres
-from posters.scrape import HeadWatch, poster_candidates
+from posters.http.response import Answer
+from posters.http.bodies import read_capped
+from posters.tmdb.genres import page_genres
+from posters.tmdb.scrape import HeadWatch, poster_candidates
 
 URL = "http://h:1/movie/1"
 

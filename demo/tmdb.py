@@ -15,7 +15,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from common.lifecycle import StartStop
-from posters.genres import TMDB_GENRES
+from posters.tmdb.genres import TMDB_GENRES
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ themoviedb.org (or its API) and download it, within an allowlist, caps and time 
         poster = await fetcher.fetch(603)       # a Poster, or a PosterError with a code
 """
 
-from posters.client import FetchStats, Poster, PosterFetcher
 from posters.errors import (
     CodedError,
     FetchFailed,
@@ -18,6 +17,7 @@ from posters.errors import (
     PosterUnreadable,
     TransientError,
 )
+from posters.fetcher import FetchStats, Poster, PosterFetcher
 from posters.settings import FetchSettings
 
 __all__ = [

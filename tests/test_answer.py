@@ -1,4 +1,4 @@
-"""The fetcher's own requests and answers say what httpx's would (`posters.answer`).
+"""The fetcher's own requests and answers say what httpx's would (`posters.http.response`).
 
 Without proxies the fetcher writes each request's head itself and reads the answer's
 headers itself (`GuardedClient._send`); these tests hold both to httpx's models, byte for
@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from posters import FetchSettings, PosterFetcher
-from posters.answer import Answer
-from posters.transport import direct_head, request_head
-from posters.urls import request_target
+from posters.http.response import Answer
+from posters.http.transport import direct_head, request_head
+from posters.http.urls import request_target
 
 RAW_HEADERS = [
     [(b"Content-Type", b"text/html; charset=UTF-8"), (b"Content-Length", b"12")],

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from posters import FetchSettings
-from posters.concurrency import AdaptiveLimit, needed_in_flight, reachable_rate
+from posters.policy.concurrency import AdaptiveLimit, needed_in_flight, reachable_rate
 
 
 class FakeClock:

@@ -27,7 +27,7 @@ from common.kafka import security_config
 from common.logs import RedactFilter
 from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
 from posters import FetchSettings, HostNotAllowed, PosterError, PosterFetcher
-from posters.net import AddressGuard, CheckedBackend, blocked_reason, literal_address
+from posters.http.connections import AddressGuard, CheckedBackend, blocked_reason, literal_address
 from schemas import ErrorCode
 from tests.conftest import (
     COLOURS,

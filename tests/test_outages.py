@@ -12,7 +12,7 @@ import pytest
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchFailed, FetchSettings, Poster, PosterFetcher
-from posters.breaker import CircuitBreaker
+from posters.policy.breaker import CircuitBreaker
 from tests.conftest import COLOURS, poster_bytes
 
 IDS = list(range(1, 21))

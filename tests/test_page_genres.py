@@ -17,15 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn, facts_html, genre_link, page_html
 from posters import FetchSettings, Poster, PosterFetcher
-from posters.body import DISCARD_MAX_BYTES
-from posters.genres import (
+from posters.http.bodies import DISCARD_MAX_BYTES
+from posters.tmdb.genres import (
     MAX_BYTES_PAST_HEAD,
     GenresScan,
     api_genres,
     movielens_genre,
     page_genres,
 )
-from posters.scrape import HeadWatch
+from posters.tmdb.scrape import HeadWatch
 from tests.conftest import (
     COLOURS,
     build_tiny_model,

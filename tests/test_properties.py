@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from posters.scrape import _OG_IMAGE, _selector, og_image_of, poster_candidates
-from posters.urls import (
+from posters.tmdb.scrape import _OG_IMAGE, _selector, og_image_of, poster_candidates
+from posters.http.urls import (
     Allowlist,
     InvalidRequestURL,
     _host_key_of,

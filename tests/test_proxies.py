@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchSettings, HostNotAllowed, Poster, PosterFetcher
-from posters.proxies import proxy_mounts
+from posters.http.proxies import proxy_mounts
 from tests.conftest import COLOURS, poster_bytes
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding"}

@@ -1,6 +1,6 @@
 """Connections on asyncio streams: reuse, closed connections, timeouts, TLS.
 
-Each test runs on both transports that use them: the fetcher's own (`posters.transport`)
+Each test runs on both transports that use them: the fetcher's own (`posters.http.transport`)
 and httpcore's pool on `posters.streams` (which proxied requests go through), and on both
 event loops the fetcher may run on (`posters.loops`: uvloop, asyncio's).
 """
@@ -21,8 +21,8 @@ import pytest
 
 from posters import streams
 from posters.loops import new_event_loop
-from posters.net import AddressGuard, CheckedBackend, checked_transport
-from posters.transport import PosterTransport
+from posters.http.connections import AddressGuard, CheckedBackend, checked_transport
+from posters.http.transport import PosterTransport
 
 Client = Callable[..., tuple[httpx.AsyncClient, CheckedBackend]]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -1,4 +1,4 @@
-"""The fetcher's HTTP/1.1 transport (`posters.transport`) against scripted loopback servers.
+"""The fetcher's HTTP/1.1 transport (`posters.http.transport`) against scripted loopback servers.
 
 What `tests/test_streams.py` checks of both transports (reuse, closed connections,
 timeouts, TLS) is not repeated here; these are the transport's own duties: framing every
@@ -17,12 +17,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from posters import body
-from posters.body import discard_body
-from posters.net import AddressGuard, CheckedBackend
+from posters.http import bodies as body
+from posters.http.bodies import discard_body
+from posters.http.connections import AddressGuard, CheckedBackend
 from posters.streams import AsyncioBackend
-from posters.transport import MAX_HEAD_BYTES, PosterTransport, direct_head
-from posters.urls import request_target
+from posters.http.transport import MAX_HEAD_BYTES, PosterTransport, direct_head
+from posters.http.urls import request_target
 from tests.test_streams import loopback, ok
 
 CLOSE = b""  # in a script: close the connection (after what came before)

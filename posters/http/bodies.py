@@ -1,10 +1,11 @@
 """Reading a response body within a byte cap, however it is sent, and no further than needed.
 
-The cap applies to the bytes after decompression, which happens in bounded steps, so a
-small gzip bomb cannot inflate in memory; a body that passes the cap is refused as soon
-as it does, without reading the rest. A reader may also stop once it has what it needs
-(a page's head names the poster). A body that is left unread costs its connection
-(httpcore closes it), so a small rest is read and dropped instead.
+The cap applies to the bytes received and to the bytes after decompression, which
+happens in bounded steps, so a small gzip bomb cannot inflate in memory; a body that
+passes the cap is refused as soon as it does, without reading the rest. The end of a
+compressed stream ends the body: what is sent after it is dropped like any unwanted rest.
+A reader may also stop once it has what it needs (a page's head names the poster). A body
+that is left unread costs its connection, so a small rest is read and dropped instead.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Protocol
 
 import httpx
 
-from posters.answer import Answer
 from posters.errors import PosterError, PosterTooLarge, TransientError
-from posters.urls import display_url
+from posters.http.response import Response
+from posters.http.urls import display_url
 
 
 def _inflater() -> ModuleType:
@@ -84,17 +85,22 @@ class _CappedBuffer:
                 return
             self.chunks.append(out)
             yield out
-            # done with this read: the stream ended, or all its input is in and a step
-            # that was not filled says zlib holds no more output
+            # done with this read: the stream ended (what follows it is dropped), or all
+            # its input is in and a step that was not filled says zlib holds no more output
             if self.decoder.eof or (not data and len(out) < limit):
                 return
+
+    @property
+    def ended(self) -> bool:
+        """Whether a compressed stream has reached its end: the body is complete."""
+        return self.decoder is not None and self.decoder.eof
 
     @property
     def over(self) -> bool:
         return self.size > self.max_bytes
 
 
-def _decoder(answer: Answer, url: str) -> Decoder | None:
+def _decoder(answer: Response, url: str) -> Decoder | None:
     """A decompressor for the answer's content-encoding; None for identity."""
     encoding = answer.headers.get("content-encoding", "identity").strip().lower() or "identity"
     if encoding in CONTENT_ENCODINGS:
@@ -108,15 +114,12 @@ def _decoder(answer: Answer, url: str) -> Decoder | None:
 
 
 def decode_text(content: bytes, encoding: str | None) -> str:
-    """`content` as text in its declared charset (UTF-8 if none, or one Python does not know)."""
-    try:
-        return content.decode(encoding or "utf-8", errors="replace")
-    except LookupError:
-        return content.decode("utf-8", errors="replace")
+    """`content` as text in its charset (`Response.charset`: one of a known few), else UTF-8."""
+    return content.decode(encoding or "utf-8", errors="replace")
 
 
 async def read_capped(
-    answer: Answer, url: str, max_bytes: int, image: bool, enough: Enough | None = None
+    answer: Response, url: str, max_bytes: int, image: bool, enough: Enough | None = None
 ) -> bytes:
     """The body, decompressed in bounded steps, refused as soon as it passes `max_bytes`.
 
@@ -127,21 +130,22 @@ async def read_capped(
     if declared is not None and declared > max_bytes:
         raise too_big(f"{display_url(url)} is {declared} bytes, over the cap of {max_bytes}")
     decoder = _decoder(answer, url)
-    if answer.content is not None:  # a body already in memory (an in-process transport): decoded
-        decoder = None
     source = answer.raw_chunks()
     body = _CappedBuffer(max_bytes, decoder)
     raw_size = 0
     try:
         async for raw in source:
             raw_size += len(raw)
-            if _enough_in(body.add(raw), enough):
-                rest = None if declared is None else declared - raw_size
-                await drain(source, rest, answer.body_received())
-                break
+            if raw_size > max_bytes:
+                raise too_big(f"{display_url(url)} is over the cap of {max_bytes} bytes")
+            done = _enough_in(body.add(raw), enough)
             if body.over:
                 what = "decompresses to more than" if decoder is not None else "is over"
                 raise too_big(f"{display_url(url)} {what} the cap of {max_bytes} bytes")
+            if done or body.ended:
+                rest = None if declared is None else declared - raw_size
+                await drain(source, rest, answer.body_received())
+                break
     except httpx.TimeoutException as exc:
         raise TransientError(f"timed out reading {display_url(url)}") from exc
     except INFLATE.error as exc:
@@ -189,7 +193,6 @@ async def _drop(chunks: AsyncIterator[bytes]) -> None:
             return
 
 
-async def discard_body(answer: Answer) -> None:
+async def discard_body(answer: Response) -> None:
     """Read and drop a small unwanted body (a redirect's, an error's) to keep the connection."""
-    if answer.content is None:
-        await drain(answer.raw_chunks(), answer.declared_length, answer.body_received())
+    await drain(answer.raw_chunks(), answer.declared_length, answer.body_received())

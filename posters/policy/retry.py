@@ -5,7 +5,7 @@ A poster has a time budget (`fetch_deadline_s`) and each request a number of tri
 jitter, never sooner than the server's `Retry-After`. Time spent waiting for an open
 circuit extends the budget (up to `max_outage_wait_s` per poster) and failures while a
 host is down do not use up the tries: an outage of the site is not the event's fault.
-Waiting for a host's rate limit (`posters.pacing`) is not counted either: it extends the
+Waiting for a host's rate limit (`posters.policy.pacing`) is not counted either: it extends the
 request's time limit and the budget by as long as it lasts.
 """
 
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from posters.breaker import CircuitBreaker, CircuitOpen
-from posters.concurrency import AdaptiveLimit, Slot
 from posters.errors import FetchFailed, PosterError, TransientError
-from posters.pacing import HostPacer
+from posters.http.urls import display_url, host_key
+from posters.policy.breaker import CircuitBreaker, CircuitOpen
+from posters.policy.concurrency import AdaptiveLimit, Slot
+from posters.policy.pacing import HostPacer
 from posters.settings import FetchSettings
-from posters.urls import display_url, host_key
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Retrier:
 
     The concurrency limit is held only while a try is in flight, never while waiting
     for a circuit or a backoff, so waiting posters do not hold up the others; its size
-    follows the observed latency when `fetch_target_rate` is set (`posters.concurrency`).
+    follows the observed latency when `fetch_target_rate` is set (`posters.policy.concurrency`).
     """
 
     def __init__(self, settings: FetchSettings, breaker: CircuitBreaker, pacer: HostPacer):

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from posters.http.urls import host_key
 from posters.settings import FetchSettings
-from posters.urls import host_key
 
 
 class TokenBucket:

@@ -8,12 +8,28 @@ bomb is refused before anything inflates it.
 from __future__ import annotations
 
 import io
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image, UnidentifiedImageError
 
 from posters.errors import PosterTooLarge, PosterUnreadable
 
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
+# `/t/p/<size>/<file>`: w500, h632, original, w600_and_h900_bestv2, w220_and_h330_face, ...
+_TMDB_IMAGE_SIZE = re.compile(r"^/t/p/(?:original|[wh]\d+|w\d+_and_h\d+(?:_[a-z0-9]+)*)/(?=[^/]+$)")
+
+
+def with_rendition(url: str, size: str) -> str:
+    """`url` asking for TMDB image size `size` if it has TMDB's shape; other URLs as they are."""
+    if not size:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    path = _TMDB_IMAGE_SIZE.sub(f"/t/p/{size}/", parts.path, count=1)
+    return url if path == parts.path else urlunsplit(parts._replace(path=path))
 
 
 def inspect_image(content: bytes, max_pixels: int) -> tuple[str, int, int]:

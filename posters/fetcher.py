@@ -4,8 +4,8 @@ One fetcher serves the worker and the trainer. It finds the poster's URL on the 
 page (or from the API's `poster_path`), downloads it and checks that it is an image
 within the caps. Each request goes through `Retrier` (tries, backoff, the poster's time
 budget, the circuit breaker, the hosts' rate limits) around `GuardedClient` (allowlist on
-every redirect hop, byte caps), over connections that `CheckedBackend` makes only to
-public addresses (or to a configured proxy, see `posters.proxies`).
+every redirect hop, byte caps), over one `posters.http` transport: connections that
+`Connector` makes only to public addresses, or a configured proxy (`posters.http.proxies`).
 See docs/reliability.md.
 """
 
@@ -19,21 +19,20 @@ from typing import Self
 
 import httpx
 
-from posters.body import Enough, decode_text
-from posters.breaker import CircuitBreaker
 from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
-from posters.genres import api_genres, page_genres
-from posters.guarded import GuardedClient, Request, Response
-from posters.images import inspect_image
-from posters.net import AddressGuard, CheckedBackend, Resolver, checked_transport
-from posters.pacing import HostPacer
-from posters.proxies import proxy_mounts
-from posters.retry import Budget, Retrier
-from posters.scrape import HeadWatch, poster_candidates
+from posters.guarded import Body, GuardedClient, Request
+from posters.http.bodies import Enough, decode_text
+from posters.http.connections import AddressGuard, Connector, Resolver
+from posters.http.proxies import ProxiedTransport, ProxyRoutes
+from posters.http.transport import DirectTransport, HttpxTransport, Timeouts, Transport
+from posters.http.urls import Allowlist, display_url, origin_entry
+from posters.policy.breaker import CircuitBreaker
+from posters.policy.pacing import HostPacer
+from posters.policy.retry import Budget, Retrier
 from posters.settings import FetchSettings
-from posters.streams import AsyncioBackend
-from posters.transport import PosterTransport
-from posters.urls import Allowlist, display_url, with_rendition
+from posters.tmdb.genres import api_genres, page_genres
+from posters.tmdb.images import inspect_image, with_rendition
+from posters.tmdb.scrape import HeadWatch, poster_candidates
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class FetchStats:
     circuit_wait_s: float = 0.0  # spent waiting on open circuits
     rate_limit_wait_s: float = 0.0  # spent waiting for a host's rate limit
     rate_limit_waits: int = 0  # requests that waited for it
-    connections_opened: int = 0  # TCP connections made (to hosts, or to a proxy)
+    connections_opened: int = 0  # connections made directly (a proxy transport keeps its own)
 
 
 @dataclass(frozen=True)
@@ -62,58 +61,51 @@ class Poster:
     page_genres: tuple[str, ...] | None = None  # MovieLens names of the genres the page lists
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie jar that keeps nothing: posters need no session, and every response would
-    otherwise go through `http.cookiejar` (and every request carry what the site set)."""
+def allowlist_of(settings: FetchSettings) -> Allowlist:
+    """The site, the image hosts, and the API host when an API key is set."""
+    entries = [origin_entry(settings.tmdb_base_url), *settings.poster_hosts]
+    if settings.tmdb_api_key is not None:
+        entries += [origin_entry(settings.tmdb_api_url), origin_entry(settings.tmdb_image_base_url)]
+    return Allowlist(entries)
 
-    def extract_cookies(self, response: httpx.Response) -> None:
+
+def proxy_routes(settings: FetchSettings) -> ProxyRoutes | None:
+    """The proxies FETCH_USE_ENV_PROXY lets the fetcher use; None: every request is direct."""
+    if not settings.fetch_use_env_proxy:
         return None
-
-
-def _http_client(
-    settings: FetchSettings,
-    guard: AddressGuard,
-    transport: httpx.AsyncBaseTransport | None,
-    backends: list[CheckedBackend],
-) -> httpx.AsyncClient:
-    """The shared client: its connections (and the proxies', if any) go through the guard.
-
-    The network backends made for it are added to `backends` (they count connections).
-    """
-    # As many connections may stay open as may be open: httpcore (1.0.9) closes idle
-    # connections whenever the pool holds more than `max_keepalive_connections` in all.
-    pool_size = settings.fetch_concurrency * 2
-    limits = httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
-    if transport is None:
-        backends.append(CheckedBackend(guard, AsyncioBackend()))
-        transport = PosterTransport(backends[-1], limits)
-        proxies = proxy_mounts(settings)
-        guard.trust_proxies(url for url in proxies.values() if url is not None)
-        for pattern, url in proxies.items():
-            proxied = None
-            if url is not None:
-                backends.append(CheckedBackend(guard, AsyncioBackend()))
-                proxied = checked_transport(guard, backends[-1], limits=limits, proxy=url)
-            mounts[pattern] = proxied
-    client = httpx.AsyncClient(
-        follow_redirects=False,
-        timeout=httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s),
-        limits=limits,
-        headers={"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language},
-        transport=transport,
-        mounts=mounts,
-        trust_env=False,  # proxies only as `proxy_mounts` says; never .netrc credentials
+    http, https, every = (
+        None if secret is None else secret.get_secret_value()
+        for secret in (settings.http_proxy, settings.https_proxy, settings.all_proxy)
     )
-    client._cookies = _NoCookies()  # the `cookies` setter would copy it into a plain jar
-    return client
+    return ProxyRoutes.from_env(http, https, every, settings.no_proxy)
+
+
+def _transport(
+    settings: FetchSettings, connector: Connector, mounted: httpx.AsyncBaseTransport | None
+) -> Transport:
+    """The fetcher's transport: a test's, else direct, through the proxies if any are set."""
+    timeouts = Timeouts(
+        settings.connect_timeout_s,
+        settings.read_timeout_s,
+        settings.read_timeout_s,
+        settings.read_timeout_s,
+    )
+    if mounted is not None:
+        return HttpxTransport(mounted, timeouts)
+    pool_size = settings.fetch_concurrency * 2
+    direct = DirectTransport(connector, timeouts, pool_size)
+    routes = proxy_routes(settings)
+    if routes is None:
+        return direct
+    return ProxiedTransport(direct, routes, connector.ssl_context, timeouts, pool_size)
 
 
 class PosterFetcher:
     """Async poster fetcher with one shared HTTP client; use as `async with`.
 
-    `transport` replaces the network (tests); `resolver` replaces DNS for the SSRF
-    guard (tests), which is bypassed when a transport is given.
+    `transport` (an httpx transport) replaces the network (tests); `resolver` replaces DNS
+    for the SSRF guard (tests), which is bypassed when a transport is given. TLS trusts the
+    system's certificates, or those SSL_CERT_FILE / SSL_CERT_DIR name, direct or proxied.
     """
 
     def __init__(
@@ -123,7 +115,7 @@ class PosterFetcher:
         resolver: Resolver | None = None,
     ):
         self.settings = settings
-        self.allowlist = Allowlist.from_settings(settings)
+        self.allowlist = allowlist_of(settings)
         self.guard = AddressGuard.from_urls_and_hosts(
             [settings.tmdb_base_url, settings.tmdb_api_url, settings.tmdb_image_base_url],
             settings.poster_hosts,
@@ -132,10 +124,14 @@ class PosterFetcher:
         self.breaker = CircuitBreaker(
             settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
-        self._backends: list[CheckedBackend] = []
-        self._client = _http_client(settings, self.guard, transport, self._backends)
+        self._connector = Connector(self.guard, httpx.create_ssl_context())
+        headers = {"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language}
         self._http = GuardedClient(
-            self._client, self.allowlist, self.breaker, settings.max_redirects
+            _transport(settings, self._connector, transport),
+            headers,
+            self.allowlist,
+            self.breaker,
+            settings.max_redirects,
         )
         self.pacer = HostPacer(settings)
         self._retrier = Retrier(settings, self.breaker, self.pacer)
@@ -153,7 +149,7 @@ class PosterFetcher:
             self.breaker.waited_s,
             self.pacer.waited_s,
             self.pacer.waits,
-            sum(backend.opened for backend in self._backends),
+            self._connector.opened,
         )
 
     async def __aenter__(self) -> Self:
@@ -169,7 +165,7 @@ class PosterFetcher:
 
     async def aclose(self) -> None:
         """Close the connections."""
-        await self._client.aclose()
+        await self._http.transport.aclose()
 
     async def fetch(self, tmdb_id: int) -> Poster:
         """Find the poster of `tmdb_id` and download it; raise a `PosterError` on failure."""
@@ -188,7 +184,7 @@ class PosterFetcher:
             raise
 
     def _poster(
-        self, tmdb_id: int, image: Response, budget: Budget, genres: list[str] | None
+        self, tmdb_id: int, image: Body, budget: Budget, genres: list[str] | None
     ) -> Poster:
         """The downloaded image as a `Poster`, if it is one."""
         if not image.content_type.startswith("image/"):
@@ -263,7 +259,7 @@ class PosterFetcher:
         genres = api_genres(answer) if settings.page_genres else None
         return f"{settings.tmdb_image_base_url}/{poster_path.lstrip('/')}", genres
 
-    async def _get(self, request: Request, budget: Budget) -> Response:
+    async def _get(self, request: Request, budget: Budget) -> Body:
         """GET with retries on transient failures, within the poster's time budget."""
         return await self._retrier.run(
             request.url, budget, lambda probe, pace: self._http.get(request, probe, pace)

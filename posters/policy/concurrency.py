@@ -7,7 +7,7 @@ image) of `latency` seconds each, needs
 
     in flight = ceil(rate x REQUESTS_PER_POSTER x latency)
 
-and more only queue at the hosts' rate limits (`posters.pacing`): the site's bucket
+and more only queue at the hosts' rate limits (`posters.policy.pacing`): the site's bucket
 lets through `SITE_RATE_LIMIT / SITE_REQUESTS_PER_POSTER` posters a second, the image
 host's `IMAGE_RATE_LIMIT`, so the rate is first capped by those.
 
