@@ -124,10 +124,10 @@ class PosterFetcher:
         self.breaker = CircuitBreaker(
             settings.breaker_threshold, settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
-        self._connector = Connector(self.guard, httpx.create_ssl_context())
+        self.connector = Connector(self.guard, httpx.create_ssl_context())
         headers = {"User-Agent": settings.user_agent, "Accept-Language": settings.tmdb_language}
         self._http = GuardedClient(
-            _transport(settings, self._connector, transport),
+            _transport(settings, self.connector, transport),
             headers,
             self.allowlist,
             self.breaker,
@@ -149,7 +149,7 @@ class PosterFetcher:
             self.breaker.waited_s,
             self.pacer.waited_s,
             self.pacer.waits,
-            self._connector.opened,
+            self.connector.opened,
         )
 
     async def __aenter__(self) -> Self:

@@ -16,11 +16,26 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from posters.errors import InvalidURL, MovieNotFound, PosterError, PosterNotFound, TransientError
+from posters.errors import (
+    HostNotAllowed,
+    InvalidURL,
+    MovieNotFound,
+    PosterError,
+    PosterNotFound,
+    TransientError,
+)
 from posters.http.bodies import Enough, discard_body, read_capped
 from posters.http.response import Response
 from posters.http.transport import Transport
-from posters.http.urls import Allowlist, InvalidTarget, Target, display_url, join_url, parse_target
+from posters.http.urls import (
+    Allowlist,
+    InvalidTarget,
+    RefusedTarget,
+    Target,
+    display_url,
+    join_url,
+    parse_target,
+)
 from posters.policy.breaker import CircuitBreaker, CircuitOpen
 from posters.policy.retry import Pace, parse_retry_after
 
@@ -188,6 +203,8 @@ def _target(url: str) -> Target:
     """`url` as it is requested; `InvalidURL` when it cannot be."""
     try:
         return parse_target(url)
+    except RefusedTarget as exc:
+        raise HostNotAllowed(f"refused to request {display_url(url)}: {exc}, not on the allowlist")
     except InvalidTarget as exc:
         raise InvalidURL(f"cannot request {display_url(url)!r}: {exc}") from None
 
@@ -205,6 +222,8 @@ def _redirect_target(url: str, location: str) -> str:
     try:
         joined = join_url(url, location)
         parse_target(joined)
+    except RefusedTarget:  # refused when it is requested
+        return joined
     except ValueError as exc:  # InvalidTarget, or a location urljoin cannot read
         raise InvalidURL(f"{display_url(url)} redirects to an invalid URL: {exc}") from None
     return joined

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-import httpcore
 import pytest
 from PIL import Image
 from pydantic import SecretStr
@@ -27,7 +26,13 @@ from common.kafka import security_config
 from common.logs import RedactFilter
 from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
 from posters import FetchSettings, HostNotAllowed, PosterError, PosterFetcher
-from posters.http.connections import AddressGuard, CheckedBackend, blocked_reason, literal_address
+from posters.http.connections import (
+    AddressGuard,
+    Connection,
+    Dial,
+    blocked_reason,
+    literal_address,
+)
 from schemas import ErrorCode
 from tests.conftest import (
     COLOURS,
@@ -253,40 +258,26 @@ def install_hostile(standin: TmdbStandIn) -> tuple[dict[int, tuple[str, str]], d
 # -- the fetcher over loopback ------------------------------------------------------------
 
 
-class NoEgress(httpcore.AsyncNetworkBackend):
-    """The inner network backend of tests: connects to 127.0.0.1 only, fails the test otherwise."""
+class NoEgress:
+    """The fetcher's dial in tests: connects to 127.0.0.1 only, fails the test otherwise."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkBackend):
+    def __init__(self, inner: Dial):
         self.inner = inner
         self.attempts: list[str] = []
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: Any = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.attempts.append(host)
-        if host != "127.0.0.1":
-            raise AssertionError(f"a test tried to connect to {host}")
-        return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise AssertionError("unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    async def __call__(
+        self, origin: tuple[str, str, int], address: str, timeout: float | None
+    ) -> Connection:
+        self.attempts.append(address)
+        if address != "127.0.0.1":
+            raise AssertionError(f"a test tried to connect to {address}")
+        return await self.inner(origin, address, timeout)
 
 
 def no_egress(fetcher: PosterFetcher) -> NoEgress:
-    backend = fetcher._client._transport.network_backend  # type: ignore[attr-defined]
-    assert isinstance(backend, CheckedBackend)
-    backend._inner = NoEgress(backend._inner)
-    return backend._inner
+    egress = NoEgress(fetcher.connector.dial)
+    fetcher.connector.dial = egress
+    return egress
 
 
 def fetch_settings(standin: TmdbStandIn, **overrides: Any) -> FetchSettings:
@@ -466,9 +457,9 @@ def test_a_checked_name_is_connected_by_address_with_its_own_host_header() -> No
         assert calls == [
             "posters.test"
         ]  # resolved once; the connect used that answer, not a second lookup
-        backend = fetcher._client._transport.network_backend  # type: ignore[attr-defined]
-        assert ("posters.test", "127.0.0.1", int(port)) in backend.connects
-        assert [c for c in backend.connects if c[0] == "posters.test"] == [
+        connects = fetcher.connector.connects
+        assert ("posters.test", "127.0.0.1", int(port)) in connects
+        assert [c for c in connects if c[0] == "posters.test"] == [
             ("posters.test", "127.0.0.1", int(port))
         ]
         assert set(egress.attempts) == {"127.0.0.1"}

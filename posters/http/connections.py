@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -147,8 +147,8 @@ class Connection(asyncio.Protocol):
         self._reading = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # not `isinstance(transport, asyncio.Transport)`: uvloop's transports are not subclasses
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -249,13 +249,21 @@ class Connection(asyncio.Protocol):
             self._wakeup.set_result(None)
 
 
-class Connector:
-    """Opens `Connection`s to the addresses `AddressGuard` allows, TLS verified by `ssl_context`."""
+Dial = Callable[[tuple[str, str, int], str, "float | None"], Awaitable["Connection"]]
 
-    def __init__(self, guard: AddressGuard, ssl_context: ssl.SSLContext):
+
+class Connector:
+    """Opens `Connection`s to the addresses `AddressGuard` allows, TLS verified by `ssl_context`.
+
+    `dial(origin, address, timeout)` makes the TCP connection to a checked address.
+    """
+
+    def __init__(self, guard: AddressGuard, ssl_context: ssl.SSLContext, dial: Dial | None = None):
         self.guard = guard
         self.ssl_context = ssl_context
+        self.dial: Dial = dial or open_connection
         self.opened = 0  # connections made in all
+        self.connects: list[tuple[str, str, int]] = []  # (host, address, port): the last 100
 
     async def connect(self, origin: tuple[str, str, int], timeout: float | None) -> Connection:
         """A connection to `origin` (scheme, host, port): the first checked address that answers."""
@@ -268,18 +276,22 @@ class Connector:
         error: Exception = httpx.ConnectError(f"{host} has no address")
         for address in addresses:
             try:
-                connection = await _open(origin, address, timeout)
+                connection = await self.dial(origin, address, timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 error = exc
                 continue
             self.opened += 1
+            del self.connects[:-99]
+            self.connects.append((host, address, port))
             if scheme == "https":
                 await connection.start_tls(self.ssl_context, host, timeout)
             return connection
         raise error
 
 
-async def _open(origin: tuple[str, str, int], address: str, timeout: float | None) -> Connection:
+async def open_connection(
+    origin: tuple[str, str, int], address: str, timeout: float | None
+) -> Connection:
     """A TCP connection to `address` (already checked), without Nagle's delay."""
     loop = asyncio.get_running_loop()
     connection = Connection(origin)

@@ -34,6 +34,10 @@ class InvalidTarget(ValueError):
     """A URL that cannot be requested as it is written."""
 
 
+class RefusedTarget(InvalidTarget):
+    """A well-formed URL that is never requested: not http(s), or with user info."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a GET goes: its origin, and the request target and Host header that are sent."""
@@ -72,9 +76,9 @@ def _parse(url: str) -> Target:
         raise InvalidTarget(str(exc)) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise InvalidTarget(f"not an http(s) URL (scheme {scheme[:20]!r})")
+        raise RefusedTarget(f"not an http(s) URL (scheme {scheme[:20]!r})")
     if "@" in parts.netloc:
-        raise InvalidTarget("a URL with user info is refused")
+        raise RefusedTarget("a URL with user info")
     host = _host(parts.hostname or "")
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port is None else f"{shown}:{port}"
