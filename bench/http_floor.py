@@ -46,9 +46,9 @@ sys.path[:] = [str(ROOT)] + [
 
 import httpx
 
-from posters import PosterFetcher
-from posters.http.connections import AddressGuard, checked_transport
-from posters.settings import FetchSettings
+from posters.http.connections import AddressGuard, Connector
+from posters.http.transport import DirectTransport, Timeouts
+from posters.http.urls import parse_target
 
 SERVER = r"""
 import asyncio, sys
@@ -95,28 +95,36 @@ def _mock_client(body: bytes) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.MockTransport(answer))
 
 
-def _client(url: str, mode: str, body: bytes, concurrency: int) -> httpx.AsyncClient:
+def _client(mode: str, body: bytes, concurrency: int) -> httpx.AsyncClient:
     if mode == "httpx_mock":
         return _mock_client(body)
-    if mode == "project":
-        origin = url.rsplit("/", 1)[0]
-        settings = FetchSettings(
-            tmdb_base_url=origin,
-            poster_hosts=[origin.split("//")[1]],
-            fetch_concurrency=concurrency,
-        )
-        return PosterFetcher(settings)._client
-    if mode == "project_httpcore":
-        pool = httpx.Limits(
-            max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
-        )
-        transport = checked_transport(AddressGuard(["127.0.0.1"]), limits=pool)
-        return httpx.AsyncClient(transport=transport)
     return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=concurrency))
 
 
+async def _project_round(url: str, body: bytes, args: argparse.Namespace) -> float:
+    connector = Connector(AddressGuard(["127.0.0.1"]), httpx.create_ssl_context())
+    timeouts = Timeouts(5.0, 10.0, 10.0, 10.0)
+    transport = DirectTransport(connector, timeouts, args.concurrency * 2)
+    target, headers = parse_target(url), {"Accept": "*/*", "User-Agent": "http_floor"}
+
+    async def get() -> None:
+        response = await transport.send(target, headers)
+        size = 0
+        async for chunk in response.raw_chunks():
+            size += len(chunk)
+        await response.aclose()
+        assert response.status == 200 and size == len(body)
+
+    await _in_flight(get, args.concurrency * 4, args.concurrency)  # warm the pool
+    start = time.process_time()
+    await _in_flight(get, args.requests, args.concurrency)
+    elapsed = time.process_time() - start
+    await transport.aclose()
+    return elapsed
+
+
 async def _client_round(url: str, mode: str, body: bytes, args: argparse.Namespace) -> float:
-    client = _client(url, mode, body, args.concurrency)
+    client = _client(mode, body, args.concurrency)
 
     async def get() -> None:
         response = await client.get(url)
@@ -165,7 +173,7 @@ async def _raw_round(port: int, body: bytes, args: argparse.Namespace) -> float:
     return elapsed
 
 
-MODES = ("httpx_mock", "httpx", "httpx_stream", "project_httpcore", "project", "asyncio_raw")
+MODES = ("httpx_mock", "httpx", "httpx_stream", "project", "asyncio_raw")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:  # in turn, so that the machine's drift touches each alike
                 if mode == "asyncio_raw":
                     cpu = asyncio.run(_raw_round(port, body, args))
+                elif mode == "project":
+                    cpu = asyncio.run(_project_round(url, body, args))
                 else:
                     cpu = asyncio.run(_client_round(url, mode, body, args))
                 figures[mode].append(cpu / args.requests * 1e6)

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator
 import httpx
 
 from bench.pages import tmdb_page
-from posters.http.response import Answer
 from posters.http.bodies import read_capped
+from posters.http.response import Response
 from posters.tmdb.genres import page_genres
 from posters.tmdb.scrape import HeadWatch, poster_candidates
 
@@ -58,7 +58,9 @@ async def one(raw: bytes, chunk: int, genres: bool) -> int:
     headers = {"content-encoding": "gzip", "content-type": "text/html; charset=utf-8"}
     response = httpx.Response(200, headers=headers, stream=Pieces(raw, chunk))
     watch = HeadWatch(URL, "utf-8", lambda url: True, genres)
-    content = await read_capped(Answer.of_httpx(response), URL, 2 * 1024 * 1024, False, watch.feed)
+    content = await read_capped(
+        Response.from_httpx(response), URL, 2 * 1024 * 1024, False, watch.feed
+    )
     if genres:
         page_genres(content, "utf-8")
     if watch.poster is None:

@@ -62,7 +62,7 @@ def write_view(paths: list[str], ids: np.ndarray, view: str, out: Path, batch: i
     return seconds
 
 
-def _both(base, tail, images):  # noqa: ANN001, ANN202 (traced TensorFlow callables)
+def _both(base, tail, images):
     """The cached activations and the pooled features of a batch."""
     maps = base(images, training=False)
     return maps, tail(maps, training=False)

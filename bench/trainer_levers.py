@@ -52,9 +52,7 @@ def load_view(folder: Path, view: str, ids: np.ndarray, maps: bool) -> dict[str,
     return out
 
 
-def lever_recipe(
-    lever: str, folder: Path, ids: np.ndarray, y: np.ndarray, settings: Any
-) -> Any:
+def lever_recipe(lever: str, folder: Path, ids: np.ndarray, y: np.ndarray, settings: Any) -> Any:
     """The `FitAndScore` of one lever (its parts joined by `+`)."""
     from trainer.yardstick import head_recipe
 
