@@ -15,7 +15,9 @@ from pydantic import SecretStr
 
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchSettings, HostNotAllowed, Poster, PosterFetcher
-from posters.http.proxies import proxy_mounts
+from posters.fetcher import proxy_routes
+from posters.http.proxies import ProxyRoutes
+from posters.http.urls import parse_target
 from tests.conftest import COLOURS, poster_bytes
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding"}
@@ -90,75 +92,78 @@ def site_settings(tmdb: TmdbStandIn, proxy_url: str, **extra: Any) -> FetchSetti
     return FetchSettings(**values)
 
 
-def fetch(settings: FetchSettings, ids: list[int]) -> tuple[list[object], list[str], Any, Any]:
-    """Results, the names our resolver was asked for, and the direct and proxied backends."""
+def fetch(settings: FetchSettings, ids: list[int]) -> tuple[list[object], list[str], list[Any]]:
+    """Results, the names our resolver was asked for, and the direct connections made."""
     asked: list[str] = []
 
     async def private_dns(host: str, port: int) -> list[str]:
         asked.append(host)
         return ["10.0.0.1"]  # what a rebound name might answer
 
-    async def run() -> tuple[list[object], Any, Any]:
+    async def run() -> tuple[list[object], list[Any]]:
         async with PosterFetcher(settings, resolver=private_dns) as fetcher:
             results = await asyncio.gather(*map(fetcher.fetch, ids), return_exceptions=True)
-            client: Any = fetcher._client
-            direct = client._transport.network_backend
-            mounted = [t for t in client._mounts.values() if t is not None]
-            proxied = mounted[0]._pool._network_backend if mounted else None
-            opened = direct.opened + (proxied.opened if proxied else 0)
-            assert fetcher.stats().connections_opened == opened  # both count in the metrics
-            return results, direct, proxied
+            assert fetcher.stats().connections_opened == len(fetcher.connector.connects)
+            return results, list(fetcher.connector.connects)
 
-    results, direct, proxied = asyncio.run(run())
-    return results, asked, direct, proxied
+    results, direct = asyncio.run(run())
+    return results, asked, direct
 
 
 def test_env_proxies_are_used_only_when_asked_to(tmdb: TmdbStandIn, proxy: ForwardProxy):
-    results, asked, _, proxied = fetch(site_settings(tmdb, proxy.url), [1])
+    results, asked, direct = fetch(site_settings(tmdb, proxy.url), [1])
     assert isinstance(results[0], HostNotAllowed) and "10.0.0.1" in results[0].detail
     assert asked == ["tmdb.test"] and proxy.seen == []  # direct, and the guard refused it
-    assert proxied is None
+    assert direct == []
 
 
 def test_through_the_proxy_the_allowlist_still_applies_to_the_target(
     tmdb: TmdbStandIn, proxy: ForwardProxy
 ):
     settings = site_settings(tmdb, proxy.url, fetch_use_env_proxy=True)
-    results, asked, direct, proxied = fetch(settings, [1, 2, 3])
+    results, asked, direct = fetch(settings, [1, 2, 3])
     assert all(isinstance(r, Poster) for r in results[:2]), results
     assert isinstance(results[2], HostNotAllowed) and "images.example.net" in results[2].detail
     port = tmdb.host.rsplit(":", 1)[1]
     assert f"http://tmdb.test:{port}/t/p/w342/1.jpg" in proxy.seen  # the rendition, proxied
     assert not any("images.example.net" in url for url in proxy.seen)
-    # the guard saw only the connections to the proxy: tmdb.test was resolved by the proxy
-    assert asked == [] and direct.opened == 0
-    proxy_port = int(proxy.url.rsplit(":", 1)[1])
-    assert proxied.opened >= 1
-    assert set(proxied.connects) == {("127.0.0.1", "127.0.0.1", proxy_port)}
+    # nothing was resolved or dialled here: tmdb.test was resolved by the proxy
+    assert asked == [] and direct == []
 
 
 def test_no_proxy_hosts_are_reached_directly(tmdb: TmdbStandIn, proxy: ForwardProxy):
     settings = site_settings(tmdb, proxy.url, fetch_use_env_proxy=True, no_proxy="tmdb.test")
-    results, asked, _, _ = fetch(settings, [1])
+    results, asked, _ = fetch(settings, [1])
     assert isinstance(results[0], HostNotAllowed) and asked == ["tmdb.test"]
     assert proxy.seen == []
+
+
+def _routed(routes: ProxyRoutes | None, url: str) -> str | None:
+    assert routes is not None
+    return routes.proxy_for(parse_target(url))
 
 
 def test_proxy_settings_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HTTPS_PROXY", "proxy.corp:3128")
     monkeypatch.setenv("http_proxy", "http://user:pw@10.1.2.3:3128")
-    monkeypatch.setenv("NO_PROXY", "localhost,.internal.example,::1,10.0.0.0")
-    assert proxy_mounts(FetchSettings()) == {}  # off by default
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal.example,::1,10.0.0.0,example.org")
+    assert proxy_routes(FetchSettings()) is None  # off by default
     monkeypatch.setenv("FETCH_USE_ENV_PROXY", "true")
     settings = FetchSettings()
     assert "pw" not in repr(settings)
-    assert proxy_mounts(settings) == {
-        "http://": "http://user:pw@10.1.2.3:3128",
-        "https://": "http://proxy.corp:3128",
-        "all://localhost": None,
-        "all://*.internal.example": None,
-        "all://[::1]": None,
-        "all://10.0.0.0": None,
-    }
+    routes = proxy_routes(settings)
+    assert _routed(routes, "http://image.tmdb.org/x.jpg") == "http://user:pw@10.1.2.3:3128"
+    assert _routed(routes, "https://image.tmdb.org/x.jpg") == "http://proxy.corp:3128"
+    for direct in (
+        "http://localhost:8080/",
+        "https://a.internal.example/",
+        "http://[::1]/",
+        "http://10.0.0.0/",
+        "https://example.org/",
+        "https://www.example.org/",
+    ):
+        assert _routed(routes, direct) is None, direct
+    for proxied in ("https://internal.example/", "http://notexample.org/", "http://10.0.0.1/"):
+        assert _routed(routes, proxied) is not None, proxied
     monkeypatch.setenv("NO_PROXY", "*")
-    assert proxy_mounts(FetchSettings()) == {}
+    assert proxy_routes(FetchSettings()) is None
