@@ -1,21 +1,20 @@
-"""The fetcher's own requests and answers say what httpx's would (`posters.http.response`).
+"""What the fetcher reads of a response (`posters.http.response.Response`).
 
-Without proxies the fetcher writes each request's head itself and reads the answer's
-headers itself (`GuardedClient._send`); these tests hold both to httpx's models, byte for
-byte and value for value, and check that the fetcher takes that way only without proxies.
+Headers are read as httpx reads them (names without case, repeated values joined, ASCII,
+else UTF-8, else Latin-1), and so are the status's success and redirect. The charset is
+read only when it is one of a known few (`CHARSETS`), the first one named; a length only
+when it is written in ASCII digits.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from posters import FetchSettings, PosterFetcher
-from posters.http.response import Answer
-from posters.http.transport import direct_head, request_head
-from posters.http.urls import request_target
+from posters.http.response import Response
 
 RAW_HEADERS = [
     [(b"Content-Type", b"text/html; charset=UTF-8"), (b"Content-Length", b"12")],
@@ -25,19 +24,26 @@ RAW_HEADERS = [
     [(b"Content-Encoding", b"gzip"), (b"CONTENT-ENCODING", b"br")],
     [],
 ]
-CONTENT_TYPES = [
-    "text/html; charset=utf-8",
-    "text/html;charset=UTF-8",
-    'text/html; charset="ISO-8859-1"',
-    'text/html; charset="utf-8',
-    "text/html; charset = utf-8",
-    "text/html",
-    "text/html; charset=",
-    "text/html; charset=utf-8; q=1",
-    'text/html; foo="charset=x"',
-    "text/html; charset=a; charset=b",
-    "text/html; CHARSET=Latin1 ",
-    "text/html; charset*=utf-8''%e2",
+CHARSETS = [
+    ("text/html; charset=utf-8", "utf-8"),
+    ("text/html;charset=UTF-8", "utf-8"),
+    ('text/html; charset="ISO-8859-1"', "latin-1"),
+    ('text/html; charset="utf-8', "utf-8"),
+    ("text/html; charset = utf-8", "utf-8"),
+    ("text/html", None),
+    ("text/html; charset=", None),
+    ("text/html; charset=utf-8; q=1", "utf-8"),
+    ('text/html; foo="charset=x"', None),
+    ("text/html; charset=a; charset=b", None),
+    ("text/html; charset=latin1; charset=utf-8", "latin-1"),  # the first one named
+    ("text/html; charset=koi8-r; charset=utf-8", None),  # the first, though not a known one
+    ("text/html; CHARSET=Latin1 ", "latin-1"),
+    ("text/html; charset*=utf-8''%e2", None),
+    ("text/html; charset=windows-1252", "cp1252"),
+    ("text/html; charset=UTF-16LE", "utf-16-le"),
+    ("text/html; charset=utf-7", None),  # a codec Python has, but not one of the few
+    ("text/html; charset=rot13", None),
+    ("text/html; charset=" + "a" * 5000, None),
 ]
 
 
@@ -45,57 +51,82 @@ async def _nothing() -> None:
     return None
 
 
+async def _no_body() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - an async generator that yields nothing
+
+
+def wire(status: int, raw: list[tuple[bytes, bytes]]) -> Response:
+    return Response.from_wire(status, raw, _no_body, _nothing, "HTTP/1.1", b"OK", lambda: True)
+
+
 @pytest.mark.parametrize("raw", RAW_HEADERS)
 @pytest.mark.parametrize("status", [200, 204, 301, 302, 307, 404, 503])
 def test_headers_and_status_read_as_httpx_reads_them(
     raw: list[tuple[bytes, bytes]], status: int
 ) -> None:
-    ours = Answer.of_raw(status, raw, None, _nothing, "HTTP/1.1", b"OK")  # type: ignore[arg-type]
+    ours = wire(status, raw)
     theirs = httpx.Response(status, headers=raw)
     assert ours.headers == {name: theirs.headers[name] for name in theirs.headers}
     assert (ours.is_success, ours.is_redirect) == (theirs.is_success, theirs.has_redirect_location)
-    assert ours.charset == theirs.charset_encoding
+    assert ours.status == status and ours.reason == "OK" and ours.version == "HTTP/1.1"
 
 
-@pytest.mark.parametrize("content_type", CONTENT_TYPES)
-def test_the_charset_is_the_one_httpx_reads(content_type: str) -> None:
-    raw = [(b"Content-Type", content_type.encode())]
-    ours = Answer.of_raw(200, raw, None, _nothing, "HTTP/1.1", b"OK")  # type: ignore[arg-type]
-    assert ours.charset == httpx.Response(200, headers=raw).charset_encoding
+@pytest.mark.parametrize("content_type,charset", CHARSETS)
+def test_the_charset_is_the_first_named_and_only_one_of_a_known_few(
+    content_type: str, charset: str | None
+) -> None:
+    assert wire(200, [(b"Content-Type", content_type.encode())]).charset == charset
 
 
 @pytest.mark.parametrize(
-    "url",
+    "value,length",
     [
-        "http://127.0.0.1:8000/movie/603?language=en-US",
-        "https://Image.TMDB.org/t/p/w342/abc.jpg",
-        "http://www.themoviedb.org:80/movie/603-the-matrix?language=en-US#cast",
-        "http://[::1]:8080/a/../b?q=%20x",
-        'http://h/a b/é?q="x"',
-        "http://bücher.example/",
-        "http://host",
+        ("12", 12),
+        (" 12 ", 12),
+        ("0", 0),
+        ("١٢", None),  # digits, but not ASCII ones
+        ("+12", None),
+        ("1_000", None),
+        ("12, 12", None),  # two Content-Length headers, joined
+        ("", None),
+        ("9" * 19, None),
+        (None, None),
     ],
 )
-def test_the_head_written_without_httpx_is_the_one_httpx_would_send(url: str) -> None:
-    fetcher = PosterFetcher(FetchSettings(tmdb_base_url="http://127.0.0.1:8000"))
-    client, guarded = fetcher._client, fetcher._http
-    for headers in ({"Accept": "image/*", "Accept-Encoding": "identity"}, {"User-Agent": "x/1"}):
-        built = client.build_request("GET", url, headers=headers)
-        written = direct_head(request_target(url), guarded._header_fields(headers))
-        assert written == request_head(built)
-    asyncio.run(fetcher.aclose())
+def test_a_declared_length_is_read_only_from_ascii_digits(
+    value: str | None, length: int | None
+) -> None:
+    raw = [] if value is None else [(b"Content-Length", value.encode())]
+    assert wire(200, raw).declared_length == length
 
 
-def test_only_a_fetcher_without_proxies_skips_httpx_models() -> None:
-    direct = PosterFetcher(FetchSettings())
-    assert direct._http._direct is direct._client._transport
-    proxied = PosterFetcher(
-        FetchSettings(fetch_use_env_proxy=True, https_proxy="http://127.0.0.1:3128")
-    )
-    assert proxied._http._direct is None
-    given = PosterFetcher(
-        FetchSettings(), transport=httpx.MockTransport(lambda r: httpx.Response(200))
-    )
-    assert given._http._direct is None
-    for fetcher in (direct, proxied, given):
-        asyncio.run(fetcher.aclose())
+def test_the_content_type_is_its_media_type_in_lower_case() -> None:
+    for value, expected in [("Text/HTML; charset=x", "text/html"), ("image/JPEG", "image/jpeg")]:
+        assert wire(200, [(b"Content-Type", value.encode())]).content_type == expected
+    assert wire(200, []).content_type == ""
+
+
+def test_the_body_and_its_close_are_the_ones_given() -> None:
+    closed: list[bool] = []
+    arrived = [False]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"po"
+        yield b"ster"
+
+    async def close() -> None:
+        closed.append(True)
+
+    async def main() -> None:
+        response = Response.from_wire(
+            200, [], chunks, close, "HTTP/1.0", b"Fine", lambda: arrived[0]
+        )
+        assert not response.body_received()
+        assert b"".join([chunk async for chunk in response.raw_chunks()]) == b"poster"
+        arrived[0] = True
+        assert response.body_received()
+        await response.aclose()
+        assert closed == [True] and (response.version, response.reason) == ("HTTP/1.0", "Fine")
+
+    asyncio.run(main())

@@ -1,4 +1,4 @@
-"""The fetcher's HTTP/1.1 transport (`posters.http.transport`) against scripted loopback servers.
+"""The fetcher's HTTP/1.1 transport (`DirectTransport`) against scripted loopback servers.
 
 What `tests/test_streams.py` checks of both transports (reuse, closed connections,
 timeouts, TLS) is not repeated here; these are the transport's own duties: framing every
@@ -17,13 +17,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from posters.http import bodies as body
+from posters.http import bodies
 from posters.http.bodies import discard_body
-from posters.http.connections import AddressGuard, CheckedBackend
-from posters.streams import AsyncioBackend
-from posters.http.transport import MAX_HEAD_BYTES, PosterTransport, direct_head
-from posters.http.urls import request_target
-from tests.test_streams import loopback, ok
+from posters.http.connections import Connector
+from posters.http.framing import MAX_HEAD_BYTES
+from posters.http.response import Response
+from posters.http.transport import DirectTransport, header_lines
+from posters.http.urls import InvalidTarget, parse_target
+from tests.test_streams import connector, get, ok, timeouts
 
 CLOSE = b""  # in a script: close the connection (after what came before)
 Script = Callable[[bytes], list[bytes]]  # request line -> the pieces to send, in order
@@ -32,18 +33,23 @@ Script = Callable[[bytes], list[bytes]]  # request line -> the pieces to send, i
 class Scripted:
     """A loopback server that answers each request line as `script` says, piece by piece."""
 
-    def __init__(self, script: Script):
+    def __init__(self, script: Script, max_connections: int = 8, pool: float = 10.0):
         self.script = script
-        self.requests: list[bytes] = []
+        self.heads: list[bytes] = []  # each request's head, whole
         self.open = self.peak = 0
+        self.max_connections = max_connections
+        self.pool = pool
+
+    @property
+    def requests(self) -> list[bytes]:
+        return [head.split(b"\r\n", 1)[0] for head in self.heads]
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1
         self.peak = max(self.peak, self.open)
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                self.requests.append(head.split(b"\r\n", 1)[0])
+                self.heads.append(await reader.readuntil(b"\r\n\r\n"))
                 for piece in self.script(self.requests[-1]):
                     if piece == CLOSE:
                         return
@@ -56,17 +62,22 @@ class Scripted:
             self.open -= 1
             writer.close()
 
-    async def __aenter__(self) -> tuple[str, httpx.AsyncClient, CheckedBackend]:
+    async def __aenter__(self) -> tuple[str, DirectTransport, Connector]:
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
         port = self.server.sockets[0].getsockname()[1]
-        self.backend = CheckedBackend(AddressGuard(["127.0.0.1"], loopback), AsyncioBackend())
-        limits = getattr(self, "limits", httpx.Limits(max_connections=8))
-        self.client = httpx.AsyncClient(transport=PosterTransport(self.backend, limits))
-        return f"http://127.0.0.1:{port}", self.client, self.backend
+        self.connector = connector()
+        wait = timeouts(pool=self.pool)
+        self.transport = DirectTransport(self.connector, wait, self.max_connections)
+        return f"http://127.0.0.1:{port}", self.transport, self.connector
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
         self.server.close()
+
+
+async def send(transport: DirectTransport, url: str) -> Response:
+    """A GET of `url` whose body is left to read (and the response to close)."""
+    return await transport.send(parse_target(url), {})
 
 
 def chunked(body: bytes, cuts: list[int]) -> list[bytes]:
@@ -86,12 +97,12 @@ def split(data: bytes, rng: random.Random) -> list[bytes]:
 
 
 def test_bodies_framed_every_way_arrive_whole_over_one_kept_connection() -> None:
-    bodies: dict[bytes, bytes] = {}
+    bodies_sent: dict[bytes, bytes] = {}
 
     def script(line: bytes) -> list[bytes]:
         rng = random.Random(line)
         body = rng.randbytes(rng.choice([0, 1, 7, 300, 5000, 70_000]))
-        bodies[line.split()[1]] = body
+        bodies_sent[line.split()[1]] = body
         if b"/chunked/" in line:
             answer = b"".join(chunked(body, [rng.randint(0, len(body)) for _ in range(3)]))
         elif b"/informational/" in line:
@@ -101,15 +112,17 @@ def test_bodies_framed_every_way_arrive_whole_over_one_kept_connection() -> None
         return split(answer, rng)
 
     async def main() -> None:
-        async with Scripted(script) as (url, client, backend):
+        async with Scripted(script) as (url, transport, opened):
             for i in range(150):
                 path = f"/{['length', 'chunked', 'informational'][i % 3]}/{i}"
-                response = await client.get(url + path)
-                assert response.status_code == 200
-                assert response.content == bodies[path.encode()], path
-            empty = await client.get(url + "/length/none")
-            assert empty.content == bodies[b"/length/none"]
-            assert backend.opened == 1
+                response = await send(transport, url + path)
+                assert response.status == 200
+                body = b"".join([chunk async for chunk in response.raw_chunks()])
+                await response.aclose()
+                assert body == bodies_sent[path.encode()], path
+            empty = await get(transport, url + "/length/none")
+            assert empty == bodies_sent[b"/length/none"]
+            assert opened.opened == 1
 
     asyncio.run(main())
 
@@ -123,13 +136,13 @@ def test_a_body_that_ends_with_the_connection_is_whole_and_the_connection_is_not
         return [ok(b"kept")]
 
     async def main() -> None:
-        async with Scripted(script) as (url, client, backend):
-            assert (await client.get(url + "/no-content")).content == b""
-            assert (await client.get(url + "/a")).content == b"kept"
-            assert backend.opened == 1  # a 204 has no body to wait for
-            assert (await client.get(url + "/until-close")).content == b"abcdef"
-            assert (await client.get(url + "/b")).content == b"kept"
-            assert backend.opened == 2
+        async with Scripted(script) as (url, transport, opened):
+            assert await get(transport, url + "/no-content") == b""
+            assert await get(transport, url + "/a") == b"kept"
+            assert opened.opened == 1  # a 204 has no body to wait for
+            assert await get(transport, url + "/until-close") == b"abcdef"
+            assert await get(transport, url + "/b") == b"kept"
+            assert opened.opened == 2
 
     asyncio.run(main())
 
@@ -145,18 +158,19 @@ def test_a_connection_is_not_reused_unless_its_answer_ended_exactly_where_it_sai
         return [ok(line.split()[1])]
 
     async def main() -> None:
-        async with Scripted(script) as (url, client, backend):
-            assert (await client.get(url + "/unsolicited")).content == b"asked"
-            assert (await client.get(url + "/next")).content == b"/next"
-            assert backend.opened == 2  # the unsolicited answer's connection was dropped
-            assert (await client.get(url + "/close")).content == b"last"
-            assert (await client.get(url + "/after-close")).content == b"/after-close"
-            assert backend.opened == 3
-            async with client.stream("GET", url + "/big") as response:
-                async for _ in response.aiter_raw():
-                    break  # most of the body left unread
-            assert (await client.get(url + "/after-big")).content == b"/after-big"
-            assert backend.opened == 4
+        async with Scripted(script) as (url, transport, opened):
+            assert await get(transport, url + "/unsolicited") == b"asked"
+            assert await get(transport, url + "/next") == b"/next"
+            assert opened.opened == 2  # the unsolicited answer's connection was dropped
+            assert await get(transport, url + "/close") == b"last"
+            assert await get(transport, url + "/after-close") == b"/after-close"
+            assert opened.opened == 3
+            response = await send(transport, url + "/big")
+            async for _ in response.raw_chunks():
+                break  # most of the body left unread
+            await response.aclose()
+            assert await get(transport, url + "/after-big") == b"/after-big"
+            assert opened.opened == 4
 
     asyncio.run(main())
 
@@ -171,35 +185,42 @@ def test_a_get_on_a_kept_connection_the_server_closed_is_sent_once_more_on_a_new
         return [ok(line.split()[1])]
 
     async def main() -> None:
-        async with Scripted(script) as (url, client, backend):
-            assert (await client.get(url + "/1")).content == b"/1"
-            assert (await client.get(url + "/2")).content == b"/2"
-            assert backend.opened == 2
+        async with Scripted(script) as (url, transport, opened):
+            assert await get(transport, url + "/1") == b"/1"
+            assert await get(transport, url + "/2") == b"/2"
+            assert opened.opened == 2 and len(served) == 3
 
     async def never_answers() -> None:
-        async with Scripted(lambda line: [CLOSE]) as (url, client, backend):
+        async with Scripted(lambda line: [CLOSE]) as (url, transport, opened):
             with pytest.raises(httpx.RemoteProtocolError, match="without answering"):
-                await client.get(url + "/fresh")  # a new connection: not sent again
-            assert backend.opened == 1
+                await get(transport, url + "/fresh")  # a new connection: not sent again
+            assert opened.opened == 1
 
     asyncio.run(main())
     asyncio.run(never_answers())
 
 
 def test_the_pool_keeps_to_its_limit_and_a_request_waits_its_turn_or_times_out() -> None:
-    server = Scripted(lambda line: [ok(line.split()[1])])
-    server.limits = httpx.Limits(max_connections=2)  # type: ignore[attr-defined]
-
     async def main() -> None:
-        async with server as (url, client, backend):
+        async with Scripted(lambda line: [ok(line.split()[1])], max_connections=2) as served:
+            url, transport, opened = served
             paths = [f"/{i}" for i in range(24)]
-            answers = await asyncio.gather(*(client.get(url + p) for p in paths))
-            assert [a.content.decode() for a in answers] == paths
-            assert server.peak <= 2 and backend.opened <= 2
-            async with client.stream("GET", url + "/held-a"), client.stream("GET", url + "/held-b"):
-                with pytest.raises(httpx.PoolTimeout):
-                    await client.get(url + "/waits", timeout=httpx.Timeout(5.0, pool=0.1))
-            assert (await client.get(url + "/after")).content == b"/after"  # both given back
+            answers = await asyncio.gather(*(get(transport, url + p) for p in paths))
+            assert [a.decode() for a in answers] == paths
+            assert opened.opened <= 2
+        server = Scripted(lambda line: [ok(line.split()[1])], max_connections=2, pool=0.1)
+        async with server as (url, transport, opened):
+            held = [await send(transport, url + p) for p in ("/held-a", "/held-b")]
+            with pytest.raises(httpx.PoolTimeout):
+                await get(transport, url + "/waits")
+            waiting = asyncio.ensure_future(get(transport, url + "/waits-its-turn"))
+            await asyncio.sleep(0.02)
+            assert not waiting.done()
+            await held[0].aclose()  # its (small) answer is all in: the connection is given back
+            assert await waiting == b"/waits-its-turn"
+            await held[1].aclose()
+            assert await get(transport, url + "/after") == b"/after"
+            assert server.peak <= 2 and opened.opened == 2
 
     asyncio.run(main())
 
@@ -229,9 +250,9 @@ def test_the_pool_keeps_to_its_limit_and_a_request_waits_its_turn_or_times_out()
 )
 def test_malformed_and_oversized_answers_are_protocol_errors(answer: bytes, message: str) -> None:
     async def main() -> None:
-        async with Scripted(lambda line: [answer, CLOSE]) as (url, client, _):
+        async with Scripted(lambda line: [answer, CLOSE]) as (url, transport, _):
             with pytest.raises(httpx.RemoteProtocolError, match=message):
-                await client.get(url + "/")
+                await get(transport, url + "/")
 
     asyncio.run(main())
 
@@ -243,38 +264,57 @@ def test_lenient_where_h11_was_and_strict_about_what_is_sent() -> None:
         return [b"HTTP/1.1 200 OK\r\nX-Odd: a\x7fb\r\nContent-Length: 0\r\n\r\n"]
 
     async def main() -> None:
-        async with Scripted(script) as (url, client, _):
-            assert (await client.get(url + "/lf")).content == b"ok"
-            assert (await client.get(url + "/del")).headers["x-odd"] == "a\x7fb"
-            before = len(client._transport.network_backend.connects)  # type: ignore[attr-defined]
-            with pytest.raises(httpx.LocalProtocolError, match="GET only"):
-                await client.post(url + "/post", content=b"x")
-            with pytest.raises(httpx.LocalProtocolError, match="cannot be sent"):
-                await client.get(url + "/", headers={"X-Split": "a\r\nInjected: yes"})
-            with pytest.raises(httpx.UnsupportedProtocol):
-                await client.get("ftp://127.0.0.1/")
-            assert len(client._transport.network_backend.connects) == before  # type: ignore[attr-defined]
+        server = Scripted(script)
+        async with server as (url, transport, opened):
+            assert await get(transport, url + "/lf") == b"ok"
+            response = await send(transport, url + "/del")
+            assert response.headers["x-odd"] == "a\x7fb"
+            await response.aclose()
+            target = parse_target(url + "/")
+            for headers in ({"X-Split": "a\r\nInjected: yes"}, {"X Name": "a"}, {"X-Nul": "\0"}):
+                with pytest.raises(httpx.LocalProtocolError, match="cannot be sent"):
+                    await transport.send(target, headers)
+            with pytest.raises(InvalidTarget):
+                parse_target("ftp://127.0.0.1/")
+            assert await get(transport, url + "/lf") == b"ok"
+            assert len(server.heads) == 3 and opened.opened == 1  # nothing sent of the refused
+
+    asyncio.run(main())
+
+
+def test_the_request_is_a_plain_get_with_the_host_and_the_headers_given() -> None:
+    async def main() -> None:
+        server = Scripted(lambda line: [ok(b"")])
+        async with server as (url, transport, _):
+            headers = {"Accept": "image/*", "User-Agent": "posters/1"}
+            await transport.send(parse_target(url + '/a/é?q="x"&l=en#frag'), headers)
+            port = url.rsplit(":", 1)[1]
+            assert server.heads == [
+                b"GET /a/%C3%A9?q=%22x%22&l=en HTTP/1.1\r\nHost: 127.0.0.1:"
+                + port.encode()
+                + b"\r\nAccept: image/*\r\nUser-Agent: posters/1\r\n\r\n"
+            ]
+        assert header_lines({"A": "1", "b-c": "x y"}) == b"A: 1\r\nb-c: x y\r\n"
 
     asyncio.run(main())
 
 
 def test_a_full_pool_makes_room_after_an_origin_took_its_last_idle_connection() -> None:
-    server = Scripted(lambda line: [ok(line.split()[1])])
-    server.limits = httpx.Limits(max_connections=2)  # type: ignore[attr-defined]
-
     async def main() -> None:
         other = await asyncio.start_server(
             Scripted(lambda line: [ok(b"other")]).handle, "127.0.0.1"
         )
         other_url = f"http://127.0.0.1:{other.sockets[0].getsockname()[1]}"
-        async with server as (url, client, backend):
-            assert (await client.get(url + "/a")).content == b"/a"  # idle: one to `url`
-            assert (await client.get(other_url + "/b")).content == b"other"  # and one to `other`
-            async with client.stream("GET", url + "/held"):  # takes `url`'s idle one
-                # the pool is full (one held, one idle to `other`): that idle one makes room
-                third = url.replace("127.0.0.1", "localhost")  # another origin, the same server
-                assert (await client.get(third + "/c")).content == b"/c"
-            assert backend.opened == 3
+        server = Scripted(lambda line: [ok(line.split()[1])], max_connections=2)
+        async with server as (url, transport, opened):
+            assert await get(transport, url + "/a") == b"/a"  # idle: one to `url`
+            assert await get(transport, other_url + "/b") == b"other"  # and one to `other`
+            held = await send(transport, url + "/held")  # takes `url`'s idle one
+            # the pool is full (one held, one idle to `other`): that idle one makes room
+            third = url.replace("127.0.0.1", "localhost")  # another origin, the same server
+            assert await get(transport, third + "/c") == b"/c"
+            await held.aclose()
+            assert opened.opened == 3
         other.close()
 
     asyncio.run(main())
@@ -291,9 +331,9 @@ def test_an_informational_answer_has_no_body_to_pass_off_as_the_final_ones(
     informational: bytes,
 ) -> None:
     async def main() -> None:
-        async with Scripted(lambda line: [informational + ok(b"poster")]) as (url, client, _):
+        async with Scripted(lambda line: [informational + ok(b"poster")]) as (url, transport, _):
             with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
-                await client.get(url + "/")
+                await get(transport, url + "/")
 
     asyncio.run(main())
 
@@ -308,26 +348,16 @@ def test_trailers_are_not_headers_and_are_held_to_the_head_limit() -> None:
         return [b"".join(pieces[:-1]) + b"0\r\nX-Trailer: yes\r\nContent-Type: text/html\r\n\r\n"]
 
     async def main() -> None:
-        async with Scripted(script) as (url, client, _):
-            response = await client.get(url + "/trailer")
-            assert response.content == b"poster"
+        async with Scripted(script) as (url, transport, opened):
+            response = await send(transport, url + "/trailer")
+            assert b"".join([chunk async for chunk in response.raw_chunks()]) == b"poster"
             assert "x-trailer" not in response.headers and "content-type" not in response.headers
+            await response.aclose()
+            assert await get(transport, url + "/after-trailer") == b"poster"
+            assert opened.opened == 1  # a chunked body with trailers ends where it says
             for path in ("/huge", "/extension"):
                 with pytest.raises(httpx.RemoteProtocolError, match="over"):
-                    await client.get(url + path)
-
-    asyncio.run(main())
-
-
-def test_no_connection_is_kept_when_the_limits_keep_none() -> None:
-    server = Scripted(lambda line: [ok(line.split()[1])])
-    server.limits = httpx.Limits(max_connections=4, max_keepalive_connections=0)  # type: ignore[attr-defined]
-
-    async def main() -> None:
-        async with server as (url, client, backend):
-            for path in ("/1", "/2", "/3"):
-                assert (await client.get(url + path)).content == path.encode()
-            assert backend.opened == 3
+                    await get(transport, url + path)
 
     asyncio.run(main())
 
@@ -343,7 +373,7 @@ def test_an_answer_knows_when_its_whole_body_is_in_hand_and_dropping_it_then_nee
             timers.append(delay)
         return real_timeout(delay)
 
-    monkeypatch.setattr(body, "DISCARD_MAX_S", 0.75)
+    monkeypatch.setattr(bodies, "DISCARD_MAX_S", 0.75)
     monkeypatch.setattr(asyncio, "timeout", counted)
     head = b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 5\r\n\r\n"
 
@@ -363,21 +393,20 @@ def test_an_answer_knows_when_its_whole_body_is_in_hand_and_dropping_it_then_nee
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-        backend = CheckedBackend(AddressGuard(["127.0.0.1"], loopback), AsyncioBackend())
-        transport = PosterTransport(backend, httpx.Limits(max_connections=1))
-        target = request_target(url)
-        whole = await transport.get(target, direct_head(target, b""), {"read": 5.0})
+        opened = connector()
+        transport = DirectTransport(opened, timeouts(), 1)
+        whole = await send(transport, url)
         assert whole.body_received()
         await discard_body(whole)
         await whole.aclose()
         assert timers == []
-        late = await transport.get(target, direct_head(target, b""), {"read": 5.0})
+        late = await send(transport, url)
         assert not late.body_received()
         asyncio.get_running_loop().call_later(0.05, go_on.set)
         await discard_body(late)  # waits for the rest, under its own limit
         assert late.body_received() and timers == [0.75]
         await late.aclose()
-        assert backend.opened == 1  # both bodies read to their end: the connection was kept
+        assert opened.opened == 1  # both bodies read to their end: the connection was kept
         await transport.aclose()
         server.close()
 
