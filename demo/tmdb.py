@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import html
+import io
 import json
 import logging
 import re
@@ -14,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import urlsplit
 
+from PIL import Image
+
 from common.lifecycle import StartStop
+from demo.site_layout import PT_BR, site_page
 from posters.tmdb.genres import TMDB_GENRES
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,9 @@ class StandInMovie:
 
     poster: bytes | None
     title: str = "Untitled"
-    layout: str = "og"  # "og" (og:image meta), "img" (img.poster srcset), "old" (div.image_content)
+    # "og" (og:image meta), "img" (img.poster srcset), "old" (div.image_content), "site" (the
+    # site's own layout: relative paths, a backdrop, a lazy poster, pt-BR genres: demo.site_layout)
+    layout: str = "og"
     content_type: str = "image/jpeg"
     poster_url: str | None = None  # put a different URL on the page (another host, say)
     page_failures: list[int] = field(default_factory=list)  # statuses answered before the page
@@ -77,6 +84,11 @@ def api_json(movie: StandInMovie, tmdb_id: int, poster_path: str | None) -> byte
 
 def page_html(movie: StandInMovie, image_url: str | None) -> str:
     """A movie page in one of the layouts the site has used, its facts after the poster."""
+    if movie.layout == "site":
+        links = [
+            (GENRE_IDS.get(name, 99_999), PT_BR.get(name, name)) for name in movie.genres or []
+        ]
+        return site_page(movie.title, image_url, links)
     title = html.escape(movie.title)
     head = f"<title>{title} — The Movie Database (TMDB)</title>"
     body = f"<h2><a>{title}</a></h2>"
@@ -98,6 +110,14 @@ def page_html(movie: StandInMovie, image_url: str | None) -> str:
     head += '<meta property="og:title" content="' + title + '">'
     body += facts_html(movie.genres)
     return f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>"
+
+
+@functools.cache
+def not_the_poster() -> bytes:
+    """A grey JPEG: what the stand-in serves for a placeholder or a backdrop."""
+    out = io.BytesIO()
+    Image.new("RGB", (300, 450), (128, 128, 128)).save(out, "JPEG")
+    return out.getvalue()
 
 
 def respond(
@@ -160,6 +180,11 @@ class TmdbStandIn(StartStop):
     def image_url(self, tmdb_id: int) -> str:
         return f"{self.base_url}/t/p/w500/{tmdb_id}.jpg"
 
+    def image_path(self, tmdb_id: int, layout: str) -> str:
+        """How a page names its poster: site-relative in the site's layout, else a URL."""
+        url = self.image_url(tmdb_id)
+        return url.removeprefix(self.base_url) if layout == "site" else url
+
     def start(self) -> Self:
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="tmdb-standin", daemon=True
@@ -200,8 +225,10 @@ class TmdbStandIn(StartStop):
                     return
                 if m := re.fullmatch(r"/movie/(\d+)(-[a-z0-9-]*)?", path):
                     self._movie(int(m.group(1)), bool(m.group(2)))
-                elif m := re.fullmatch(r"/t/p/w\d+/(\d+)\.\w+", path):
-                    self._image(int(m.group(1)))
+                elif m := re.fullmatch(r"/t/p/(w\d+|w\d+_and_h\d+_bestv2)/(\d+)\.\w+", path):
+                    self._image(int(m.group(2)))
+                elif re.fullmatch(r"/t/p/[^/]+/\d+(-backdrop)?\.jpg", path):
+                    self.reply(200, not_the_poster(), "image/jpeg")  # a placeholder or a backdrop
                 elif m := re.fullmatch(r"/3/movie/(\d+)", path):
                     self._api(int(m.group(1)))
                 else:
@@ -234,7 +261,7 @@ class TmdbStandIn(StartStop):
                     self.reply(301, b"", "text/html", {"Location": location})
                     return
                 url = movie.poster_url or (
-                    standin.image_url(tmdb_id) if movie.poster is not None else None
+                    standin.image_path(tmdb_id, movie.layout) if movie.poster is not None else None
                 )
                 body = page_html(movie, url).encode("utf-8")
                 self.reply(200, body, "text/html; charset=utf-8")

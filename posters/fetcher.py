@@ -25,7 +25,7 @@ from posters.http.bodies import Enough, decode_text
 from posters.http.connections import AddressGuard, Connector, Resolver
 from posters.http.proxies import ProxiedTransport, ProxyRoutes
 from posters.http.transport import DirectTransport, HttpxTransport, Timeouts, Transport
-from posters.http.urls import Allowlist, display_url, origin_entry
+from posters.http.urls import Allowlist, display_url, origin_entry, origin_of
 from posters.policy.breaker import CircuitBreaker
 from posters.policy.pacing import HostPacer
 from posters.policy.retry import Budget, Retrier
@@ -63,9 +63,10 @@ class Poster:
 
 def allowlist_of(settings: FetchSettings) -> Allowlist:
     """The site, the image hosts, and the API host when an API key is set."""
-    entries = [origin_entry(settings.tmdb_base_url), *settings.poster_hosts]
+    entries = [origin_entry(settings.tmdb_base_url), origin_entry(settings.tmdb_image_base_url)]
+    entries += settings.poster_hosts
     if settings.tmdb_api_key is not None:
-        entries += [origin_entry(settings.tmdb_api_url), origin_entry(settings.tmdb_image_base_url)]
+        entries.append(origin_entry(settings.tmdb_api_url))
     return Allowlist(entries)
 
 
@@ -209,9 +210,11 @@ class PosterFetcher:
         settings = self.settings
         page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
         watches: list[HeadWatch] = []  # one per response read (a retry reads another)
+        images = origin_of(settings.tmdb_image_base_url)  # where `/t/p/` paths are fetched
 
         def watch(url: str, encoding: str | None) -> Enough:
-            watches.append(HeadWatch(url, encoding, self.allowlist.allows, settings.page_genres))
+            watch = HeadWatch(url, encoding, self.allowlist.allows, settings.page_genres, images)
+            watches.append(watch)
             return watches[-1].feed
 
         request = Request(page_url, settings.max_page_bytes, "text/html", watch=watch)
@@ -220,7 +223,7 @@ class PosterFetcher:
         if watches and watches[-1].poster is not None:  # the head named it: no parse needed
             return watches[-1].poster, genres
         text = decode_text(page.content, page.encoding)
-        candidates = poster_candidates(text, page.url)
+        candidates = poster_candidates(text, page.url, images)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:
             return allowed[0], genres

@@ -31,7 +31,9 @@ class FetchSettings(BaseSettings):
     )
     tmdb_api_url: str = "https://api.themoviedb.org/3"
     tmdb_image_base_url: str = Field(
-        "https://image.tmdb.org/t/p/w500", description="Prefix of API `poster_path` values."
+        "https://image.tmdb.org/t/p/w500",
+        description="Prefix of API `poster_path` values; its host also serves the posters "
+        "that a page names by a site-relative `/t/p/` path.",
     )
     poster_rendition: str = Field(
         "w342",

@@ -26,13 +26,12 @@ from posters import (
     PosterTooLarge,
     PosterUnreadable,
 )
-from posters.tmdb.images import inspect_image
-from posters.policy.pacing import HostPacer, TokenBucket
-from posters.policy.retry import backoff_delay, parse_retry_after
-from posters.tmdb.scrape import HeadWatch, poster_candidates
 from posters.fetcher import allowlist_of
 from posters.http.urls import Allowlist
-from posters.tmdb.images import with_rendition
+from posters.policy.pacing import HostPacer, TokenBucket
+from posters.policy.retry import backoff_delay, parse_retry_after
+from posters.tmdb.images import inspect_image, with_rendition
+from posters.tmdb.scrape import HeadWatch, poster_candidates
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 

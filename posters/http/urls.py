@@ -151,6 +151,12 @@ def split_host_port(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of `url`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def origin_entry(url: str) -> str:
     """The `host[:port]` entry that names the origin of `url`."""
     target = parse_target(url)

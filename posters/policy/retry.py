@@ -36,11 +36,11 @@ Attempt = Callable[[bool, Pace], Awaitable[T]]  # one try: (probe, pace) -> resu
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date)."""
-    if not value:
+    """Seconds to wait from a `Retry-After` header (ASCII digits, or an HTTP date)."""
+    if not value or len(value) > 64:  # an HTTP date is 29 characters
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

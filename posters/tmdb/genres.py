@@ -46,14 +46,16 @@ BY_NAME: dict[str, str | None] = {name.lower(): ml for name, ml in TMDB_GENRES.v
 MAX_BYTES_PAST_HEAD = 64 * 1024
 MAX_FRAGMENT_BYTES = 8 * 1024  # a longer "span" is not the genres list
 MAX_GENRES = 32
+MAX_TAG_BYTES = 512  # how far before `class="genres"` its tag may open
 
 SPAN_MARK = b'class="genres"'
 SPAN_END = b"</span>"
 FACTS_MARK = b'class="facts"'
 FACTS_END = b"</div>"
-_LINK = re.compile(r"<a\b([^>]*)>(.*?)</a\s*>", re.IGNORECASE | re.DOTALL)
-_GENRE_ID = re.compile(r"/genre/(\d+)")
-_TAG = re.compile(r"<[^>]*>")
+_LINK_START = re.compile(r"<a\b([^<>]*)>", re.IGNORECASE)
+_LINK_END = re.compile(r"</a\s*>", re.IGNORECASE)
+_GENRE_ID = re.compile(r"/genre/(\d{1,9})")
+_TAG = re.compile(r"<[^<>]*>")  # `[^<>]`: each try stops at the next `<`, so a pass is linear
 _SPACE = re.compile(r"\s+")
 HEAD_END = re.compile(rb"</head|<body", re.IGNORECASE)  # a head may end without its tag
 
@@ -80,13 +82,30 @@ def page_genres(page: bytes, encoding: str | None = None) -> list[str] | None:
     fragment = _span(page)
     if fragment is None:
         return None
-    text = decode_text(fragment, encoding)
     pairs: list[tuple[str, int | None]] = []
-    for attributes, inner in _LINK.findall(text)[:MAX_GENRES]:
+    for attributes, inner in _links(decode_text(fragment, encoding))[:MAX_GENRES]:
         name = html.unescape(_TAG.sub("", inner))
         number = _GENRE_ID.search(attributes)
         pairs.append((name, int(number.group(1)) if number else None))
     return _mapped(pairs)
+
+
+def _links(text: str) -> list[tuple[str, str]]:
+    """(attributes, inner text) of each `<a ...>...</a>`, in one pass over `text`.
+
+    Each link is the last `<a ...>` before a `</a>`; every search starts where the last one
+    ended, so the work is linear in the text whatever it holds.
+    """
+    links = []
+    at = 0
+    while (end := _LINK_END.search(text, at)) is not None:
+        start = None
+        for start in _LINK_START.finditer(text, at, end.start()):
+            pass
+        if start is not None:
+            links.append((start.group(1), text[start.end() : end.start()]))
+        at = end.end()
+    return links
 
 
 def api_genres(answer: object) -> list[str] | None:
@@ -125,7 +144,7 @@ def _span(page: bytes) -> bytes | None:
     stop = start + MAX_BYTES_PAST_HEAD
     at = page.find(SPAN_MARK, start, stop)
     while at >= 0:
-        tag = page.rfind(b"<", 0, at)
+        tag = page.rfind(b"<", max(0, at - MAX_TAG_BYTES), at)
         start = page.find(b">", at)
         if tag >= 0 and page[tag + 1 : tag + 5].lower() == b"span" and start >= 0:
             end = page.find(SPAN_END, start, start + MAX_FRAGMENT_BYTES)

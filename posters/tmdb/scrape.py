@@ -29,29 +29,41 @@ _OG_IMAGE = '//meta[@property="og:image" or @name="og:image"][1]/@content'
 MAX_HEAD_BYTES = 512 * 1024  # a page whose head is longer is searched in full
 
 _OG_IMAGE_XPATH = etree.XPath(_OG_IMAGE)
+_TMDB_IMAGE_PATH = re.compile(r"/t/p/[^/?#]+/[^/?#]+(?:\?|$)")
+# bounded in lxml itself, so that a page of many images costs no more than a few
+_POSTER_IMGS = (
+    "(//img[contains(concat(' ', normalize-space(@class), ' '), ' poster ')])"
+    f"[position() <= {MAX_CANDIDATES}]"
+)
+_OLD_LAYOUT = (
+    "(//div[contains(concat(' ', normalize-space(@class), ' '), ' image_content ')]"
+    f"//img/@data-src)[position() <= {MAX_CANDIDATES}]"
+)
 
 
-def poster_candidates(html: str, page_url: str) -> list[str]:
+def poster_candidates(html: str, page_url: str, images: str | None = None) -> list[str]:
     """Poster URLs found on a movie page, best first.
 
-    Order: the `og:image` meta, then `img.poster` (its `srcset` 2x entry, then `src`),
-    then the older `div.image_content img/@data-src` layout. Site chrome under
-    `/assets/` (the logo TMDB shares when a movie has no poster) is not a poster, and
-    a URL that cannot be requested (DEL in it, say) is skipped.
+    Order: the first `og:image` meta (a second one names the backdrop), then `img.poster`
+    (lazy-loaded `data-srcset` 2x and `data-src`, then `srcset` 2x and `src`), then the
+    older `div.image_content img/@data-src` layout. A filtered rendition (`_filter(blur)`:
+    a lazy image's placeholder) is never a candidate, nor is site chrome under `/assets/`
+    (the logo TMDB shares when a movie has no poster), nor a URL that cannot be requested.
+    With `images` (the image host's origin), a site-relative TMDB image (`/t/p/<size>/<file>`)
+    is named on that host: the same file, without spending the site's rate limit.
     """
     sel = _selector(html)
-    found: list[str] = []
-    found += sel.xpath(_OG_IMAGE).getall()[:1]
-    for img in sel.css("img.poster")[: MAX_CANDIDATES * 2]:
+    found: list[str] = sel.xpath(_OG_IMAGE).getall()[:1]
+    for img in sel.xpath(_POSTER_IMGS):
         # one attribute at a time: `attrib` reads them all, and lxml refuses to name one
         # written like `{x` (a namespace in its notation)
-        found += _srcset_urls(img.root.get("srcset", ""), "2x")
-        if src := img.root.get("src"):
-            found.append(src)
-    found += sel.css("div.image_content img::attr(data-src)").getall()[: MAX_CANDIDATES * 2]
+        for name in ("data-srcset", "data-src", "srcset", "src"):
+            value = img.root.get(name, "")
+            found += _srcset_urls(value, "2x") if name.endswith("srcset") else [value]
+    found += sel.xpath(_OLD_LAYOUT).getall()
     urls: list[str] = []
     for raw in found:
-        url = _absolute(raw, page_url)
+        url = _absolute(raw, page_url, images)
         if url is not None and url not in urls:
             urls.append(url)
         if len(urls) >= MAX_CANDIDATES:
@@ -81,8 +93,10 @@ class HeadWatch:
         encoding: str | None,
         usable: Callable[[str], bool],
         genres: bool = False,
+        images: str | None = None,
     ):
         self.page_url = page_url
+        self.images = images  # see `poster_candidates`
         self.encoding = encoding or "utf-8"
         self.usable = usable
         self.genres = genres
@@ -110,7 +124,7 @@ class HeadWatch:
         rest = bytes(self._head[end.start() : end.start() + MAX_BYTES_PAST_HEAD])
         self._head.clear()
         og_image = og_image_of(head)
-        url = _absolute(og_image, self.page_url) if og_image else None
+        url = _absolute(og_image, self.page_url, self.images) if og_image else None
         if url is None or not self.usable(url):
             return False
         self.poster = url
@@ -147,12 +161,15 @@ def _srcset_urls(srcset: str, density: str) -> list[str]:
     return urls
 
 
-def _absolute(raw: str, page_url: str) -> str | None:
-    """`raw` made absolute against the page, if it is a valid http(s) URL outside `/assets/`."""
-    if not raw.strip():
+def _absolute(raw: str, page_url: str, images: str | None) -> str | None:
+    """`raw` made absolute against the page (a TMDB image path against `images`), if it is a
+    valid http(s) URL outside `/assets/` and not a filtered rendition."""
+    raw = raw.strip()
+    if not raw or "_filter(" in raw:
         return None
+    base = images if images is not None and _TMDB_IMAGE_PATH.match(raw) else page_url
     try:
-        url = join_url(page_url, raw.strip())
+        url = join_url(base, raw)
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or "/assets/" in parts.path:
             return None
