@@ -11,6 +11,7 @@ See docs/reliability.md.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -222,8 +223,10 @@ class PosterFetcher:
         genres = page_genres(page.content, page.encoding) if settings.page_genres else None
         if watches and watches[-1].poster is not None:  # the head named it: no parse needed
             return watches[-1].poster, genres
+        # the whole page is parsed on a thread (lxml lets go of the GIL while it parses): a
+        # page built to be slow to parse does not hold the fetch loop
         text = decode_text(page.content, page.encoding)
-        candidates = poster_candidates(text, page.url, images)
+        candidates = await asyncio.to_thread(poster_candidates, text, page.url, images)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:
             return allowed[0], genres

@@ -279,12 +279,12 @@ def test_a_silent_server_times_out_and_a_refused_connect_fails(
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A certificate for `localhost` and its key."""
+    """A certificate for `localhost` and 127.0.0.1, and its key."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
         + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=DNS:localhost"],
+        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True,
         capture_output=True,
     )

@@ -145,7 +145,7 @@ def _span(page: bytes) -> bytes | None:
     at = page.find(SPAN_MARK, start, stop)
     while at >= 0:
         tag = page.rfind(b"<", max(0, at - MAX_TAG_BYTES), at)
-        start = page.find(b">", at)
+        start = page.find(b">", at, at + MAX_TAG_BYTES)
         if tag >= 0 and page[tag + 1 : tag + 5].lower() == b"span" and start >= 0:
             end = page.find(SPAN_END, start, start + MAX_FRAGMENT_BYTES)
             return None if end < 0 else page[start + 1 : end]

@@ -1,0 +1,21 @@
+"""Movie pages built to be the worst case of each parse the fetcher runs on a page.
+
+`WORST_PAGES[kind](n)` is about `n` bytes of markup made to make one step slow: the head
+watch, the og:image search, the genres span and its links, the full-page fallback.
+The hostile tests serve them and `bench/hostile_pages.py` times them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+WORST_PAGES: dict[str, Callable[[int], bytes]] = {
+    "a head of `<meta ` without `>`": lambda n: b"<html><head>" + b"<meta " * (n // 6),
+    "an unclosed comment in the head": lambda n: b"<html><head><!--" + b"<meta " * (n // 6),
+    "an unclosed quote in the head": lambda n: b'<html><head><meta content="' + b"x" * n,
+    "an unclosed script": lambda n: b"<html><head><script>" + b"<meta>" * (n // 6),
+    "genres marks without a span": lambda n: b"</head><body>" + b'class="genres"' * (n // 14),
+    "links that never close": lambda n: b'</head><body><span class="genres">' + b"<a " * (n // 3),
+    "tags that never close": lambda n: b"</head><body>" + b"<" * n,
+    "a page of poster images": lambda n: b'<img class="poster" src="/a.jpg">' * (n // 33),
+}
