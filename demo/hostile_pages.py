@@ -2,12 +2,16 @@
 
 `WORST_PAGES[kind](n)` is about `n` bytes of markup made to make one step slow: the head
 watch, the og:image search, the genres span and its links, the full-page fallback.
-The hostile tests serve them and `bench/hostile_pages.py` times them.
+The hostile tests serve them and `bench/hostile_pages.py` times them; both measure with
+`with_stall` how long the fetch loop is held: a loop that is held cannot run a timer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 WORST_PAGES: dict[str, Callable[[int], bytes]] = {
     "a head of `<meta ` without `>`": lambda n: b"<html><head>" + b"<meta " * (n // 6),
@@ -19,3 +23,27 @@ WORST_PAGES: dict[str, Callable[[int], bytes]] = {
     "tags that never close": lambda n: b"</head><body>" + b"<" * n,
     "a page of poster images": lambda n: b'<img class="poster" src="/a.jpg">' * (n // 33),
 }
+
+
+async def with_stall(work: Awaitable[Any]) -> tuple[Any, float]:
+    """The outcome of `work` (a value or the exception), and the loop's longest stall meanwhile."""
+    stalls = [0.0]
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            stalls.append(now - last - 0.01)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        outcome = await work
+    except Exception as exc:  # noqa: BLE001 - the outcome is what the caller looks at
+        outcome = exc
+    finally:
+        done.set()
+        await ticker
+    return outcome, max(stalls)

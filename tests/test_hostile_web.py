@@ -14,8 +14,7 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from demo.hostile_pages import WORST_PAGES
+from demo.hostile_pages import WORST_PAGES, with_stall
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
 from posters import FetchSettings, Poster, PosterError, PosterFetcher
 from tests.conftest import COLOURS, poster_bytes
@@ -47,36 +46,12 @@ def settings_for(standin: TmdbStandIn, **overrides: Any) -> FetchSettings:
     return FetchSettings(**values)
 
 
-async def _with_stall(work: Awaitable[Any]) -> tuple[Any, float]:
-    """The outcome of `work` (a value or the exception), and the loop's longest stall meanwhile."""
-    stalls = [0.0]
-    done = asyncio.Event()
-
-    async def tick() -> None:
-        last = time.monotonic()
-        while not done.is_set():
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            stalls.append(now - last - 0.01)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    try:
-        outcome = await work
-    except Exception as exc:  # noqa: BLE001 - the outcome is what the test looks at
-        outcome = exc
-    finally:
-        done.set()
-        await ticker
-    return outcome, max(stalls)
-
-
 def fetch_timed(settings: FetchSettings, tmdb_id: int) -> tuple[Any, float]:
     """Fetch one poster; (the poster or the error, the fetch loop's longest stall)."""
 
     async def main() -> tuple[Any, float]:
         async with PosterFetcher(settings) as fetcher:
-            return await _with_stall(fetcher.fetch(tmdb_id))
+            return await with_stall(fetcher.fetch(tmdb_id))
 
     return asyncio.run(main())
 
@@ -228,7 +203,7 @@ def _over_tls(tmp_path: Path, location: Callable[[int], bytes]) -> Any:
         try:
             settings = FetchSettings(tmdb_base_url=f"https://127.0.0.1:{port}", fetch_attempts=1)
             async with PosterFetcher(settings) as fetcher:
-                return await _with_stall(fetcher.fetch(1))
+                return await with_stall(fetcher.fetch(1))
         finally:
             del os.environ["SSL_CERT_FILE"]
             server.close()
