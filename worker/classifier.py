@@ -60,8 +60,8 @@ def padded_size(count: int) -> int:
     next multiple of 8.
 
     TensorFlow's oneDNN kernels keep what they prepared for every batch size they have
-    seen (~10 MB each with MobileNetV2 on the CPU), so a worker whose batches come in every
-    size from 1 to 32 grows by ~0.3 GB. Padded, it sees at most 3 + BATCH_SIZE / 8 sizes,
+    seen, so a worker whose batches come in every size from 1 to 32 keeps 32 sets of them
+    (`bench/batch_sizes.py`). Padded, it sees at most 3 + BATCH_SIZE / 8 sizes,
     at the cost of up to 7 rows scored for nothing in a batch that is not full.
     """
     if count <= 8:

@@ -3,8 +3,7 @@
 glibc gives each thread that meets a locked arena one of its own, up to 8 per core, and
 memory freed in one arena is not reused by another. TensorFlow's thread pools allocate
 and free a batch's tensors from many threads, so a worker's resident memory grows with
-arenas it rarely reuses. Two arenas measured 39 MB less peak RSS with MobileNetV2 at 150 ms
-round trips (1486 against 1524 MB, one A/B run on 2 cores) at the same events/s
+arenas it rarely reuses. Two arenas keep peak RSS lower at the same events/s
 (docs/performance.md).
 
 `MALLOC_ARENA_MAX` in the environment is glibc's own setting and is left to glibc; without

@@ -24,7 +24,7 @@ from posters.http.urls import display_url
 
 
 def _inflater() -> ModuleType:
-    """zlib-ng's inflate (the `worker` extra installs it; about half of zlib's CPU), else zlib's."""
+    """zlib-ng's inflate (faster; the `worker` extra installs it), else zlib's."""
     try:
         from zlib_ng import zlib_ng
     except ImportError:
