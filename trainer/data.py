@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +22,7 @@ class Labels:
 
     names: list[str]
     y: np.ndarray
+    left_out: dict[str, int] = field(default_factory=dict)  # too rare to learn: genre -> films
 
 
 def binarize(genres: Sequence[Sequence[str]], min_count: int = 1) -> Labels:
@@ -47,7 +48,7 @@ def binarize(genres: Sequence[Sequence[str]], min_count: int = 1) -> Labels:
         for g in movie:
             if g in index:
                 y[row, index[g]] = 1.0
-    return Labels(names, y)
+    return Labels(names, y, {g: counts[g] for g in dropped})
 
 
 def stratified_split(y: np.ndarray, fractions: Sequence[float], seed: int = 42) -> list[np.ndarray]:

@@ -32,17 +32,21 @@ def content_key(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def extractor_key(handle: str, image_size: tuple[int, int]) -> str:
-    """Identity of an extractor: its files' digest for a local folder, else its handle."""
+def extractor_key(handle: str, image_size: tuple[int, int], mirror: bool = False) -> str:
+    """Identity of an extractor: its files' digest for a local file or folder, else its handle."""
     digest = hashlib.sha256()
     path = Path(handle)
     if path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             digest.update(file.relative_to(path).as_posix().encode())
             digest.update(hashlib.sha256(file.read_bytes()).digest())
+    elif path.is_file():
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     else:
         digest.update(handle.encode())
     digest.update(f"{image_size[0]}x{image_size[1]}".encode())
+    if mirror:
+        digest.update(b"+mirror")
     return digest.hexdigest()[:24]
 
 

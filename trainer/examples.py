@@ -86,7 +86,8 @@ def embed_examples(
         settings.image_size,
         settings.embed_batch_size,
         EmbeddingCache(
-            settings.embedding_dir, extractor_key(settings.feature_extractor, settings.image_size)
+            settings.embedding_dir,
+            extractor_key(settings.feature_extractor, settings.image_size, settings.mirror),
         ),
         settings.progress,
     )

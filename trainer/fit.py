@@ -41,11 +41,13 @@ class Fitted:
     history: dict[str, list[float]]  # per epoch (the first fold's, when cross-fitting)
     best_epoch: int
     seconds: float  # spent training
+    step_s: float = 0.0  # mean seconds per training step (one batch) of the heads
 
 
 def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> Fitted:
     """Train on embeddings x [n, dim] and labels y [n, n_labels]; tune thresholds held out."""
     started = time.monotonic()
+    clock = StepClock()
     if settings.folds > 1:
         rows = np.sort(np.concatenate([split.train, split.validation]))
         head, scores, history, best_epoch = cross_fit(
@@ -56,6 +58,7 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
             settings.seed,
             settings.tensorboard_dir,
             settings.repeats,
+            clock,
         )
     else:
         rows = split.validation
@@ -66,13 +69,39 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
             y[rows],
             settings.head,
             tensorboard_dir=settings.tensorboard_dir,
+            clock=clock,
         )
         scores = head.predict(x[rows], verbose=0)
     seconds = time.monotonic() - started
     thresholds = choose_thresholds(
         y[rows], scores, settings.objective, settings.macro_weight, settings.max_predicted_ratio
     )
-    return Fitted(head, thresholds, rows, y[rows], scores, history, best_epoch, seconds)
+    log.info("heads trained in %.1fs, %.4fs per step of %d", seconds, clock.step_s, clock.steps)
+    return Fitted(
+        head, thresholds, rows, y[rows], scores, history, best_epoch, seconds, clock.step_s
+    )
+
+
+class StepClock(tf_keras.callbacks.Callback):
+    """Counts training steps (batches) and the time spent in them, across fits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps, self.seconds, self._started = 0, 0.0, 0.0
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        """Start the step's clock."""
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        """Add the step's time."""
+        self.steps += 1
+        self.seconds += time.perf_counter() - self._started
+
+    @property
+    def step_s(self) -> float:
+        """Mean seconds per step."""
+        return self.seconds / max(self.steps, 1)
 
 
 class BestEpoch(tf_keras.callbacks.Callback):
@@ -85,9 +114,11 @@ class BestEpoch(tf_keras.callbacks.Callback):
         self.best = -1.0
         self.best_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
+        self.epochs_run = 0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         """Score this epoch; keep its weights if best, or stop when patience runs out."""
+        self.epochs_run = epoch + 1
         scores = self.model.predict_on_batch(self.x_val)
         unnamed = [""] * scores.shape[1]
         at_half = evaluate(self.y_val, scores, np.full(scores.shape[1], 0.5), unnamed)
@@ -116,6 +147,7 @@ def fit_head(
     select_best: bool = True,
     tensorboard_dir: Path | None = None,
     verbose: int = 0,
+    clock: StepClock | None = None,
 ) -> tuple[tf_keras.Model, dict[str, list[float]], int]:
     """Train a head on embeddings; return it (best epoch's weights), its history and that epoch."""
     tf_keras.utils.set_random_seed(head_settings.seed)
@@ -138,6 +170,8 @@ def fit_head(
         callbacks.append(best)
     if tensorboard_dir is not None:
         callbacks.append(tf_keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
+    if clock is not None:
+        callbacks.append(clock)
     history = head.fit(
         array_dataset(x_train, y_train, head_settings.batch_size, shuffle_seed=head_settings.seed),
         validation_data=array_dataset(x_val, y_val, max(len(x_val), 1)),
@@ -157,6 +191,7 @@ def cross_fit(
     seed: int,
     tensorboard_dir: Path | None = None,
     repeats: int = 1,
+    clock: StepClock | None = None,
 ) -> tuple[tf_keras.Model, np.ndarray, dict[str, list[float]], int]:
     """Train one head per stratified fold, each validated (best epoch) on its held-out fold.
 
@@ -179,6 +214,7 @@ def cross_fit(
                 y[held],
                 settings_k,
                 tensorboard_dir=tensorboard_dir / f"r{r}fold{k}" if tensorboard_dir else None,
+                clock=clock,
             )
             out_of_fold[held] += head.predict(x[held], verbose=0) / repeats
             heads.append(head)

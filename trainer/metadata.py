@@ -37,26 +37,34 @@ def build_metadata(
         training_data=training_data(settings, examples, split),
         created_at=datetime.now(UTC),
         head=settings.head.model_dump(),
+        mirror=settings.mirror,
         best_epoch=fitted.best_epoch,
         timings_s={
             "embedding": round(examples.embed_s, 2),
             "head": round(fitted.seconds, 2),
+            "head_step": round(fitted.step_s, 5),
             "total": round(total_s, 2),
         },
     )
 
 
 def metrics_summary(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The headline metrics (test split if held out, else validation) and per genre."""
+    """The headline metrics (test split if held out, else validation) and per genre.
+
+    With `--cross-validate K`, also the yardstick: mean and spread over K hash folds.
+    """
     split = "test" if "test" in report else "validation"
     headline = report[split]
-    return {
+    summary = {
         "split": split,
         **{k: headline[k] for k in HEADLINE},
         "validation": {k: report["validation"][k] for k in HEADLINE},
         "per_genre": headline["per_genre"],
         "films": report["evaluation_films"],
     }
+    if "yardstick" in report:
+        summary["yardstick"] = report["yardstick"]
+    return summary
 
 
 def training_data(settings: TrainSettings, examples: Examples, split: Split) -> dict[str, Any]:
@@ -75,6 +83,7 @@ def training_data(settings: TrainSettings, examples: Examples, split: Split) -> 
         "seed": settings.seed,
         "label_counts": {n: int(c) for n, c in zip(names, counts, strict=True)},
         "min_genre_count": settings.min_genre_count,
+        "left_out_genres": dict(examples.labels.left_out),
         "excluded_genres": list(settings.exclude_genres),
         "test_fraction": settings.test_fraction,
         "fetch": examples.fetch_summary,

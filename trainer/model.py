@@ -1,24 +1,51 @@
-"""The model: a frozen TF Hub feature extractor and a small dense head (tf-keras)."""
+"""The model: a frozen feature extractor and a small dense head (tf-keras).
+
+The extractor is a TF Hub layer, or MobileNetV2 built from Keras weights (`trainer/backbone.py`),
+which takes any input shape. With `mirror`, it returns the mean of the features of the image
+and of its mirror image: test-time augmentation that costs a second backbone pass per poster.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
+from trainer.backbone import is_keras_weights, mobilenet_v2
+
 log = logging.getLogger(__name__)
 
 
-def load_extractor(handle: str, trainable: bool = False) -> hub.KerasLayer:
-    """`hub.KerasLayer` for a TF Hub / Kaggle handle (cached under TFHUB_CACHE_DIR) or a folder."""
-    log.info("loading feature extractor %s", handle)
-    return hub.KerasLayer(handle, trainable=trainable, name="feature_extractor")
+def load_extractor(
+    handle: str, image_size: tuple[int, int] = (224, 224), mirror: bool = False
+) -> tf_keras.layers.Layer | tf_keras.Model:
+    """The frozen extractor: images float32 [N, h, w, 3] in [0, 1] -> features [N, d].
+
+    `handle` is a TF Hub / Kaggle handle (cached under TFHUB_CACHE_DIR) or a SavedModel
+    folder, loaded by `hub.KerasLayer`, or a MobileNetV2 Keras weights file (`.h5`).
+    """
+    log.info("loading feature extractor %s%s", handle, " (with its mirror image)" if mirror else "")
+    if is_keras_weights(handle):
+        extractor = mobilenet_v2(handle, image_size)
+        extractor.trainable = False
+    else:
+        extractor = hub.KerasLayer(handle, trainable=False, name="feature_extractor")
+    return with_mirror(extractor, image_size) if mirror else extractor
 
 
-def feature_dim(extractor: hub.KerasLayer, image_size: tuple[int, int]) -> int:
+def with_mirror(extractor: Callable[..., tf.Tensor], image_size: tuple[int, int]) -> tf_keras.Model:
+    """An extractor returning the mean of the features of each image and of its mirror image."""
+    images = tf_keras.Input(shape=(*image_size, 3), name="images", dtype=tf.float32)
+    mirrored = tf_keras.layers.Lambda(tf.image.flip_left_right, name="mirror")(images)
+    mean = tf_keras.layers.Average(name="mean_features")([extractor(images), extractor(mirrored)])
+    return tf_keras.Model(images, mean, name="mirrored_extractor")
+
+
+def feature_dim(extractor: Callable[..., tf.Tensor], image_size: tuple[int, int]) -> int:
     """Length of the extractor's feature vector, found by running it once."""
     return int(extractor(tf.zeros([1, *image_size, 3], tf.float32)).shape[-1])
 
@@ -55,7 +82,7 @@ def build_head(
 
 
 def build_classifier(
-    extractor: hub.KerasLayer, head: tf_keras.Model, image_size: tuple[int, int]
+    extractor: Callable[..., tf.Tensor], head: tf_keras.Model, image_size: tuple[int, int]
 ) -> tf_keras.Model:
     """Images float32 [N, h, w, 3] in [0, 1] -> probabilities [N, n_labels]."""
     images = tf_keras.Input(shape=(*image_size, 3), name="images", dtype=tf.float32)

@@ -36,6 +36,12 @@ def _square(value: object) -> object:
     return (value, value) if isinstance(value, int) else value
 
 
+def _size(text: str) -> int | tuple[int, int]:
+    """`224` (square) or `320x224` (height x width) from the command line."""
+    height, _, width = text.lower().partition("x")
+    return (int(height), int(width)) if width else int(height)
+
+
 def _comma_list(value: object) -> object:
     """`a,b` -> ["a", "b"], blanks dropped: `--exclude-genres ""` means none."""
     if isinstance(value, str):
@@ -210,6 +216,32 @@ class HeadSettings(Settings):
     seed: Annotated[int, Option(skip=True)] = Field(42, description="Training seed (--seed).")
 
 
+class FinetuneSettings(Settings):
+    """How the backbone's tail is fine-tuned on cached activations (`trainer/finetune.py`)."""
+
+    cli_group: ClassVar[str] = "fine-tuning"
+
+    epochs: Annotated[int, Option(flags=("--finetune-epochs",))] = Field(
+        8, ge=1, description="Most epochs of tail fine-tuning; its best one is kept."
+    )
+    patience: Annotated[int, Option(flags=("--finetune-patience",))] = Field(
+        3, ge=0, description="Stop fine-tuning after this many epochs without progress; 0 never."
+    )
+    learning_rate: Annotated[float, Option(flags=("--finetune-learning-rate",))] = Field(
+        2e-4, gt=0, description="Adam's learning rate for the tail and its sigmoid layer."
+    )
+    batch_size: Annotated[int, Option(flags=("--finetune-batch-size",))] = Field(
+        64, ge=1, description="Posters per fine-tuning step."
+    )
+    dropout: Annotated[float, Option(flags=("--finetune-dropout",))] = Field(
+        0.3, ge=0, lt=1, description="Dropout before the fine-tuning sigmoid layer."
+    )
+    loss: Annotated[LossName, Option(flags=("--finetune-loss",))] = Field(
+        "soft-f1+bce", description="Loss of fine-tuning: soft-f1, bce, or their sum."
+    )
+    seed: Annotated[int, Option(skip=True)] = Field(42, description="Seed (--seed).")
+
+
 class TrainSettings(
     CommandSettings, MovieLensInput, PosterInput, ModelFolder, EvaluationFilms, ReleaseGate
 ):
@@ -223,8 +255,18 @@ class TrainSettings(
     image_size: Annotated[
         tuple[int, int],
         BeforeValidator(_square),
-        Option(parse=int, metavar="PIXELS", default_text="224"),
-    ] = Field((224, 224), description="Side of the square images the extractor takes.")
+        Option(parse=_size, metavar="PIXELS", default_text="224"),
+    ] = Field(
+        (224, 224),
+        description="Input of the extractor: one side (square) or HEIGHTxWIDTH, e.g. 320x224.",
+    )
+    mirror: bool = Field(
+        False,
+        description=(
+            "Features are the mean of the poster's and its mirror image's (at training and in "
+            "the exported model): a second backbone pass per poster."
+        ),
+    )
     keep_versions: int = Field(
         5,
         ge=0,
@@ -280,26 +322,43 @@ class TrainSettings(
             "times as many out-of-fold films as have it; 0 = no cap."
         ),
     )
-    min_genre_count: int = Field(10, ge=1, description="Rarer genres are left out of the model.")
+    min_genre_count: int = Field(
+        10,
+        ge=1,
+        description="Rarer genres are left out of the model (listed in its metadata).",
+    )
+    cross_validate: Annotated[int, Option(metavar="K")] = Field(
+        0,
+        ge=0,
+        description=(
+            "Also measure the recipe on K disjoint hash folds of all labelled films (each "
+            "trained on the others): mean and spread in the report; 0 = off (K x the head time)."
+        ),
+    )
     embed_batch_size: int = Field(64, ge=1, description="Posters per feature-extractor call.")
     tensorboard_dir: OptionalDir = Field(None, description="Write TensorBoard logs of each head.")
     head: HeadSettings = Field(default_factory=HeadSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
 
     @model_validator(mode="before")
     @classmethod
     def _seed_the_head(cls, data: Any) -> Any:
-        """A `seed` given seeds the head too, unless the head was given its own."""
+        """A `seed` given seeds the head and fine-tuning too, unless they were given their own."""
         if not isinstance(data, dict) or "seed" not in data:
             return data
-        head = data.get("head", {})
-        if isinstance(head, HeadSettings) and "seed" not in head.model_fields_set:
-            head = head.model_copy(update={"seed": data["seed"]})
-        elif isinstance(head, dict):
-            head = {"seed": data["seed"], **head}
-        return {**data, "head": head}
+        seeded = dict(data)
+        for name, model in (("head", HeadSettings), ("finetune", FinetuneSettings)):
+            group = data.get(name, {})
+            if isinstance(group, model) and "seed" not in group.model_fields_set:
+                seeded[name] = group.model_copy(update={"seed": data["seed"]})
+            elif isinstance(group, dict):
+                seeded[name] = {"seed": data["seed"], **group}
+        return seeded
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
+        if self.cross_validate == 1:
+            raise ValueError("--cross-validate needs at least 2 folds (or 0 for none)")
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation and test fractions leave too little to train on")
         if self.test_fraction == 0 and self.promote and not self.force:

@@ -7,6 +7,7 @@ exported as a candidate and served only if the release gate lets it (`trainer/ga
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import tf_keras
 
 from schemas.model import ModelMetadata
 from trainer.evaluation import evaluate_fit, write_run_report
-from trainer.examples import embed_examples, postered_movies
+from trainer.examples import Examples, embed_examples, postered_movies
 from trainer.export import REPORT_DIR, export_version, prune_versions
 from trainer.fit import cross_fit, fit, fit_head
 from trainer.gate import Decision, release_candidate
@@ -27,11 +28,14 @@ from trainer.posters import PosterCache
 from trainer.scoring import films_of
 from trainer.settings import TrainSettings
 from trainer.split import split_examples
+from trainer.yardstick import cross_validate, head_recipe
 
 if TYPE_CHECKING:
     from posters import FetchSettings
 
 __all__ = ["TrainResult", "cross_fit", "fit_head", "train"]  # bench/ imports the fitting here
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,15 +51,33 @@ class TrainResult:
     gate_report: dict[str, Any]  # the candidate and the served version on the same films
 
 
+def yardstick(examples: Examples, settings: TrainSettings) -> dict[str, Any]:
+    """The recipe's quality on unseen films: mean and spread over hash folds of all examples."""
+    x, y, ids = examples.x, examples.labels.y, examples.tmdb_ids
+    recipe = head_recipe(x, y, ids, settings, settings.cross_validate)
+    summary = cross_validate(recipe, y, ids, examples.labels.names, settings.cross_validate)
+    log.info(
+        "yardstick over %d hash folds: macro F1 %.4f (sd %.4f), micro F1 %.4f (sd %.4f)",
+        settings.cross_validate,
+        summary["macro_f1"],
+        summary["macro_f1_sd"],
+        summary["micro_f1"],
+        summary["micro_f1_sd"],
+    )
+    return summary
+
+
 def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) -> TrainResult:
     """Run the whole training job, export a candidate, and serve it if the gate allows."""
     started = time.monotonic()
     postered = postered_movies(settings, fetch_settings)
-    extractor = load_extractor(settings.feature_extractor)
+    extractor = load_extractor(settings.feature_extractor, settings.image_size, settings.mirror)
     examples = embed_examples(postered, extractor, settings)
     split = split_examples(examples.tmdb_ids, examples.labels.y, settings)
     fitted = fit(examples.x, examples.labels.y, split, settings)
     report = evaluate_fit(fitted, examples, split, settings.folds)
+    if settings.cross_validate:
+        report["yardstick"] = yardstick(examples, settings)
     metadata = build_metadata(settings, examples, split, fitted, report, time.monotonic() - started)
     classifier = build_classifier(extractor, fitted.head, settings.image_size)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ import numpy as np
 
 from trainer.evaluation import evaluate
 from trainer.fit import fit
-from trainer.split import Split, bucket, split_by_id
+from trainer.split import Split, bucket
 
 if TYPE_CHECKING:
     from trainer.settings import TrainSettings
@@ -39,6 +39,19 @@ def hash_folds(tmdb_ids: Sequence[int] | np.ndarray, k: int) -> list[np.ndarray]
     points = np.fromiter((bucket(i) for i in tmdb_ids), dtype=np.float64, count=len(tmdb_ids))
     which = np.minimum((points * k).astype(int), k - 1)
     return [np.flatnonzero(which == j) for j in range(k)]
+
+
+def inner_split(
+    rows: np.ndarray, tmdb_ids: Sequence[int] | np.ndarray, k: int, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training `rows` cut into (train, validation) by where each film lies within its fold.
+
+    The outer folds use the hash point's first digit in base K; this uses the rest of it,
+    so every fold's films are split alike and no fold is left without validation films.
+    """
+    points = np.fromiter((bucket(tmdb_ids[r]) for r in rows), dtype=np.float64, count=len(rows))
+    within = points * k % 1.0
+    return rows[within >= val_fraction], rows[within < val_fraction]
 
 
 def cross_validate(
@@ -88,17 +101,17 @@ def summarise(per_fold: list[dict[str, Any]], pooled: dict[str, Any]) -> dict[st
 
 
 def head_recipe(
-    x: np.ndarray, y: np.ndarray, tmdb_ids: np.ndarray, settings: TrainSettings
+    x: np.ndarray, y: np.ndarray, tmdb_ids: np.ndarray, settings: TrainSettings, k: int
 ) -> FitAndScore:
     """The trainer's head training and thresholds on embeddings x [n, dim], as a `FitAndScore`.
 
-    The training rows are split into train and validation by hash as `train` splits its
-    films (the cross-fit uses both), so a fold runs the very recipe of a training run.
+    The training rows (K-1 of `k` hash folds) are split into train and validation by hash
+    (`inner_split`; the cross-fit uses both), so a fold runs the very recipe of `train`.
     """
 
     def run(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inner = split_by_id(tmdb_ids[train], settings.val_fraction, 0.0)
-        fitted = fit(x, y, Split(train[inner.train], train[inner.validation], test), settings)
+        fit_rows, validation = inner_split(train, tmdb_ids, k, settings.val_fraction)
+        fitted = fit(x, y, Split(fit_rows, validation, test), settings)
         return fitted.head.predict(x[test], verbose=0), fitted.thresholds
 
     return run

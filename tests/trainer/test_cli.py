@@ -213,3 +213,28 @@ def test_promote_and_rollback_load_no_tensorflow(tmp_path: Path) -> None:
     result, loaded = run_loaded(["rollback"], env)
     assert result.returncode == 0 and result.stdout == "serving version 2 (was version 1)\n"
     assert loaded == ""
+
+
+def test_poster_shape_mirror_yardstick_and_finetuning_options() -> None:
+    _, tall = parse_args(
+        [
+            "train",
+            "--image-size",
+            "320x224",
+            "--mirror",
+            "--cross-validate",
+            "5",
+            "--finetune-epochs",
+            "3",
+            "--seed",
+            "7",
+        ],
+        {},
+    )
+    assert isinstance(tall, TrainSettings)
+    assert tall.image_size == (320, 224) and tall.mirror and tall.cross_validate == 5
+    assert tall.finetune.epochs == 3 and tall.finetune.seed == 7 and tall.head.epochs == 60
+    _, square = parse_args(["train", "--image-size", "256"], {})
+    assert isinstance(square, TrainSettings) and square.image_size == (256, 256)
+    with pytest.raises(SystemExit, match="invalid options"):
+        parse_args(["train", "--cross-validate", "1"], {})

@@ -50,3 +50,11 @@ def test_image_dataset_decodes_resizes_and_scales(tmp_path: Path) -> None:
     assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
     assert labels.numpy().tolist() == y[:2].tolist()
     assert sum(int(b[0].shape[0]) for b in batches) == 3
+
+
+def test_genres_too_rare_to_learn_are_listed_with_their_counts() -> None:
+    from trainer.data import binarize
+
+    labels = binarize([["Drama"], ["Drama", "Animation"], ["Drama", "Comedy"], ["Comedy"]], 2)
+    assert labels.names == ["Drama", "Comedy"]
+    assert labels.left_out == {"Animation": 1}

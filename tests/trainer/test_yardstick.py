@@ -7,7 +7,7 @@ import pytest
 
 from trainer.settings import HeadSettings, TrainSettings
 from trainer.split import bucket
-from trainer.yardstick import cross_validate, hash_folds, head_recipe
+from trainer.yardstick import cross_validate, hash_folds, head_recipe, inner_split
 
 LABELS = ["a", "b", "c"]
 
@@ -63,7 +63,18 @@ def test_the_head_recipe_learns_on_the_training_folds_only() -> None:
     settings = TrainSettings(
         offline=True, folds=2, repeats=1, head=HeadSettings(epochs=10, patience=0, hidden=16)
     )
-    summary = cross_validate(head_recipe(x, y, ids, settings), y, ids, LABELS, k=2)
+    summary = cross_validate(head_recipe(x, y, ids, settings, 2), y, ids, LABELS, k=2)
     every_label = 2 * y.mean() / (1 + y.mean())  # micro F1 of predicting every label
     assert summary["micro_f1"] > every_label + 0.1  # the labels are linear in x
     assert 0 <= summary["micro_f1_sd"] < 0.2
+
+
+def test_every_fold_keeps_validation_films_inside_its_training_folds() -> None:
+    ids = np.arange(1, 2001)
+    folds = hash_folds(ids, 5)
+    for j, test in enumerate(folds):
+        train = np.sort(np.concatenate([f for i, f in enumerate(folds) if i != j]))
+        fit_rows, validation = inner_split(train, ids, 5, 0.15)
+        assert sorted([*fit_rows, *validation]) == train.tolist()
+        assert 0.1 < len(validation) / len(train) < 0.2
+        assert not set(validation) & set(test.tolist())

@@ -1,0 +1,76 @@
+"""MobileNetV2 from Keras weights: any input shape, split for fine-tuning, and the mirror mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from trainer.backbone import TAIL_START, join, split_backbone
+from trainer.embeddings import extractor_key
+from trainer.finetune import finetune_tail, pooled
+from trainer.model import load_extractor
+from trainer.settings import FinetuneSettings
+
+TALL = (96, 64)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNetV2 weights file with random weights (the ImageNet file is not in the repo)."""
+    tf_keras.utils.set_random_seed(0)
+    net = tf_keras.applications.MobileNetV2(
+        input_shape=(64, 64, 3), include_top=False, pooling="avg", weights=None
+    )
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2.h5"
+    net.save_weights(str(path))
+    return path
+
+
+def _images(n: int = 3, size: tuple[int, int] = TALL) -> tf.Tensor:
+    return tf.random.stateless_uniform([n, *size, 3], seed=(1, 2))
+
+
+def test_a_weights_file_gives_an_extractor_of_any_shape(weights: Path) -> None:
+    extractor = load_extractor(str(weights), TALL)
+    assert extractor(_images()).shape == (3, 1280)
+    assert not extractor.trainable_weights
+    assert extractor_key(str(weights), TALL) != extractor_key(str(weights), (64, 64))
+
+
+def test_the_mirror_mean_does_not_see_which_way_round_the_poster_is(weights: Path) -> None:
+    plain = load_extractor(str(weights), TALL)
+    mirrored = load_extractor(str(weights), TALL, mirror=True)
+    images = _images()
+    flipped = tf.image.flip_left_right(images)
+    np.testing.assert_allclose(mirrored(images), mirrored(flipped), rtol=1e-5, atol=0)
+    assert not np.allclose(plain(images), plain(flipped), rtol=1e-3, atol=0)
+    key = extractor_key(str(weights), TALL)
+    assert extractor_key(str(weights), TALL, mirror=True) != key
+
+
+def test_base_and_tail_make_the_whole_backbone(weights: Path) -> None:
+    base, tail = split_backbone(str(weights), TALL)
+    whole = load_extractor(str(weights), TALL)
+    images = _images()
+    np.testing.assert_allclose(join(base, tail)(images), whole(images), rtol=1e-4, atol=0)
+    assert base.output_shape[1:] == (TALL[0] // 32, TALL[1] // 32, 160)
+    assert TAIL_START not in [layer.name for layer in tail.layers]
+
+
+def test_finetuning_moves_the_tail_and_learns_from_cached_activations(weights: Path) -> None:
+    base, tail = split_backbone(str(weights), TALL)
+    images = _images(40)
+    maps = base(images).numpy()
+    mirrored = base(tf.image.flip_left_right(images)).numpy()
+    y = maps.mean(axis=(1, 2))[:, :2] > np.median(maps.mean(axis=(1, 2))[:, :2], axis=0)
+    before = pooled(tail, maps)
+    settings = FinetuneSettings(epochs=2, patience=0, batch_size=8, learning_rate=1e-2)
+    tuned = finetune_tail(
+        tail, (maps, mirrored), y.astype(np.float32), (np.arange(30), np.arange(30, 40)), settings
+    )
+    assert tuned.tail is tail and tuned.step_s > 0 and 1 <= tuned.best_epoch <= 2
+    assert not np.allclose(pooled(tail, maps), before, rtol=1e-3, atol=0)
