@@ -52,7 +52,9 @@ def load_view(folder: Path, view: str, ids: np.ndarray, maps: bool) -> dict[str,
     return out
 
 
-def lever_recipe(lever: str, folder: Path, ids: np.ndarray, y: np.ndarray, settings: Any) -> Any:
+def lever_recipe(
+    lever: str, folder: Path, ids: np.ndarray, y: np.ndarray, settings: Any, k: int
+) -> Any:
     """The `FitAndScore` of one lever (its parts joined by `+`)."""
     from trainer.yardstick import head_recipe
 
@@ -63,9 +65,9 @@ def lever_recipe(lever: str, folder: Path, ids: np.ndarray, y: np.ndarray, setti
     use = loaded if "flip" in parts else loaded[:1]
     if "ft" not in parts:
         x = np.mean([v["features"] for v in use], axis=0)
-        return head_recipe(x, y, ids, settings)
+        return head_recipe(x, y, ids, settings, k)
     image_size = (320, 224) if "tall" in parts else (224, 224)
-    return finetuned_recipe(loaded, len(use), image_size, ids, y, settings)
+    return finetuned_recipe(loaded, len(use), image_size, ids, y, settings, k)
 
 
 def finetuned_recipe(
@@ -75,23 +77,21 @@ def finetuned_recipe(
     ids: np.ndarray,
     y: np.ndarray,
     settings: Any,
+    k: int,
 ) -> Any:
     """Fine-tune the tail on the training rows, then the head recipe on its features."""
     from trainer.backbone import split_backbone
     from trainer.finetune import finetune_tail, pooled
-    from trainer.split import split_by_id
-    from trainer.yardstick import head_recipe
+    from trainer.yardstick import head_recipe, inner_split
 
     def run(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        inner = split_by_id(ids[train], settings.val_fraction, 0.0)
         _, tail = split_backbone(str(WEIGHTS), image_size)
         views = (loaded[0]["maps"], loaded[1]["maps"])
-        tuned = finetune_tail(
-            tail, views, y, (train[inner.train], train[inner.validation]), settings.finetune
-        )
+        rows = inner_split(train, ids, k, settings.val_fraction)
+        tuned = finetune_tail(tail, views, y, rows, settings.finetune)
         run.steps.append(tuned.step_s)
         x = np.mean([pooled(tail, v["maps"]) for v in loaded[:n_views]], axis=0)
-        return head_recipe(x, y, ids, settings)(train, test)
+        return head_recipe(x, y, ids, settings, k)(train, test)
 
     run.steps = []
     return run
@@ -106,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="the head recipe's --repeats")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads; 0 = its own")
+    parser.add_argument("--finetune-epochs", type=int, default=8)
     args = parser.parse_args(argv)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(ROOT))
     from trainer.data import binarize
@@ -114,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.settings import TrainSettings
     from trainer.yardstick import cross_validate
 
-    settings = TrainSettings(repeats=args.repeats, seed=args.seed, offline=True)
+    settings = TrainSettings(
+        repeats=args.repeats,
+        seed=args.seed,
+        offline=True,
+        finetune={"epochs": args.finetune_epochs},
+    )
     movies = without_genres(read_movielens(args.data).labelled, settings.exclude_genres)
     posters = args.data / "posters"
     movies = movies[[(posters / f"{int(i)}.jpg").is_file() for i in movies["tmdbId"]]]
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"k": args.k, "repeats": args.repeats, "labels": labels.names}
     for lever in args.levers.split(","):
         started = time.monotonic()
-        recipe = lever_recipe(lever, args.features, ids, labels.y, settings)
+        recipe = lever_recipe(lever, args.features, ids, labels.y, settings, args.k)
         summary = cross_validate(recipe, labels.y, ids, labels.names, args.k)
         summary["seconds"] = round(time.monotonic() - started, 1)
         if hasattr(recipe, "steps"):
