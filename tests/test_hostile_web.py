@@ -67,14 +67,27 @@ def serve_page(standin: TmdbStandIn, tmdb_id: int, body: bytes, content_type: st
 
 @pytest.mark.parametrize("kind", list(WORST_PAGES))
 @pytest.mark.parametrize("charset", ["utf-8", "punycode", "utf-8; charset=utf-8"])
-def test_no_page_holds_the_fetch_loop(kind: str, charset: str) -> None:
+@pytest.mark.parametrize("size", [60 * KiB, 2 * MiB - 64 * KiB])  # a head, a page at the cap
+def test_no_page_holds_the_fetch_loop(kind: str, charset: str, size: int) -> None:
     """Pages up to the byte cap built to make a parser slow, in charsets that would be."""
-    page = WORST_PAGES[kind](2 * MiB - 64 * KiB)  # under the default cap
+    page = WORST_PAGES[kind](size)
     with TmdbStandIn() as standin:
         serve_page(standin, 9, page, f"text/html; charset={charset}")
         outcome, stall = fetch_timed(settings_for(standin, page_genres=True), 9)
     assert isinstance(outcome, PosterError | Poster), outcome
-    assert stall < MAX_STALL_S, f"{kind} ({charset}) held the loop {stall:.2f} s"
+    assert stall < MAX_STALL_S, f"{kind} ({charset}, {size} B) held the loop {stall:.2f} s"
+
+
+def test_a_content_type_naming_charset_thousands_of_times_is_read_in_bounded_time() -> None:
+    poster = poster_bytes(COLOURS["Blue"])
+    with TmdbStandIn({3: StandInMovie(poster)}) as standin:
+        url = standin.image_url(3)
+        page = f'<html><head><meta property="og:image" content="{url}"></head>'.encode()
+        content_type = "text/html; " + "charset=utf-8; " * 4000  # a 60 KB header
+        serve_page(standin, 3, page, content_type)
+        outcome, stall = fetch_timed(settings_for(standin), 3)
+    assert isinstance(outcome, Poster) and outcome.content == poster, outcome
+    assert stall < MAX_STALL_S
 
 
 def test_a_punycode_page_is_read_as_utf8() -> None:
