@@ -53,7 +53,13 @@ def load_view(folder: Path, view: str, ids: np.ndarray, maps: bool) -> dict[str,
 
 
 def lever_recipe(
-    lever: str, folder: Path, ids: np.ndarray, y: np.ndarray, settings: Any, k: int
+    lever: str,
+    folder: Path,
+    ids: np.ndarray,
+    y: np.ndarray,
+    settings: Any,
+    k: int,
+    keep: list[dict[str, np.ndarray]],
 ) -> Any:
     """The `FitAndScore` of one lever (its parts joined by `+`)."""
     from trainer.yardstick import head_recipe
@@ -65,9 +71,9 @@ def lever_recipe(
     use = loaded if "flip" in parts else loaded[:1]
     if "ft" not in parts:
         x = np.mean([v["features"] for v in use], axis=0)
-        return head_recipe(x, y, ids, settings, k)
+        return head_recipe(x, y, ids, settings, k, keep)
     image_size = (320, 224) if "tall" in parts else (224, 224)
-    return finetuned_recipe(loaded, len(use), image_size, ids, y, settings, k)
+    return finetuned_recipe(loaded, len(use), image_size, ids, y, settings, k, keep)
 
 
 def finetuned_recipe(
@@ -78,6 +84,7 @@ def finetuned_recipe(
     y: np.ndarray,
     settings: Any,
     k: int,
+    keep: list[dict[str, np.ndarray]],
 ) -> Any:
     """Fine-tune the tail on the training rows, then the head recipe on its features."""
     from trainer.backbone import split_backbone
@@ -91,7 +98,7 @@ def finetuned_recipe(
         tuned = finetune_tail(tail, views, y, rows, settings.finetune)
         run.steps.append(tuned.step_s)
         x = np.mean([pooled(tail, v["maps"]) for v in loaded[:n_views]], axis=0)
-        return head_recipe(x, y, ids, settings, k)(train, test)
+        return head_recipe(x, y, ids, settings, k, keep)(train, test)
 
     run.steps = []
     return run
@@ -108,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads; 0 = its own")
     parser.add_argument("--finetune-epochs", type=int, default=8)
+    parser.add_argument("--scores", type=Path, default=None, help="save each fold's scores here")
     args = parser.parse_args(argv)
     if args.threads:
         import tensorflow as tf
@@ -135,12 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"k": args.k, "repeats": args.repeats, "labels": labels.names}
     for lever in args.levers.split(","):
         started = time.monotonic()
-        recipe = lever_recipe(lever, args.features, ids, labels.y, settings, args.k)
+        keep: list[dict[str, np.ndarray]] = []
+        recipe = lever_recipe(lever, args.features, ids, labels.y, settings, args.k, keep)
         summary = cross_validate(recipe, labels.y, ids, labels.names, args.k)
         summary["seconds"] = round(time.monotonic() - started, 1)
         if hasattr(recipe, "steps"):
             summary["finetune_step_s"] = round(float(np.mean(recipe.steps)), 4)
         results[lever] = summary
+        if args.scores:
+            args.scores.mkdir(parents=True, exist_ok=True)
+            arrays = {f"{key}_{j}": v for j, fold in enumerate(keep) for key, v in fold.items()}
+            np.savez(args.scores / f"{lever}.npz", y=labels.y, ids=ids, **arrays)
         log.info(
             "%s: macro F1 %.4f +- %.4f, micro F1 %.4f +- %.4f (%.0fs)",
             lever,

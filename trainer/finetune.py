@@ -17,9 +17,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from trainer.backbone import is_keras_weights, join, split_backbone
+from trainer.errors import DataError
 from trainer.fit import BestEpoch
 from trainer.losses import get_loss
-from trainer.settings import FinetuneSettings
+from trainer.model import with_mirror
+from trainer.settings import FinetuneSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +91,46 @@ def pooled(tail: tf_keras.Model, maps: np.ndarray, batch_size: int = 256) -> np.
     run = tf.function(lambda m: tail(tf.cast(m, tf.float32), training=False))
     out = [run(maps[i : i + batch_size]).numpy() for i in range(0, len(maps), batch_size)]
     return np.concatenate(out).astype(np.float32)
+
+
+def activations(
+    base: tf_keras.Model, paths: list[str], image_size: tuple[int, int], batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The base's activations of each poster, as is and mirrored: float16 [n, h', w', c] each."""
+    from trainer.preprocess import read_image
+
+    run = tf.function(lambda images: base(images, training=False))
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(
+        lambda path: read_image(path, image_size), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    plain, mirrored = [], []
+    for images in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+        plain.append(run(images).numpy().astype(np.float16))
+        mirrored.append(run(tf.image.flip_left_right(images)).numpy().astype(np.float16))
+    return np.concatenate(plain), np.concatenate(mirrored)
+
+
+def finetuned_features(
+    paths: list[str],
+    y: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
+    settings: TrainSettings,
+) -> tuple[tf_keras.Model, np.ndarray, Tuned]:
+    """Fine-tune the tail on `rows` (train, validation); the new extractor and its features.
+
+    The features [n, 1280] are of every poster in `paths`, the mean over the mirror when
+    `settings.mirror`; the extractor takes images [N, h, w, 3] in [0, 1] as `load_extractor`'s.
+    """
+    if not is_keras_weights(settings.feature_extractor):
+        raise DataError("--finetune needs a MobileNetV2 Keras weights file (.h5) as extractor")
+    base, tail = split_backbone(settings.feature_extractor, settings.image_size)
+    base.trainable = False
+    views = activations(base, paths, settings.image_size, settings.embed_batch_size)
+    tuned = finetune_tail(tail, views, y, rows, settings.finetune)
+    used = views if settings.mirror else views[:1]
+    x = np.mean([pooled(tail, v) for v in used], axis=0)
+    tail.trainable = False
+    extractor = join(base, tail)
+    if settings.mirror:
+        extractor = with_mirror(extractor, settings.image_size)
+    return extractor, x, tuned

@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.model import ModelMetadata
 from trainer.examples import Examples
+from trainer.finetune import Tuned
 from trainer.fit import Fitted
 from trainer.settings import TrainSettings
 from trainer.split import Split
@@ -26,8 +27,17 @@ def build_metadata(
     fitted: Fitted,
     report: Mapping[str, Any],
     total_s: float,
+    tuned: Tuned | None = None,
 ) -> ModelMetadata:
-    """The metadata of the version this run exports."""
+    """The metadata of the version this run exports (`tuned`: the fine-tuning, if any)."""
+    timings = {
+        "embedding": round(examples.embed_s, 2),
+        "head": round(fitted.seconds, 2),
+        "head_step": round(fitted.step_s, 5),
+        "total": round(total_s, 2),
+    }
+    if tuned is not None:
+        timings.update(finetune=round(tuned.seconds, 2), finetune_step=round(tuned.step_s, 5))
     return ModelMetadata(
         labels=examples.labels.names,
         thresholds=[float(t) for t in fitted.thresholds],
@@ -39,12 +49,8 @@ def build_metadata(
         head=settings.head.model_dump(),
         mirror=settings.mirror,
         best_epoch=fitted.best_epoch,
-        timings_s={
-            "embedding": round(examples.embed_s, 2),
-            "head": round(fitted.seconds, 2),
-            "head_step": round(fitted.step_s, 5),
-            "total": round(total_s, 2),
-        },
+        timings_s=timings,
+        finetune=settings.finetune.model_dump() if tuned is not None else None,
     )
 
 

@@ -221,6 +221,13 @@ class FinetuneSettings(Settings):
 
     cli_group: ClassVar[str] = "fine-tuning"
 
+    enabled: Annotated[bool, Option(flags=("--finetune",))] = Field(
+        False,
+        description=(
+            "Fine-tune MobileNetV2's last block on the training films (mirrored posters as "
+            "augmentation) before the heads; needs a .h5 weights file as --feature-extractor."
+        ),
+    )
     epochs: Annotated[int, Option(flags=("--finetune-epochs",))] = Field(
         8, ge=1, description="Most epochs of tail fine-tuning; its best one is kept."
     )
@@ -359,6 +366,11 @@ class TrainSettings(
     def _check(self) -> TrainSettings:
         if self.cross_validate == 1:
             raise ValueError("--cross-validate needs at least 2 folds (or 0 for none)")
+        if self.cross_validate and self.finetune.enabled:
+            raise ValueError(
+                "--cross-validate measures heads on fixed features; fine-tuning's yardstick is "
+                "bench/trainer_levers.py"
+            )
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation and test fractions leave too little to train on")
         if self.test_fraction == 0 and self.promote and not self.force:

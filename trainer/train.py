@@ -7,6 +7,7 @@ exported as a candidate and served only if the release gate lets it (`trainer/ga
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -20,6 +21,7 @@ from schemas.model import ModelMetadata
 from trainer.evaluation import evaluate_fit, write_run_report
 from trainer.examples import Examples, embed_examples, postered_movies
 from trainer.export import REPORT_DIR, export_version, prune_versions
+from trainer.finetune import Tuned, finetuned_features
 from trainer.fit import cross_fit, fit, fit_head
 from trainer.gate import Decision, release_candidate
 from trainer.metadata import build_metadata
@@ -27,7 +29,7 @@ from trainer.model import build_classifier, load_extractor
 from trainer.posters import PosterCache
 from trainer.scoring import films_of
 from trainer.settings import TrainSettings
-from trainer.split import split_examples
+from trainer.split import Split, split_examples
 from trainer.yardstick import cross_validate, head_recipe
 
 if TYPE_CHECKING:
@@ -67,6 +69,17 @@ def yardstick(examples: Examples, settings: TrainSettings) -> dict[str, Any]:
     return summary
 
 
+def finetune(
+    examples: Examples, split: Split, settings: TrainSettings
+) -> tuple[tf_keras.Model, Examples, Tuned]:
+    """Fine-tune the backbone's tail on the training films; its extractor and features."""
+    paths = [str(PosterCache(settings.posters).path(int(i))) for i in examples.tmdb_ids]
+    rows = (split.train, split.validation)
+    extractor, x, tuned = finetuned_features(paths, examples.labels.y, rows, settings)
+    log.info("fine-tuned in %.1fs, %.4fs per step", tuned.seconds, tuned.step_s)
+    return extractor, dataclasses.replace(examples, x=x), tuned
+
+
 def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) -> TrainResult:
     """Run the whole training job, export a candidate, and serve it if the gate allows."""
     started = time.monotonic()
@@ -74,11 +87,16 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     extractor = load_extractor(settings.feature_extractor, settings.image_size, settings.mirror)
     examples = embed_examples(postered, extractor, settings)
     split = split_examples(examples.tmdb_ids, examples.labels.y, settings)
+    tuned = None
+    if settings.finetune.enabled:
+        extractor, examples, tuned = finetune(examples, split, settings)
     fitted = fit(examples.x, examples.labels.y, split, settings)
     report = evaluate_fit(fitted, examples, split, settings.folds)
     if settings.cross_validate:
         report["yardstick"] = yardstick(examples, settings)
-    metadata = build_metadata(settings, examples, split, fitted, report, time.monotonic() - started)
+    metadata = build_metadata(
+        settings, examples, split, fitted, report, time.monotonic() - started, tuned
+    )
     classifier = build_classifier(extractor, fitted.head, settings.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_run_report(report, examples.skipped, Path(tmp))

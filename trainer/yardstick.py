@@ -101,17 +101,33 @@ def summarise(per_fold: list[dict[str, Any]], pooled: dict[str, Any]) -> dict[st
 
 
 def head_recipe(
-    x: np.ndarray, y: np.ndarray, tmdb_ids: np.ndarray, settings: TrainSettings, k: int
+    x: np.ndarray,
+    y: np.ndarray,
+    tmdb_ids: np.ndarray,
+    settings: TrainSettings,
+    k: int,
+    keep: list[dict[str, np.ndarray]] | None = None,
 ) -> FitAndScore:
     """The trainer's head training and thresholds on embeddings x [n, dim], as a `FitAndScore`.
 
     The training rows (K-1 of `k` hash folds) are split into train and validation by hash
     (`inner_split`; the cross-fit uses both), so a fold runs the very recipe of `train`.
+    With `keep`, each fold appends its rows and scores, to study thresholds without retraining.
     """
 
     def run(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fit_rows, validation = inner_split(train, tmdb_ids, k, settings.val_fraction)
         fitted = fit(x, y, Split(fit_rows, validation, test), settings)
-        return fitted.head.predict(x[test], verbose=0), fitted.thresholds
+        scores = fitted.head.predict(x[test], verbose=0)
+        if keep is not None:
+            keep.append(
+                {
+                    "tuned_rows": fitted.tuned_rows,
+                    "tuned_scores": fitted.tuned_scores,
+                    "test_rows": test,
+                    "test_scores": scores,
+                }
+            )
+        return scores, fitted.thresholds
 
     return run

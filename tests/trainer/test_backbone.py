@@ -9,11 +9,16 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from demo.synthetic import SyntheticDataset
+from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
 from trainer.backbone import TAIL_START, join, split_backbone
 from trainer.embeddings import extractor_key
 from trainer.finetune import finetune_tail, pooled
 from trainer.model import load_extractor
-from trainer.settings import FinetuneSettings
+from trainer.settings import FinetuneSettings, HeadSettings
+from trainer.train import train
+
+from .test_train import settings_for
 
 TALL = (96, 64)
 
@@ -74,3 +79,28 @@ def test_finetuning_moves_the_tail_and_learns_from_cached_activations(weights: P
     )
     assert tuned.tail is tail and tuned.step_s > 0 and 1 <= tuned.best_epoch <= 2
     assert not np.allclose(pooled(tail, maps), before, rtol=1e-3, atol=0)
+
+
+def test_train_finetunes_mirrors_and_exports_a_tall_bytes_in_model(
+    weights: Path, synthetic: SyntheticDataset, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        synthetic,
+        weights,
+        tmp_path,
+        image_size=TALL,
+        mirror=True,
+        finetune={"enabled": True, "epochs": 1, "batch_size": 32},
+        head=HeadSettings(epochs=2, patience=0, batch_size=32, hidden=16),
+        folds=2,
+    )
+    result = train(settings)
+    metadata = ModelMetadata.read(result.version_dir)
+    assert tuple(metadata.image_size) == TALL and metadata.model_extra["mirror"] is True
+    assert metadata.timings_s["finetune_step"] > 0 and metadata.timings_s["head_step"] > 0
+    serve = tf.saved_model.load(str(result.version_dir)).signatures[SIGNATURE]
+    poster = (synthetic.posters_dir / f"{min(synthetic.labelled)}.jpg").read_bytes()
+    mirrored = tf.io.encode_png(tf.image.flip_left_right(tf.io.decode_jpeg(poster))).numpy()
+    scores = serve(**{INPUT_NAME: tf.constant([poster, mirrored])})[OUTPUT_NAME].numpy()
+    assert scores.shape == (2, len(metadata.labels)) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores[0], scores[1], atol=2e-3)  # the mirror mean, as served
