@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_tiny_model
+from tests.fixtures import build_tiny_model
 from worker.classifier import ModelLoadError, complete_versions, load_latest, load_version
 from worker.reload import ModelWatcher
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from demo.tmdb import StandInMovie
 from schemas import DeadLetter, EventDecodeError, OriginalRecord, decode_new_movie
-from tests.conftest import (
+from tests.fixtures import (
     COLOURS,
     consume_all,
     event,
     poster_bytes,
     produce,
+    rss_kib,
     start_worker,
     stop,
     worker_env,
@@ -158,14 +158,6 @@ def test_raw_values_are_kept_as_text_or_base64_and_truncated_beyond_256_kib() ->
         original=kept,
     )
     assert len(letter.model_dump_json()) < 2 * 1024 * 1024  # fits the producer's max request
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import ssl
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -22,42 +21,13 @@ import httpx
 import pytest
 
 from posters.http import pool as pool_module
-from posters.http.connections import AddressGuard, Connector
 from posters.http.pool import Pool
-from posters.http.transport import DirectTransport, HttpxTransport, Timeouts, Transport
-from posters.http.urls import parse_target
+from posters.http.transport import DirectTransport, HttpxTransport, Transport
 from posters.loops import new_event_loop
+from tests.fixtures import connector, get, ok, self_signed, timeouts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 MakeTransport = Callable[..., Transport]
-
-
-def ok(body: bytes = b"hello", close: bool = False) -> bytes:
-    connection = b"close" if close else b"keep-alive"
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n"
-    return head % (len(body), connection) + body
-
-
-async def loopback(host: str, port: int) -> list[str]:
-    return ["127.0.0.1"]  # `localhost` without asking the system (it may list ::1 too)
-
-
-def timeouts(read: float | None = 5.0, pool: float | None = 10.0) -> Timeouts:
-    return Timeouts(connect=5.0, read=read, write=5.0, pool=pool)
-
-
-def connector(ssl_context: ssl.SSLContext | None = None) -> Connector:
-    guard = AddressGuard(["127.0.0.1"], loopback)
-    return Connector(guard, ssl_context or ssl.create_default_context())
-
-
-async def get(transport: Transport, url: str, headers: dict[str, str] | None = None) -> bytes:
-    """The body of a GET of `url`, read to its end; the response closed."""
-    response = await transport.send(parse_target(url), headers or {})
-    try:
-        return b"".join([chunk async for chunk in response.raw_chunks()])
-    finally:
-        await response.aclose()
 
 
 class Served:
@@ -276,19 +246,6 @@ def test_a_silent_server_times_out_and_a_refused_connect_fails(
         await transport.aclose()
 
     run(main())
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A certificate for `localhost` and 127.0.0.1, and its key."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

@@ -21,7 +21,7 @@ yaml = pytest.importorskip(
     "yaml", reason="PyYAML (a dev dependency) is needed to read compose files"
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 GPU_OVERRIDE = ROOT / "deploy" / "compose.gpu.yml"
 CRONJOB = ROOT / "deploy" / "trainer-cronjob.yaml"

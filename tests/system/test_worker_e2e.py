@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from demo.tmdb import StandInMovie
-from tests.conftest import (
+from tests.fixtures import (
     COLOURS,
     consume_all,
     event,

@@ -9,7 +9,7 @@ import pytest
 
 import worker.classifier
 import worker.reload
-from tests.conftest import build_tiny_model, poll_until
+from tests.fixtures import build_tiny_model, poll_until
 from worker.classifier import ModelLoadError
 from worker.reload import ModelWatcher
 

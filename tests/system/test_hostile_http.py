@@ -34,17 +34,17 @@ from posters.http.connections import (
     literal_address,
 )
 from schemas import ErrorCode
-from tests.conftest import (
+from tests.fixtures import (
     COLOURS,
     consume_all,
     event,
     poster_bytes,
     produce,
+    rss_kib,
     start_worker,
     stop,
     worker_env,
 )
-from tests.test_hostile_events import rss_kib
 from worker.settings import WorkerSettings
 
 Route = Callable[[BaseHTTPRequestHandler], None]

@@ -14,16 +14,6 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 
 from demo.tmdb import StandInMovie
-from tests.conftest import (
-    COLOURS,
-    consume_all,
-    event,
-    finish,
-    poster_bytes,
-    produce,
-    start_worker,
-    worker_env,
-)
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -35,6 +25,16 @@ from tests.fakes import (
     publisher_on,
     record,
     worker_on,
+)
+from tests.fixtures import (
+    COLOURS,
+    consume_all,
+    event,
+    finish,
+    poster_bytes,
+    produce,
+    start_worker,
+    worker_env,
 )
 from worker.jobs import decode_batch
 from worker.publisher import Outcome

@@ -15,7 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from demo.tmdb import StandInMovie
 from schemas import DeadLetter, ErrorCode, OriginalRecord
-from tests.conftest import (
+from tests.fixtures import (
     COLOURS,
     consume_all,
     event,

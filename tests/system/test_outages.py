@@ -13,7 +13,7 @@ from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
 from posters import FetchFailed, FetchSettings, Poster, PosterFetcher
 from posters.policy.breaker import CircuitBreaker
-from tests.conftest import COLOURS, poster_bytes
+from tests.fixtures import COLOURS, poster_bytes
 
 IDS = list(range(1, 21))
 

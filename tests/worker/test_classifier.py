@@ -10,7 +10,7 @@ import pytest
 
 from posters import PosterUnreadable
 from schemas.model import apply_thresholds
-from tests.conftest import COLOURS, LABELS, build_tiny_model, poll_until, poster_bytes
+from tests.fixtures import COLOURS, LABELS, build_tiny_model, poll_until, poster_bytes
 from worker.classifier import (
     ModelLoadError,
     complete_versions,

@@ -9,7 +9,6 @@ import json
 import logging
 import random
 import shutil
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,33 +17,24 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from demo.tmdb import StandInMovie, TmdbStandIn
-from tests.conftest import (
+from tests.fixtures import (
     COLOURS,
     build_tiny_model,
     event,
     finish,
+    kill,
     poster_bytes,
     produce,
     start_worker,
+    wait_for,
     worker_env,
+    written,
 )
 
 pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 
 BATCH = 32
-
-
-def written(bootstrap: str, *topics: str) -> int:
-    """Records in `topics` so far (sum of end offsets)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:
-        parts = [
-            TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})
-        ]
-        return sum(consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()
 
 
 def read_ids(bootstrap: str, topic: str) -> Counter[int]:
@@ -68,24 +58,6 @@ def read_ids(bootstrap: str, topic: str) -> Counter[int]:
     finally:
         consumer.close()
     return counts
-
-
-def wait_for(
-    predicate, timeout_s: float, what: str, process: subprocess.Popen[str] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if process is not None and process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"the worker exited while waiting for {what}:\n{out[-8000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def kill(process: subprocess.Popen[str]) -> None:
-    process.kill()  # SIGKILL: no clean-up, no commit
-    process.communicate(timeout=30)
 
 
 @pytest.fixture
@@ -178,7 +150,7 @@ def test_the_worker_waits_for_a_broker_that_is_not_there_yet(
     tmp_path: Path, model_dir: Path, standin_for
 ) -> None:
     from demo.broker import EmbeddedBroker, create_topics
-    from tests.conftest import Topics, consume_all
+    from tests.fixtures import Topics, consume_all
 
     standin = standin_for(range(1, 21))
     late = EmbeddedBroker()
@@ -204,7 +176,7 @@ def test_losing_the_broker_mid_run_neither_commits_nor_crash_loops(
     tmp_path: Path, model_dir: Path, standin_for
 ) -> None:
     from demo.broker import EmbeddedBroker, create_topics
-    from tests.conftest import Topics, consume_all
+    from tests.fixtures import Topics, consume_all
 
     standin = standin_for(range(1, 201))
     names = Topics("movies.new.lost", "movies.genres.lost", "movies.new.dlq.lost", "g-lost")

@@ -1,6 +1,6 @@
 """The fetcher's HTTP/1.1 transport (`DirectTransport`) against scripted loopback servers.
 
-What `tests/test_streams.py` checks of both transports (reuse, closed connections,
+What `tests/posters/test_connections.py` checks of both transports (reuse, closed connections,
 timeouts, TLS) is not repeated here; these are the transport's own duties: framing every
 way a body may come, never trusting a connection whose answer was not read exactly to
 its end, sending a GET again once when a kept connection turns out closed, the pool's
@@ -24,7 +24,7 @@ from posters.http.framing import MAX_HEAD_BYTES
 from posters.http.response import Response
 from posters.http.transport import DirectTransport, header_lines
 from posters.http.urls import InvalidTarget, parse_target
-from tests.test_streams import connector, get, ok, timeouts
+from tests.fixtures import connector, get, ok, timeouts
 
 CLOSE = b""  # in a script: close the connection (after what came before)
 Script = Callable[[bytes], list[bytes]]  # request line -> the pieces to send, in order

@@ -26,7 +26,8 @@ from posters.tmdb.genres import (
     page_genres,
 )
 from posters.tmdb.scrape import HeadWatch
-from tests.conftest import (
+from tests.fakes import FakeClassifier, FakeProducer, event_record, poster
+from tests.fixtures import (
     COLOURS,
     build_tiny_model,
     consume_all,
@@ -36,7 +37,6 @@ from tests.conftest import (
     start_worker,
     worker_env,
 )
-from tests.fakes import FakeClassifier, FakeProducer, event_record, poster
 from worker.jobs import decode_batch
 from worker.metrics import WorkerMetrics
 from worker.publisher import Publisher

@@ -25,8 +25,7 @@ from pydantic import SecretStr
 from demo.hostile_pages import WORST_PAGES, with_stall
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
 from posters import FetchSettings, Poster, PosterError, PosterFetcher
-from tests.conftest import COLOURS, poster_bytes
-from tests.test_streams import self_signed
+from tests.fixtures import COLOURS, poster_bytes, self_signed
 
 MAX_STALL_S = 1.0  # the longest the fetch loop may be held by one page
 KiB, MiB = 1024, 1024 * 1024

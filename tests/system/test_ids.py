@@ -16,9 +16,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from tests.conftest import produce, start_worker, worker_env
 from tests.fakes import FakeClassifier, event_record, poster
-from tests.test_crash import kill, wait_for, written
+from tests.fixtures import kill, produce, start_worker, wait_for, worker_env, written
 from worker.jobs import ID_NAMESPACE, decode_batch
 from worker.results import ResultBuilder
 
@@ -90,7 +89,7 @@ def read_all(bootstrap: str, topic: str, quiet_s: float = 3.0) -> list[dict]:
 @pytest.mark.slow
 def test_a_record_redelivered_after_sigkill_gets_the_same_ids(broker, topics, model_dir, tmdb):
     from demo.tmdb import StandInMovie
-    from tests.conftest import COLOURS, poster_bytes
+    from tests.fixtures import COLOURS, poster_bytes
 
     total = 60
     for i in range(1, total + 1):

@@ -17,7 +17,7 @@ import pytest
 
 from demo.broker import create_topics, free_port
 from demo.tmdb import StandInMovie
-from tests.conftest import (
+from tests.fixtures import (
     COLOURS,
     Topics,
     build_tiny_model,

@@ -18,7 +18,7 @@ from posters import FetchSettings, HostNotAllowed, Poster, PosterFetcher
 from posters.fetcher import proxy_routes
 from posters.http.proxies import ProxyRoutes
 from posters.http.urls import parse_target
-from tests.conftest import COLOURS, poster_bytes
+from tests.fixtures import COLOURS, poster_bytes
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding"}
 

@@ -17,7 +17,7 @@ from tests.fakes import FakeFetcher
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.metrics import GenreAgreement, WorkerMetrics
 
-MONITORING = Path(__file__).resolve().parents[1] / "deploy" / "monitoring"
+MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 METRIC = re.compile(r"\bgenre_worker_[a-z0-9_]+")
 
 

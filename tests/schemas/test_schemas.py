@@ -95,7 +95,7 @@ def test_python_m_schemas_prints_every_topic():
 
 # --- the published contract (schemas/json/) -------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_committed_contract_files_are_up_to_date():
