@@ -129,7 +129,7 @@ def test_requests_log_at_debug_not_stderr(
 def test_model_says_what_the_served_version_means(metrics: WorkerMetrics, tmp_path) -> None:
     import json
 
-    from tests.conftest import LABELS, build_tiny_model
+    from tests.fixtures import LABELS, build_tiny_model
     from worker.reload import ModelWatcher, describe
 
     version = build_tiny_model(tmp_path)

@@ -42,7 +42,7 @@ def export_two(model_dir: Path, start: Any, out: Any) -> None:
     import os
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from tests.conftest import build_tiny_model
+    from tests.fixtures import build_tiny_model
 
     start.wait()
     out.put([int(build_tiny_model(model_dir).name) for _ in range(2)])
