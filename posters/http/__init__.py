@@ -1,0 +1,1 @@
+"""The HTTP layer: URLs and the allowlist, checked connections, framing, the pool, bodies, proxies."""

@@ -1,0 +1,1 @@
+"""How requests are spent: retries, the circuit breaker, rate limits, requests in flight."""
