@@ -1,1 +1,2 @@
-"""The HTTP layer: URLs and the allowlist, checked connections, framing, the pool, bodies, proxies."""
+"""The HTTP layer: URLs and the allowlist, checked connections, framing, the pool, bodies,
+proxies."""

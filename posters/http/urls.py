@@ -28,6 +28,7 @@ _HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 # what stays as it is written in a path or a query; anything else is percent-encoded (UTF-8)
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
+_SENDABLE = re.compile(r"[A-Za-z0-9/%!$&'()*+,;=:@._~?-]*")  # needs no quoting (`?` in a query)
 
 
 class InvalidTarget(ValueError):
@@ -82,8 +83,12 @@ def _parse(url: str) -> Target:
     host = _host(parts.hostname or "")
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port is None else f"{shown}:{port}"
-    path = quote(parts.path or "/", safe=_PATH_SAFE)
-    query = "?" + quote(parts.query, safe=_QUERY_SAFE) if parts.query else ""
+    path, query = parts.path or "/", parts.query
+    if _SENDABLE.fullmatch(path) is None:
+        path = quote(path, safe=_PATH_SAFE)
+    if query and _SENDABLE.fullmatch(query) is None:
+        query = quote(query, safe=_QUERY_SAFE)
+    query = "?" + query if query else ""
     target = (path + query).encode("ascii")
     return Target(scheme, host, port or DEFAULT_PORTS[scheme], target, host_header.encode("ascii"))
 

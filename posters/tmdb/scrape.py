@@ -29,6 +29,9 @@ _OG_IMAGE = '//meta[@property="og:image" or @name="og:image"][1]/@content'
 MAX_HEAD_BYTES = 512 * 1024  # a page whose head is longer is searched in full
 
 _OG_IMAGE_XPATH = etree.XPath(_OG_IMAGE)
+# a start tag to its `>`, quoted values whole: each step's first character decides it, so a
+# match never goes back (a tag that does not end is read once, to the end of the head)
+_TAG = re.compile(r"""<[^"'>]*(?:(?:"[^"]*"|'[^']*')[^"'>]*)*>""")
 _TMDB_IMAGE_PATH = re.compile(r"/t/p/[^/?#]+/[^/?#]+(?:\?|$)")
 # bounded in lxml itself, so that a page of many images costs no more than a few
 _POSTER_IMGS = (
@@ -135,7 +138,20 @@ class HeadWatch:
 
 
 def og_image_of(head: str) -> str | None:
-    """The `content` of the head's first og:image meta, as `poster_candidates` reads it."""
+    """The `content` of the head's first og:image meta, as `poster_candidates` reads it.
+
+    The head is parsed only up to the end of the tag in which "og:image" is first written,
+    when that tag ends (`_TAG` from its `<`: one forward match, linear): lxml reads text in
+    order, so that prefix yields the same first og:image as the whole head. Where it yields
+    none (the first mention is in a comment or a script, say), the whole head is parsed.
+    """
+    mention = head.find("og:image")
+    start = head.rfind("<", 0, mention) if mention >= 0 else -1
+    tag = _TAG.match(head, start) if start >= 0 else None
+    if tag is not None and tag.end() > mention:
+        found = _og_image(head[: tag.end()])
+        if found is not None:
+            return found
     return _og_image(head)
 
 
