@@ -118,6 +118,7 @@ class PosterFetcher:
     ):
         self.settings = settings
         self.allowlist = allowlist_of(settings)
+        self.images = origin_of(settings.tmdb_image_base_url)  # where `/t/p/` paths are fetched
         self.guard = AddressGuard.from_urls_and_hosts(
             [settings.tmdb_base_url, settings.tmdb_api_url, settings.tmdb_image_base_url],
             settings.poster_hosts,
@@ -211,10 +212,11 @@ class PosterFetcher:
         settings = self.settings
         page_url = f"{settings.tmdb_base_url}/movie/{tmdb_id}?language={settings.tmdb_language}"
         watches: list[HeadWatch] = []  # one per response read (a retry reads another)
-        images = origin_of(settings.tmdb_image_base_url)  # where `/t/p/` paths are fetched
 
         def watch(url: str, encoding: str | None) -> Enough:
-            watch = HeadWatch(url, encoding, self.allowlist.allows, settings.page_genres, images)
+            watch = HeadWatch(
+                url, encoding, self.allowlist.allows, settings.page_genres, self.images
+            )
             watches.append(watch)
             return watches[-1].feed
 
@@ -226,7 +228,7 @@ class PosterFetcher:
         # the whole page is parsed on a thread (lxml lets go of the GIL while it parses): a
         # page built to be slow to parse does not hold the fetch loop
         text = decode_text(page.content, page.encoding)
-        candidates = await asyncio.to_thread(poster_candidates, text, page.url, images)
+        candidates = await asyncio.to_thread(poster_candidates, text, page.url, self.images)
         allowed = [url for url in candidates if self.allowlist.allows(url)]
         if allowed:
             return allowed[0], genres

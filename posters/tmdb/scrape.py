@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from typing import Any
 
 import parsel
 from lxml import etree
 
 from posters.http.bodies import decode_text
-from posters.http.urls import DEFAULT_PORTS, join_url, parse_target
+from posters.http.urls import join_url, parse_target
 from posters.tmdb.genres import HEAD_END, MAX_BYTES_PAST_HEAD, GenresScan
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
@@ -25,10 +25,8 @@ MAX_CANDIDATES = 20
 
 # C0 controls but tab, newline and carriage return, which lxml refuses in attributes
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_OG_IMAGE = '//meta[@property="og:image" or @name="og:image"][1]/@content'
 MAX_HEAD_BYTES = 512 * 1024  # a page whose head is longer is searched in full
 
-_OG_IMAGE_XPATH = etree.XPath(_OG_IMAGE)
 # a start tag to its `>`, quoted values whole: each step's first character decides it, so a
 # match never goes back (a tag that does not end is read once, to the end of the head)
 _TAG = re.compile(r"""<[^"'>]*(?:(?:"[^"]*"|'[^']*')[^"'>]*)*>""")
@@ -56,7 +54,8 @@ def poster_candidates(html: str, page_url: str, images: str | None = None) -> li
     is named on that host: the same file, without spending the site's rate limit.
     """
     sel = _selector(html)
-    found: list[str] = sel.xpath(_OG_IMAGE).getall()[:1]
+    og_image = _first_og_image(sel.root)
+    found: list[str] = [] if og_image is None else [og_image]
     for img in sel.xpath(_POSTER_IMGS):
         # one attribute at a time: `attrib` reads them all, and lxml refuses to name one
         # written like `{x` (a namespace in its notation)
@@ -156,15 +155,22 @@ def og_image_of(head: str) -> str | None:
 
 
 def _og_image(html: str) -> str | None:
-    """`_OG_IMAGE` in `html` parsed as `_selector` parses it (lxml's recovering HTML parser,
-    UTF-8), without parsel's wrapping: a tenth of the time on a short prefix."""
+    """The first og:image of `html` parsed as `_selector` parses it (lxml's recovering HTML
+    parser, UTF-8), without parsel's wrapping, which costs more than a short prefix's parse."""
     text = _CONTROL_CHARS.sub("", html).strip()
     if not text:
         return None
     parser = etree.HTMLParser(recover=True, encoding="utf-8")  # one per call: not shareable
     root = etree.fromstring(text.encode("utf-8"), parser=parser)
-    found = _OG_IMAGE_XPATH(root) if root is not None else []
-    return str(found[0]) if found else None
+    return None if root is None else _first_og_image(root)
+
+
+def _first_og_image(root: Any) -> str | None:
+    """The `content` of the first `<meta>` whose property or name is og:image."""
+    for meta in root.iter("meta"):
+        if "og:image" in (meta.get("property"), meta.get("name")):
+            return meta.get("content")
+    return None
 
 
 def _srcset_urls(srcset: str, density: str) -> list[str]:
@@ -186,10 +192,7 @@ def _absolute(raw: str, page_url: str, images: str | None) -> str | None:
     base = images if images is not None and _TMDB_IMAGE_PATH.match(raw) else page_url
     try:
         url = join_url(base, raw)
-        parts = urlsplit(url)
-        if parts.scheme not in DEFAULT_PORTS or "/assets/" in parts.path:
-            return None
-        parse_target(url)
-    except ValueError:  # InvalidTarget, or e.g. an invalid IPv6 literal
+        target = parse_target(url)
+    except ValueError:  # InvalidTarget (not http(s), say), or a link urljoin cannot read
         return None
-    return url
+    return None if b"/assets/" in target.target.partition(b"?")[0] else url
