@@ -195,18 +195,23 @@ def main(argv: list[str] | None = None) -> int:
             ids = list(new.labelled)
             truth = new.labelled
             titles = {i: f"New movie {i}" for i in ids}
-            movies = {  # every fourth page lists no genres
+            movies = {  # every fourth page lists no genres; every other is in the site's layout
                 i: StandInMovie(
                     (new.posters_dir / f"{i}.jpg").read_bytes(),
                     title=titles[i],
                     genres=tmdb_genre_names(truth[i]) if n % 4 else None,
+                    layout="site" if n % 2 else "og",
                 )
                 for n, i in enumerate(ids)
             }
             missing = max(ids) + 7
             ids.append(missing)  # one movie the site does not know: a dead letter
             standin = TmdbStandIn(movies).start()
-            site_env = {"TMDB_BASE_URL": standin.base_url, "POSTER_HOSTS": standin.host}
+            site_env = {
+                "TMDB_BASE_URL": standin.base_url,
+                "TMDB_IMAGE_BASE_URL": f"{standin.base_url}/t/p/w500",
+                "POSTER_HOSTS": standin.host,
+            }
             steps.done(
                 began, f"{len(movies)} posters served by a TMDB stand-in at {standin.base_url}"
             )

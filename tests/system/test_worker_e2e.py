@@ -42,7 +42,7 @@ def test_good_and_bad_events_each_end_exactly_once(broker, topics, model_dir, tm
     good[130] = poster_bytes(COLOURS["Red"])
     for tmdb_id, content in good.items():
         tmdb.movies[tmdb_id] = StandInMovie(
-            content, title=f"Film {tmdb_id}", layout=("og", "img", "old")[tmdb_id % 3]
+            content, title=f"Film {tmdb_id}", layout=("og", "img", "old", "site")[tmdb_id % 4]
         )
     # transient failures that recover
     tmdb.movies[140] = StandInMovie(
