@@ -1,7 +1,7 @@
 """CPU per poster of the real fetcher against TMDB-shaped pages (prints figures; not a test).
 
     python bench/fetch_cpu.py [--posters 640] [--concurrency 16] [--rounds 3]
-                              [--rate R [--burst N]] [--profile OUT]
+                              [--rate R [--burst N]] [--profile OUT] [--pages tmdb|site]
                               [--beside-model tiny|mobilenet [--model-dir DIR]]
 
 Starts `bench/poster_server.py` (TMDB-shaped pages: the slug 301 redirect, 150-300 KB
@@ -65,6 +65,7 @@ def worker_settings(base_url: str, port: int, concurrency: int) -> FetchSettings
     """What `bench/worker.py` gives the worker, through the same settings class."""
     return FetchSettings(
         tmdb_base_url=base_url,
+        tmdb_image_base_url=f"{base_url}/t/p/w500",  # where relative `/t/p/` paths go
         poster_hosts=[f"127.0.0.1:{port}"],
         fetch_concurrency=concurrency,
         site_rate_limit=0,
@@ -244,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         "--burst", type=int, default=1, help="with --rate: start them this many at a time"
     )
     p.add_argument("--no-redirect", action="store_true", help="pages without the slug redirect")
+    p.add_argument(
+        "--pages",
+        choices=("tmdb", "site"),
+        default="tmdb",
+        help="TMDB-shaped pages, or the same in the site's own layout (bench/poster_server.py)",
+    )
     p.add_argument("--profile", type=Path, help="one more round under cProfile, stats here")
     p.add_argument(
         "--beside-model",
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     poster_cache = CACHE / "bench-posters-v1"
-    server = PosterServer(poster_cache, 48, redirect=not args.no_redirect)
+    server = PosterServer(poster_cache, 48, args.pages, redirect=not args.no_redirect)
     neighbour: Neighbour | None = None
     try:
         server.wait_ready()

@@ -213,8 +213,15 @@ def movie_title(variant: int, seed: int = 42) -> str:
     return _Words(random.Random(f"{seed}-{variant}-title")).title()
 
 
-def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int = 42) -> str:
-    """A themoviedb.org movie page of at most `size` bytes (UTF-8, a few KB less) whose poster is `poster_file`."""
+def tmdb_page(
+    variant: int, origin: str, poster_file: str, size: int, seed: int = 42, layout: str = "tmdb"
+) -> str:
+    """A themoviedb.org movie page of at most `size` bytes (UTF-8, a few KB less) whose poster is `poster_file`.
+
+    `layout="site"` writes it as the site does today: site-relative image paths, a second
+    og:image naming the backdrop, and a lazy-loaded poster whose `src` is a blurred
+    placeholder (the real image in `data-src` / `data-srcset`).
+    """
     rng = random.Random(f"{seed}-{variant}")
     w = _Words(rng)
     title = movie_title(variant, seed)
@@ -222,9 +229,22 @@ def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int 
     movie_id = 1000 + variant
     slug = f"{movie_id}-{slugify(title)}"
     year = rng.randint(1950, 2024)
-    media = f"{origin}/t/p"
+    media = "/t/p" if layout == "site" else f"{origin}/t/p"
     poster_small = f"{media}/w300_and_h450_bestv2/{poster_file}"
     poster_large = f"{media}/w600_and_h900_bestv2/{poster_file}"
+    if layout == "site":
+        blurred = f"{media}/w300_and_h450_bestv2_filter(blur)/{poster_file}"
+        poster_img = (
+            f'<img class="poster lazyload" src="{blurred}" data-src="{poster_small}" '
+            f'data-srcset="{poster_small} 1x, {poster_large} 2x" alt="{html.escape(movie_title(variant, seed))}">'
+        )
+        og_images = [f"{media}/w780/{poster_file}", f"{media}/w1280/backdrop-{poster_file}"]
+    else:
+        poster_img = (
+            f'<img class="poster w-full" src="{poster_small}" srcset="{poster_small} 1x, {poster_large} 2x" '
+            f'alt="{html.escape(movie_title(variant, seed))}" loading="lazy">'
+        )
+        og_images = [f"{media}/w780/{poster_file}"]
     overview = html.escape(w.paragraph(4))
 
     head = [
@@ -239,7 +259,7 @@ def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int 
         '<meta name="mobile-web-app-capable" content="yes">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f'<meta name="description" content="{overview[:300]}">',
-        '<meta property="og:image" content="' + f"{media}/w780/{poster_file}" + '">',
+        *(f'<meta property="og:image" content="{url}">' for url in og_images),
         f'<meta property="og:title" content="{esc}">',
         '<meta property="og:type" content="video.movie">',
         f'<meta property="og:url" content="{origin}/movie/{slug}">',
@@ -273,8 +293,7 @@ def tmdb_page(variant: int, origin: str, poster_file: str, size: int, seed: int 
         (
             '<section id="original_header" class="images inner"><div class="poster_wrapper false">'
             '<div class="poster"><div class="image_content backdrop">'
-            f'<img class="poster w-full" src="{poster_small}" srcset="{poster_small} 1x, {poster_large} 2x" '
-            f'alt="{esc}" loading="lazy"></div><div class="zoom"><a class="no_click" href="#">'
+            f'{poster_img}</div><div class="zoom"><a class="no_click" href="#">'
             '<span class="glyphicons_v2 fullscreen white"></span> Expand</a></div></div></div>'
         ),
         _title_header(w, rng, title, slug, year),

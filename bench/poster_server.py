@@ -57,7 +57,7 @@ IMAGE = re.compile(rb"/t/p/([a-z0-9_]+)/([A-Za-z0-9]+\.jpg)$")
 
 def fetched_rendition(mode: str) -> str:
     """The rendition the worker downloads from this mode's pages."""
-    return TMDB_RENDITION if mode == "tmdb" else LEAN_RENDITION
+    return LEAN_RENDITION if mode == "small" else TMDB_RENDITION
 
 
 def response(
@@ -80,7 +80,7 @@ class Site:
         self, folder: Path, n_posters: int, mode: str, origin: str, variants: int, redirect: bool
     ):
         self.mode = mode
-        self.redirect = redirect and mode == "tmdb"
+        self.redirect = redirect and mode != "small"
         self.names = images.build(folder, n_posters)
         self.images: dict[tuple[bytes, bytes], bytes] = {}
         cache = "public, max-age=31536000"
@@ -94,13 +94,13 @@ class Site:
         self.origin = origin
         self.pages: list[tuple[bytes, bytes]] = []  # (plain, gzip) per variant
         self.slugs: list[bytes] = []
-        if mode == "tmdb":
+        if mode != "small":
             sizes = random.Random(7)
             html_headers = {"Cache-Control": "private, max-age=0", "Vary": "Accept-Encoding"}
             for v in range(variants):
                 poster = self.names[v % len(self.names)]
                 size = sizes.randint(PAGE_KB[0] * 1024, PAGE_KB[1] * 1024)
-                body = pages.tmdb_page(v, origin, poster, size).encode()
+                body = pages.tmdb_page(v, origin, poster, size, layout=mode).encode()
                 self.pages.append(
                     (
                         response("200 OK", body, "text/html; charset=utf-8", html_headers),
@@ -385,7 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--posters", type=int, default=48, help="distinct posters")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--pages", choices=("tmdb", "small"), default="tmdb")
+    p.add_argument(
+        "--pages",
+        choices=("tmdb", "site", "small"),
+        default="tmdb",
+        help="TMDB-shaped pages (absolute og:image), the same in the site's own layout "
+        "(relative paths, a backdrop, a lazy poster), or the old lean page",
+    )
     p.add_argument("--page-variants", type=int, default=64, help="distinct pages (tmdb mode)")
     p.add_argument(
         "--no-redirect", action="store_true", help="answer /movie/<id> without the slug redirect"

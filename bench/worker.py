@@ -169,6 +169,7 @@ def worker_env(
         GROUP_ID=group,
         MODEL_DIR=str(model_dir),
         TMDB_BASE_URL=server.base_url,
+        TMDB_IMAGE_BASE_URL=f"{server.base_url}/t/p/w500",  # where relative `/t/p/` paths go
         POSTER_HOSTS=f"127.0.0.1:{server.port}",
         HTTP_HOST="127.0.0.1",
         HTTP_PORT=str(http_port),
@@ -575,9 +576,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--pages",
-        choices=("tmdb", "small"),
+        choices=("tmdb", "site", "small"),
         default="tmdb",
-        help="tmdb: 150-300 KB TMDB-shaped pages, w780 posters; small: the old lean page, w500",
+        help="tmdb: 150-300 KB TMDB-shaped pages, w780 posters; site: the same in the site's own "
+        "layout (relative paths, a backdrop, a lazy poster); small: the old lean page, w500",
     )
     p.add_argument(
         "--no-redirect", action="store_true", help="no /movie/<id> -> /movie/<id>-<slug> redirect"

@@ -126,9 +126,15 @@ def host_key(url: str) -> str:
 
 
 def join_url(base: str, ref: str) -> str:
-    """`ref` (a link or a redirect's `Location`) made absolute against `base`."""
+    """`ref` (a link or a redirect's `Location`) made absolute against `base`.
+
+    A reference that names its own http(s) scheme is already absolute: it is read as it is
+    written, by `parse_target`, when it is requested.
+    """
     if len(ref) > MAX_URL_LENGTH:
         raise InvalidTarget(f"the URL is {len(ref)} characters long, over {MAX_URL_LENGTH}")
+    if ref[:8].lower().startswith(("http://", "https://")):
+        return ref
     return urljoin(base, ref)
 
 
