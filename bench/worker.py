@@ -1,7 +1,7 @@
 """Worker benchmark: the real `genre-worker` process against the bare model, in one run.
 
     python bench/worker.py [--runs tiny,mobilenet,mobilenet@150] [--events 1200] [--latency-s 30]
-                           [--pages tmdb|small] [--variant NAME=SRC_DIR[,KEY=VALUE...]]
+                           [--pages tmdb|site|small] [--variant NAME=SRC_DIR[,KEY=VALUE...]]
     python bench/worker.py --model tiny --rtt-ms 50 ...     (shortcut for --runs tiny@50)
 
 A variant's BENCH_WORKERS=N (not passed on) runs N worker processes in one consumer group;
