@@ -268,7 +268,7 @@ class TrainSettings(
         description="Input of the extractor: one side (square) or HEIGHTxWIDTH, e.g. 320x224.",
     )
     mirror: bool = Field(
-        False,
+        True,
         description=(
             "Features are the mean of the poster's and its mirror image's (at training and in "
             "the exported model): a second backbone pass per poster."

@@ -234,7 +234,8 @@ def test_poster_shape_mirror_yardstick_and_finetuning_options() -> None:
     assert isinstance(tall, TrainSettings)
     assert tall.image_size == (320, 224) and tall.mirror and tall.cross_validate == 5
     assert tall.finetune.epochs == 3 and tall.finetune.seed == 7 and tall.head.epochs == 60
-    _, square = parse_args(["train", "--image-size", "256"], {})
+    _, square = parse_args(["train", "--image-size", "256", "--no-mirror"], {})
     assert isinstance(square, TrainSettings) and square.image_size == (256, 256)
+    assert not square.mirror and TrainSettings().mirror  # the mirror mean is the default
     with pytest.raises(SystemExit, match="invalid options"):
         parse_args(["train", "--cross-validate", "1"], {})
