@@ -13,11 +13,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+_END = b"</head><body></body></html>"  # the head ends: the head watch parses it
 WORST_PAGES: dict[str, Callable[[int], bytes]] = {
-    "a head of `<meta ` without `>`": lambda n: b"<html><head>" + b"<meta " * (n // 6),
-    "an unclosed comment in the head": lambda n: b"<html><head><!--" + b"<meta " * (n // 6),
-    "an unclosed quote in the head": lambda n: b'<html><head><meta content="' + b"x" * n,
-    "an unclosed script": lambda n: b"<html><head><script>" + b"<meta>" * (n // 6),
+    "a head of `<meta ` without `>`": lambda n: b"<html><head>" + b"<meta " * (n // 6) + _END,
+    "a head of og:image metas without `>`": lambda n: (
+        b"<html><head>" + b'<meta property="og:image" ' * (n // 26) + _END
+    ),
+    "an unclosed comment in the head": lambda n: b"<html><head><!--" + b"<meta " * (n // 6) + _END,
+    "an unclosed quote in the head": lambda n: (
+        b'<html><head><meta content="' + b"x" * n + b'"' + _END
+    ),
+    "an unclosed script": lambda n: b"<html><head><script>" + b"<meta>" * (n // 6) + _END,
+    "a head that never ends": lambda n: b"<html><head>" + b"<meta " * (n // 6),
     "genres marks without a span": lambda n: b"</head><body>" + b'class="genres"' * (n // 14),
     "links that never close": lambda n: b'</head><body><span class="genres">' + b"<a " * (n // 3),
     "tags that never close": lambda n: b"</head><body>" + b"<" * n,
