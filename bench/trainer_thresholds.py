@@ -5,8 +5,9 @@
 Each fold's thresholds are chosen from that fold's out-of-fold training scores only (as
 `train` chooses them), and judged on the held-out fold's scores: the heads are not
 retrained, so a policy costs seconds. Policies: the balanced objective at several macro
-weights, and abstaining from genres whose out-of-fold F1 at their threshold is below a
-floor (`--min-genre-f1`). Prints mean and standard deviation over the folds as JSON.
+weights and caps, and never giving a genre whose out-of-fold F1 at its threshold is below
+a floor (`--floors`; 0 gives every genre). Prints mean and standard deviation over the
+folds as JSON.
 """
 
 from __future__ import annotations
@@ -31,12 +32,26 @@ def folds(path: Path) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
         return y, [{key: data[f"{key}_{j}"] for key in keys} for j in range(k)]
 
 
+def abstain_below(
+    y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, floor: float
+) -> np.ndarray:
+    """Threshold 1.0 (never given) for genres whose held-out F1 is below `floor`."""
+    if floor <= 0:
+        return thresholds
+    decisions = scores > np.asarray(thresholds)[None, :]
+    truth = y > 0
+    tp = (decisions & truth).sum(axis=0)
+    fp, fn = (decisions & ~truth).sum(axis=0), truth.sum(axis=0) - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return np.where(f1 < floor, 1.0, thresholds)
+
+
 def policy_figures(
     y: np.ndarray, kept: list[dict[str, np.ndarray]], weight: float, floor: float, ratio: float
 ) -> dict[str, Any]:
     """Mean and spread of macro and micro F1 over the folds for one policy."""
     from trainer.evaluation import evaluate
-    from trainer.thresholds import abstain_below, choose_thresholds
+    from trainer.thresholds import choose_thresholds
 
     results = []
     for fold in kept:

@@ -24,7 +24,7 @@ from trainer.losses import get_loss, macro_f1
 from trainer.model import build_head
 from trainer.settings import HeadSettings, TrainSettings
 from trainer.split import Split
-from trainer.thresholds import abstain_below, choose_thresholds
+from trainer.thresholds import choose_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,6 @@ def fit(x: np.ndarray, y: np.ndarray, split: Split, settings: TrainSettings) -> 
     thresholds = choose_thresholds(
         y[rows], scores, settings.objective, settings.macro_weight, settings.max_predicted_ratio
     )
-    thresholds = abstain_below(y[rows], scores, thresholds, settings.min_genre_f1)
     log.info("heads trained in %.1fs, %.4fs per step of %d", seconds, clock.step_s, clock.steps)
     return Fitted(
         head, thresholds, rows, y[rows], scores, history, best_epoch, seconds, clock.step_s

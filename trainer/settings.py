@@ -329,15 +329,6 @@ class TrainSettings(
             "times as many out-of-fold films as have it; 0 = no cap."
         ),
     )
-    min_genre_f1: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description=(
-            "Genres whose out-of-fold F1 at their threshold is below this are never given "
-            "(threshold 1.0); their scores are still reported. 0 = every genre is given."
-        ),
-    )
     min_genre_count: int = Field(
         10,
         ge=1,

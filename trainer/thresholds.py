@@ -148,20 +148,3 @@ def choose_thresholds(
     if objective == "balanced":
         return balanced_thresholds(y, scores, macro_weight, max_predicted_ratio=max_predicted_ratio)
     raise ValueError(f"unknown threshold objective {objective!r}; choose one of {OBJECTIVES}")
-
-
-def abstain_below(
-    y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, min_f1: float
-) -> np.ndarray:
-    """Thresholds with 1.0 for every genre whose held-out F1 at its threshold is below `min_f1`.
-
-    Such a genre is wrong nearly every time it is given, so it is never given (a sigmoid
-    score does not reach 1.0); its score is still reported. 0 keeps every genre.
-    """
-    if min_f1 <= 0:
-        return thresholds
-    decisions = scores > np.asarray(thresholds)[None, :]
-    truth = y > 0
-    tp = (decisions & truth).sum(axis=0)
-    f1 = _f1(tp, (decisions & ~truth).sum(axis=0), truth.sum(axis=0) - tp)
-    return np.where(f1 < min_f1, 1.0, thresholds).astype(np.float64)

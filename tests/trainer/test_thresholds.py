@@ -9,7 +9,6 @@ from trainer.evaluation import evaluate
 from trainer.thresholds import (
     MACRO_WEIGHT,
     MAX_PREDICTED_RATIO,
-    abstain_below,
     balanced_thresholds,
     choose_thresholds,
     macro_thresholds,
@@ -127,11 +126,3 @@ def test_unknown_objective_is_refused() -> None:
     y, scores = _rare_and_common()
     with pytest.raises(ValueError, match="objective"):
         choose_thresholds(y, scores, "median")  # type: ignore[arg-type]
-
-
-def test_genres_wrong_on_held_out_films_are_never_given() -> None:
-    y = np.array([[1, 0], [1, 1], [0, 0], [0, 1]], dtype=np.float32)
-    scores = np.array([[0.9, 0.8], [0.8, 0.1], [0.1, 0.9], [0.2, 0.2]], dtype=np.float32)
-    thresholds = np.array([0.5, 0.5])  # genre 0 right on both films, genre 1 wrong on all
-    assert abstain_below(y, scores, thresholds, 0.0).tolist() == [0.5, 0.5]
-    assert abstain_below(y, scores, thresholds, 0.1).tolist() == [0.5, 1.0]
