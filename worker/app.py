@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from common.kafka import build_producer, connect
 from posters import PosterFetcher
 from worker import heap
+from worker.budget import GroupBudget, pace_on
 from worker.classifier import configure_devices
 from worker.clients import build_consumer
 from worker.fetching import AsyncRunner
 from worker.health import HealthServer
 from worker.loop import Worker
+from worker.membership import Membership
 from worker.metrics import WorkerMetrics
 from worker.reload import ModelWatcher, describe
 from worker.settings import WorkerSettings
+from worker.standby import StandbyWatch, read_progress
 
 log = logging.getLogger(__name__)
+
+EXIT_NO_PORT = 3  # the health port could not be opened (2 is a configuration error)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -91,14 +98,62 @@ def _serve_health(
     settings: WorkerSettings,
     metrics: WorkerMetrics,
     ready: Callable[[], tuple[bool, str]],
-    models: ModelWatcher,
-) -> HealthServer:
-    """Start the health, readiness, metrics and model port."""
-    health = HealthServer(
-        settings.http_host, settings.http_port, metrics, ready, model=lambda: describe(models)
-    ).start()
+    model: Callable[[], dict[str, Any] | None],
+) -> HealthServer | None:
+    """Start the health, readiness, metrics and model port; None (logged) if it cannot be."""
+    try:
+        health = HealthServer(settings.http_host, settings.http_port, metrics, ready, model).start()
+    except OSError as exc:
+        log.error("%s", port_refused(settings, exc))
+        return None
     log.info("health and metrics on http://%s:%d", settings.http_host, health.port)
     return health
+
+
+def _join(
+    consumer: KafkaConsumer, worker: Worker, fetcher: PosterFetcher, runner: AsyncRunner
+) -> None:
+    """Subscribe to the input topic, pacing at the group's share of the rate limits, and
+    with a watch that rejoins while the group's input waits unconsumed."""
+    settings, metrics = worker.settings, worker.metrics
+    topic, listener = settings.input_topic, _Listener(worker)
+
+    def rejoin() -> None:
+        consumer.unsubscribe()  # leaves the group
+        consumer.subscribe([topic], listener=listener)  # the next poll joins it again
+
+    worker.group = Membership(
+        GroupBudget(topic, consumer, metrics, pace_on(runner, fetcher.pacer)),
+        StandbyWatch(
+            settings.standby_stall_s, lambda: read_progress(consumer, topic), rejoin, metrics
+        ),
+    )
+    consumer.subscribe([topic], listener=listener)
+
+
+def port_refused(settings: WorkerSettings, exc: OSError) -> str:
+    """One line saying why the health port could not be opened, and what to set instead."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"HTTP_PORT {settings.http_port} is already in use on {settings.http_host} "
+            "(another worker on this host?): give each process its own HTTP_PORT, or set "
+            "HTTP_PORT=0 for any free port (the chosen one is logged)"
+        )
+    where = f"{settings.http_host}:{settings.http_port}"
+    return f"cannot serve health and metrics on HTTP_HOST:HTTP_PORT {where}: {exc.strerror or exc}"
+
+
+def _connect(
+    settings: WorkerSettings, stopping: threading.Event
+) -> tuple[KafkaConsumer | None, KafkaProducer | None]:
+    """The consumer and the producer, each retried until connected or stopped (then None)."""
+    consumer = connect(lambda: build_consumer(settings), "consumer", stopping.is_set)
+    if consumer is None:
+        return None, None
+    producer = connect(
+        lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set
+    )
+    return consumer, producer
 
 
 def _ready(worker: Worker | None) -> tuple[bool, str]:
@@ -123,8 +178,10 @@ def run(
 
     install_stop_handlers(stop)
     metrics = WorkerMetrics()
+    health = _serve_health(settings, metrics, lambda: _ready(worker), lambda: describe(models))
+    if health is None:
+        return EXIT_NO_PORT
     models = _watcher(settings, metrics)
-    health = _serve_health(settings, metrics, lambda: _ready(worker), models)
     runner = AsyncRunner(settings.fetch_event_loop)
     consumer = producer = fetcher = None
     try:
@@ -132,17 +189,14 @@ def run(
             log.error("no servable model version in %s", settings.model_dir)
             return 0 if stopping.is_set() else 1
         metrics.model_version.set(models.current.version)  # type: ignore[union-attr]
-        consumer = connect(lambda: build_consumer(settings), "consumer", stopping.is_set)
-        producer = connect(
-            lambda: build_producer(settings, settings.client_id), "producer", stopping.is_set
-        )
+        consumer, producer = _connect(settings, stopping)
         if consumer is None or producer is None:
             return 0
         fetcher = runner.run(_make_fetcher(settings))
         worker = Worker(settings, consumer, producer, fetcher, runner, models, metrics)
         if stopping.is_set():
             worker.stop()
-        consumer.subscribe([settings.input_topic], listener=_Listener(worker))
+        _join(consumer, worker, fetcher, runner)
         _log_start(settings, time.monotonic() - started)
         heap.freeze("started")
         worker.run(exit_when_idle=exit_when_idle)

@@ -25,6 +25,7 @@ from worker.classifier import Classifier
 from worker.fetching import AsyncRunner, PosterDownloads
 from worker.inference import DeviceFailed, classify_batch
 from worker.jobs import Batch, decode_batch
+from worker.membership import Membership
 from worker.metrics import WorkerMetrics
 from worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
 from worker.publisher import Outcome, Publisher
@@ -50,8 +51,10 @@ class Worker:
         runner: AsyncRunner,
         models: ModelWatcher,
         metrics: WorkerMetrics | None = None,
+        group: Membership | None = None,
     ):
         self.settings = settings
+        self.group = group or Membership()  # rate budget share, standby watch
         self.consumer = consumer
         self.models = models
         self.metrics = metrics or WorkerMetrics()
@@ -81,22 +84,8 @@ class Worker:
         return self._stop.is_set()
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: a model is loaded and the consumer is a member of its group.
-
-        Any number of partitions, zero included (a standby), so that replicas beyond the
-        partition count are ready too (docs/deployment.md#readiness).
-        """
-        if self.models.current is None:
-            return False, "no model loaded"
-        # group_metadata() takes only the coordinator's lock: safe from the HTTP thread
-        generation = self.consumer.group_metadata().generation_id
-        if generation < 0:
-            return False, f"not in consumer group {self.settings.group_id} yet"
-        assigned = len(self.consumer.assignment())
-        standby = " (standby)" if assigned == 0 else ""
-        version = self.models.current.version
-        partitions = f"{assigned} partitions{standby}"
-        return True, f"model version {version}, generation {generation}, {partitions}"
+        """Readiness (`readiness`), safe to ask from the HTTP thread."""
+        return readiness(self.consumer, self.models, self.settings.group_id, self.group.stalled)
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Note a revocation (kafka-python's IO thread: no blocking call may be made here).
@@ -104,8 +93,8 @@ class Worker:
         The batch in hand is finished by the Kafka thread; if its commit is refused the
         partitions' new owner processes those records again.
         """
-        log.info("partitions revoked: %s", _names(revoked))
         self.assignments.revoked(revoked)
+        log.info("partitions revoked: %s%s", _names(revoked), self._regrouped())
         for tp in revoked:
             self.metrics.forget_partition(tp.topic, tp.partition)
 
@@ -113,7 +102,11 @@ class Worker:
         """Note an assignment."""
         self.assignments.assigned(assigned)
         count = self.assignments.count
-        log.info("partitions assigned: %s (assignment %d)", _names(assigned), count)
+        share = self._regrouped()
+        log.info("partitions assigned: %s (assignment %d)%s", _names(assigned), count, share)
+
+    def _regrouped(self) -> str:
+        return self.group.regrouped(self.assignments.held)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -220,6 +213,7 @@ class Worker:
         for tp, value in (read_lag(self.consumer) or {}).items():
             if value is not None:
                 self.metrics.set_lag(tp.topic, tp.partition, value)
+        self.group.look(self.assignments.held)
 
     def _idle_for(self, seconds: float, batch: Batch | None) -> bool:
         """True when nothing arrived for `seconds` and the input is drained (exit when idle)."""
@@ -234,6 +228,29 @@ class Worker:
             return True
         self._idle_since = now
         return False
+
+
+def readiness(
+    consumer: KafkaConsumer, models: ModelWatcher, group_id: str, stalled: str | None
+) -> tuple[bool, str]:
+    """Ready: a model is loaded and the consumer is a member of its group, not a stalled standby.
+
+    Any number of partitions, zero included (a standby), so that replicas beyond the
+    partition count are ready too (docs/deployment.md#readiness); but not a standby that
+    sees the group's input wait with nobody committing (`worker.standby`).
+    """
+    if models.current is None:
+        return False, "no model loaded"
+    if stalled:  # first: while it rejoins, it is not in the group either
+        return False, stalled
+    # group_metadata() takes only the coordinator's lock: safe from the HTTP thread
+    generation = consumer.group_metadata().generation_id
+    if generation < 0:
+        return False, f"not in consumer group {group_id} yet"
+    assigned = len(consumer.assignment())
+    standby = " (standby)" if assigned == 0 else ""
+    partitions = f"{assigned} partitions{standby}"
+    return True, f"model version {models.current.version}, generation {generation}, {partitions}"
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:

@@ -81,6 +81,30 @@ class AgreementMetrics:
                 counter.labels(model_version=version, genre=genre).inc()
 
 
+class GroupMetrics:
+    """This member's place in its consumer group: its share of the rate limits, standby."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.rate_budget_share = Gauge(
+            PREFIX + "rate_budget_share",
+            "This member's share of SITE_RATE_LIMIT and IMAGE_RATE_LIMIT: its partitions of "
+            "the input topic / all of them (0: a standby).",
+            registry=r,
+        )
+        self.standby_stalled = Gauge(
+            PREFIX + "standby_stalled",
+            "1 while this member has no partitions and the group's input waits with no commit "
+            "for STANDBY_STALL_S, else 0.",
+            registry=r,
+        )
+        self.rejoins = Counter(
+            PREFIX + "group_rejoins",
+            "Times this member left and rejoined its group because it stood by while the "
+            "input waited unconsumed.",
+            registry=r,
+        )
+
+
 class WorkerMetrics:
     """The worker's counters, gauges and histograms; the worker updates the attributes directly."""
 
@@ -122,6 +146,7 @@ class WorkerMetrics:
         self._add_fetching_metrics()
         self.agreement = AgreementMetrics(r)
         self._add_histograms_and_gauges()
+        self.group = GroupMetrics(r)
 
     def _add_fetching_metrics(self) -> None:
         """What the poster fetcher reports: circuits and waits (read from `PosterFetcher.stats`)."""

@@ -44,6 +44,12 @@ class Assignments:
             for tp in partitions:
                 self._generation[tp] = self.count
 
+    @property
+    def held(self) -> int:
+        """How many partitions this member holds now."""
+        with self._lock:
+            return len(self._generation)
+
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         """Forget the generation of partitions taken away."""
         with self._lock:

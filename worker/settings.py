@@ -66,9 +66,18 @@ class WorkerSettings(FetchSettings, KafkaSettings):
         description="Serve this version and no other (a pin); unset: the one serving.json "
         "names, else the highest.",
     )
+    standby_stall_s: float = Field(
+        300.0,
+        ge=0,
+        description="A member with no partitions that sees the group's input wait with no "
+        "commit for this long leaves and rejoins the group, and reports not ready; 0: never.",
+    )
     http_host: str = "0.0.0.0"
     http_port: int = Field(
-        8080, ge=0, le=65535, description="Health and metrics; 0 picks a free port."
+        8080,
+        ge=0,
+        le=65535,
+        description="Health and metrics; 0 picks a free port (logged). One per process on a host.",
     )
     log_level: str = "INFO"
     log_format: Literal["plain", "json"] = "plain"
