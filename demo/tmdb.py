@@ -224,7 +224,7 @@ class TmdbStandIn(StartStop):
                     route(self)
                     return
                 if m := re.fullmatch(r"/movie/(\d+)(-[a-z0-9-]*)?", path):
-                    self._movie(int(m.group(1)), bool(m.group(2)))
+                    self.movie_page(int(m.group(1)), bool(m.group(2)))
                 elif m := re.fullmatch(r"/t/p/(w\d+|w\d+_and_h\d+_bestv2)/(\d+)\.\w+", path):
                     self._image(int(m.group(2)))
                 elif re.fullmatch(r"/t/p/[^/]+/\d+(-backdrop)?\.jpg", path):
@@ -243,7 +243,7 @@ class TmdbStandIn(StartStop):
             ) -> None:
                 respond(self, status, body, content_type, headers)
 
-            def _movie(self, tmdb_id: int, has_slug: bool) -> None:
+            def movie_page(self, tmdb_id: int, has_slug: bool) -> None:
                 movie = standin.movies.get(tmdb_id)
                 if movie is None:
                     self.reply(

@@ -107,8 +107,7 @@ def test_no_more_than_the_limit_run_at_once_and_a_raised_limit_lets_waiters_in()
         blockers = [asyncio.create_task(one()) for _ in range(5)]
         await asyncio.sleep(0)
         running = limit.in_use
-        limit.limit = 5
-        limit._wake()
+        limit.limit = 5  # the waiters get their places as the running one gives its back
         await asyncio.gather(*blockers)
         return first_peak, running
 

@@ -58,7 +58,7 @@ def test_a_site_that_is_down_then_failing_then_slow_recovers_without_losing_even
             time.sleep(2.0)
             h.reply(503, b"too late", "text/plain")  # type: ignore[attr-defined]
         else:
-            h._movie(int(h.path.split("/")[2].split("?")[0]), True)  # type: ignore[attr-defined]
+            h.movie_page(int(h.path.split("/")[2].split("?")[0]), True)  # type: ignore[attr-defined]
 
     standin = TmdbStandIn(movies={i: StandInMovie(image) for i in IDS}, port=port)
     for i in IDS:

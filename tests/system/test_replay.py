@@ -143,7 +143,7 @@ def test_an_outage_fills_the_dlq_and_a_replay_ends_every_event_as_an_output_once
         if mode["down"]:
             h.reply(503, b"down for maintenance", "text/plain")  # type: ignore[attr-defined]
         else:
-            h._movie(int(h.path.split("/")[2].split("?")[0]), False)  # type: ignore[attr-defined]
+            h.movie_page(int(h.path.split("/")[2].split("?")[0]), False)  # type: ignore[attr-defined]
 
     for i in IDS:
         tmdb.movies[i] = StandInMovie(poster_bytes(COLOURS["Red"]), title=f"Film {i}")

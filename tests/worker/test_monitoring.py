@@ -118,9 +118,10 @@ def test_downloads_move_the_fetchers_totals_into_the_metrics() -> None:
         downloads.observe()
     finally:
         runner.close()
-    assert metrics.fetch_retries._value.get() == 5
-    assert metrics.circuit_wait_seconds._value.get() == 4.0
-    assert metrics.rate_limit_wait_seconds._value.get() == 0.5
-    assert metrics.rate_limit_waits._value.get() == 4
-    assert metrics.fetch_connections._value.get() == 9
-    assert metrics.circuit_open.labels(host="site:443")._value.get() == 0
+    value = metrics.registry.get_sample_value
+    assert value("genre_worker_fetch_retries_total") == 5
+    assert value("genre_worker_circuit_wait_seconds_total") == 4.0
+    assert value("genre_worker_rate_limit_wait_seconds_total") == 0.5
+    assert value("genre_worker_rate_limit_waits_total") == 4
+    assert value("genre_worker_fetch_connections_total") == 9
+    assert value("genre_worker_circuit_open", {"host": "site:443"}) == 0

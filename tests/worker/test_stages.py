@@ -150,7 +150,7 @@ def test_downloads_fill_posters_and_errors_and_keep_the_member_alive(runner):
     assert "RuntimeError: bug" in batch.jobs[2].error.detail
     assert batch.jobs[3].fetch is None
     assert len(alive) >= 2
-    assert metrics.fetch_retries._value.get() == 2
+    assert metrics.registry.get_sample_value("genre_worker_fetch_retries_total") == 2
 
 
 def test_classify_batch_scores_posters_in_one_call_and_isolates_failures():
