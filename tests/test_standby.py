@@ -281,12 +281,12 @@ def wedge(broker, topics, members: list) -> Watched | None:
 
 
 def test_a_group_wedged_by_its_leader_leaving_is_noticed(broker, topics, members):
-    for attempt in range(3):
+    for attempt in range(5):  # the leave must land while the group settles: mostly the first
         watched = wedge(broker, replace(topics, group=f"{topics.group}-{attempt}"), members)
         if watched is not None:
             break
     else:
-        pytest.fail("the group recovered three times: has the broker's coordinator changed?")
+        pytest.fail("the group recovered five times: has the broker's coordinator changed?")
     produce(broker.bootstrap_servers, topics.input, [event(i) for i in range(1, 21)])
     wait_for(lambda: watched.worker.group.stalled is not None, 60, "the stall to be noticed")
     ok, why = watched.worker.ready()

@@ -86,23 +86,20 @@ class StandbyWatch:
     def check(self, assigned: int) -> None:
         """Look at the group once (the Kafka thread, every few seconds); rejoin if it stalls."""
         if assigned > 0 or self.stall_s <= 0:
-            return self._reset()
+            self._reset()
+            return
         progress = self.read()
-        if progress is None:
-            return None
+        if progress is None:  # no answer is no verdict
+            return
         now = self._clock()
         if progress.waiting == 0 or progress.committed != self._committed:
-            self._reset()
+            self._reset()  # nothing waits, or an owner committed since the last look
             self._committed = progress.committed
-            if progress.waiting > 0:
-                self._since = now
-            return None
-        if self._since is None:
+            self._since = now if progress.waiting > 0 else None
+        elif self._since is None:
             self._since = now
-        idle_s = now - self._since
-        if idle_s >= self.stall_s:
-            self._stall(progress.waiting, idle_s)
-        return None
+        elif now - self._since >= self.stall_s:
+            self._stall(progress.waiting, now - self._since)
 
     def _stall(self, waiting: int, idle_s: float) -> None:
         """Say so, and leave and rejoin the group so that its partitions are divided again."""
