@@ -98,6 +98,8 @@ def _host(host: str) -> str:
     if not host:
         raise InvalidTarget("the URL has no host")
     if ":" in host:
+        if "%" in host:  # a zone names an interface of this machine: never a poster host
+            raise InvalidTarget("an IPv6 address with a zone")
         try:
             return str(ipaddress.IPv6Address(host))
         except ValueError:

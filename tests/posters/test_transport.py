@@ -208,7 +208,7 @@ def test_the_pool_keeps_to_its_limit_and_a_request_waits_its_turn_or_times_out()
             answers = await asyncio.gather(*(get(transport, url + p) for p in paths))
             assert [a.decode() for a in answers] == paths
             assert opened.opened <= 2
-        server = Scripted(lambda line: [ok(line.split()[1])], max_connections=2, pool=0.1)
+        server = Scripted(lambda line: [ok(line.split()[1])], max_connections=2, pool=0.5)
         async with server as (url, transport, opened):
             held = [await send(transport, url + p) for p in ("/held-a", "/held-b")]
             with pytest.raises(httpx.PoolTimeout):
