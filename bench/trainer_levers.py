@@ -104,6 +104,35 @@ def finetuned_recipe(
     return run
 
 
+def run_lever(
+    lever: str, args: argparse.Namespace, ids: np.ndarray, labels: Any, settings: Any
+) -> dict[str, Any]:
+    """One lever on the yardstick: its summary; its fold scores saved with `--scores`."""
+    from trainer.yardstick import cross_validate
+
+    started = time.monotonic()
+    keep: list[dict[str, np.ndarray]] = []
+    recipe = lever_recipe(lever, args.features, ids, labels.y, settings, args.k, keep)
+    summary = cross_validate(recipe, labels.y, ids, labels.names, args.k)
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    if hasattr(recipe, "steps"):
+        summary["finetune_step_s"] = round(float(np.mean(recipe.steps)), 4)
+    if args.scores:
+        args.scores.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{key}_{j}": v for j, fold in enumerate(keep) for key, v in fold.items()}
+        np.savez(args.scores / f"{lever}.npz", y=labels.y, ids=ids, **arrays)
+    log.info(
+        "%s: macro F1 %.4f +- %.4f, micro F1 %.4f +- %.4f (%.0fs)",
+        lever,
+        summary["macro_f1"],
+        summary["macro_f1_sd"],
+        summary["micro_f1"],
+        summary["micro_f1_sd"],
+        summary["seconds"],
+    )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "posters-dev")
@@ -127,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.data import binarize
     from trainer.movielens import read_movielens, without_genres
     from trainer.settings import TrainSettings
-    from trainer.yardstick import cross_validate
 
     settings = TrainSettings(
         repeats=args.repeats,
@@ -142,27 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = binarize(list(movies["genres"]), settings.min_genre_count)
     results: dict[str, Any] = {"k": args.k, "repeats": args.repeats, "labels": labels.names}
     for lever in args.levers.split(","):
-        started = time.monotonic()
-        keep: list[dict[str, np.ndarray]] = []
-        recipe = lever_recipe(lever, args.features, ids, labels.y, settings, args.k, keep)
-        summary = cross_validate(recipe, labels.y, ids, labels.names, args.k)
-        summary["seconds"] = round(time.monotonic() - started, 1)
-        if hasattr(recipe, "steps"):
-            summary["finetune_step_s"] = round(float(np.mean(recipe.steps)), 4)
-        results[lever] = summary
-        if args.scores:
-            args.scores.mkdir(parents=True, exist_ok=True)
-            arrays = {f"{key}_{j}": v for j, fold in enumerate(keep) for key, v in fold.items()}
-            np.savez(args.scores / f"{lever}.npz", y=labels.y, ids=ids, **arrays)
-        log.info(
-            "%s: macro F1 %.4f +- %.4f, micro F1 %.4f +- %.4f (%.0fs)",
-            lever,
-            summary["macro_f1"],
-            summary["macro_f1_sd"],
-            summary["micro_f1"],
-            summary["micro_f1_sd"],
-            summary["seconds"],
-        )
+        results[lever] = run_lever(lever, args, ids, labels, settings)
         if args.out:
             args.out.write_text(json.dumps(results, indent=2), "utf-8")
     print(json.dumps(results))
