@@ -239,3 +239,19 @@ def test_the_fixed_yardstick_learns_and_names_its_films(
     assert result.metadata.metrics["films"] == films
     saved = json.loads((result.version_dir / "report" / "metrics.json").read_text())
     assert saved["evaluation_films"] == films
+
+
+def test_cross_validate_reports_the_yardstick_over_every_film(
+    synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
+) -> None:
+    quick = HeadSettings(epochs=15, patience=0, batch_size=32)
+    result = train(
+        settings_for(synthetic, tiny_extractor, tmp_path, cross_validate=3, folds=2, head=quick)
+    )
+    yardstick = result.metadata.metrics["yardstick"]
+    assert yardstick["folds"] == 3 and yardstick["films"] == len(synthetic.labelled)
+    assert sum(f["n"] for f in yardstick["per_fold"]) == len(synthetic.labelled)
+    assert yardstick["macro_f1"] >= 0.6, yardstick  # the synthetic genres are learnable
+    assert yardstick["macro_f1_min"] <= yardstick["macro_f1"] <= yardstick["macro_f1_max"]
+    saved = json.loads((result.version_dir / "report" / "metrics.json").read_text())
+    assert saved["yardstick"]["per_fold"] == yardstick["per_fold"]
