@@ -34,7 +34,7 @@ sys.path[:] = [str(ROOT)] + [
 from bench import models
 from bench.fetch_cpu import CACHE
 from bench.poster_server import PosterServer
-from worker.classifier import padded_size
+from poster_genres.worker.classifier import padded_size
 
 DEFAULT_SIZES = "1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31"
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME, OUTPUT_NAME
+    from poster_genres.schemas.model import INPUT_NAME, OUTPUT_NAME
 
     poster_cache = CACHE / "bench-posters-v1"
     server = PosterServer(poster_cache, 48)  # builds the posters once, if missing

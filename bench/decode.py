@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))  # before bench/, whose trainer.py would shadow th
 
 import tensorflow as tf
 
-from trainer.preprocess import decode_image
+from poster_genres.trainer.preprocess import decode_image
 
 SHARED = ROOT.parent / "shared" / "data"
 RENDITIONS = {"w342": 342, "w500": 500, "w780": 780, "original": 2000}

@@ -54,9 +54,9 @@ sys.path[:] = [str(ROOT)] + [
 
 from bench import models
 from bench.poster_server import PosterServer
-from posters import PosterFetcher
-from posters.loops import new_event_loop
-from posters.settings import FetchSettings
+from poster_genres.posters import PosterFetcher
+from poster_genres.posters.loops import new_event_loop
+from poster_genres.posters.settings import FetchSettings
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "movie-poster-genres"
 

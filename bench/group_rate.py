@@ -6,7 +6,7 @@
 What it starts, all on 127.0.0.1: the embedded Tansu broker (demo.broker) with fresh
 topics; the TMDB stand-in (demo.tmdb, in this process), whose pages, slug redirects and
 posters are one host, so every request of a poster counts against SITE_RATE_LIMIT; the
-tiny model (bench/models.py); `--workers` processes of `python -m worker` in one group with
+tiny model (bench/models.py); `--workers` processes of `python -m poster_genres.worker` in one group with
 the default rate settings but the ones given. Once every worker is ready and holds
 partitions, `--events` events go to the input topic at once (a backlog), and the
 stand-in's requests are timed for `--seconds`. `--leave-at S` stops one worker S seconds in
@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         with open(log_path, "wb") as log_file:
             processes = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "worker"],
+                    [sys.executable, "-m", "poster_genres.worker"],
                     env=worker_env(args, broker, site, model_dir, port),
                     cwd=ROOT,
                     stdout=log_file,

@@ -18,7 +18,7 @@ import time
 
 from demo.hostile_pages import WORST_PAGES, with_stall
 from demo.tmdb import TmdbStandIn, respond
-from posters import FetchSettings, PosterFetcher
+from poster_genres.posters import FetchSettings, PosterFetcher
 
 
 async def _fetch_one(settings: FetchSettings) -> tuple[float, float]:

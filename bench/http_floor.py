@@ -46,9 +46,9 @@ sys.path[:] = [str(ROOT)] + [
 
 import httpx
 
-from posters.http.connections import AddressGuard, Connector
-from posters.http.transport import DirectTransport, Timeouts
-from posters.http.urls import parse_target
+from poster_genres.posters.http.connections import AddressGuard, Connector
+from poster_genres.posters.http.transport import DirectTransport, Timeouts
+from poster_genres.posters.http.urls import parse_target
 
 SERVER = r"""
 import asyncio, sys

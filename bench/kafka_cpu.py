@@ -32,7 +32,7 @@ sys.path[:] = [str(ROOT)] + [
 from kafka.record import util as record_util
 from kafka.record.memory_records import MemoryRecords, MemoryRecordsBuilder
 
-from schemas.events import MovieGenres, decode_new_movie
+from poster_genres.schemas.events import MovieGenres, decode_new_movie
 
 LABELS = [f"Genre{i}" for i in range(20)]
 POSTER = "https://image.tmdb.org/t/p/w342/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg"

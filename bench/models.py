@@ -26,7 +26,7 @@ MODELS = ("tiny", "mobilenet")
 
 def prepared(kind: str, root: Path) -> Path:
     """The newest complete version of model `kind` under `root`, built there if there is none."""
-    from schemas.model import complete_versions
+    from poster_genres.schemas.model import complete_versions
 
     versions = complete_versions(root) if root.is_dir() else []
     if versions:
@@ -41,8 +41,8 @@ def build(kind: str, model_dir: Path) -> Path:
     """Export model `kind` under `model_dir` with the trainer's exporter; its version folder."""
     import tf_keras
 
-    from schemas.model import ModelMetadata
-    from trainer.export import export_version
+    from poster_genres.schemas.model import ModelMetadata
+    from poster_genres.trainer.export import export_version
 
     if kind == "mobilenet":
         backbone = tf_keras.applications.MobileNetV2(
@@ -80,7 +80,7 @@ def serving_signature(version_dir: Path) -> Any:
     """The serving signature of a model version, loaded once per process."""
     import tensorflow as tf
 
-    from schemas.model import SIGNATURE
+    from poster_genres.schemas.model import SIGNATURE
 
     if version_dir not in _LOADED:
         _LOADED[version_dir] = tf.saved_model.load(str(version_dir))
@@ -93,7 +93,7 @@ def bare(
     """Events/s and CPU ms per event of the signature alone on the posters, in full batches; one batch's time."""
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME, OUTPUT_NAME
+    from poster_genres.schemas.model import INPUT_NAME, OUTPUT_NAME
 
     signature = serving_signature(version_dir)
     batches = [
@@ -132,7 +132,7 @@ def busy(version_dir: Path, poster_dir: Path, batch_size: int = 32) -> None:
     """
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME, OUTPUT_NAME
+    from poster_genres.schemas.model import INPUT_NAME, OUTPUT_NAME
 
     signature = serving_signature(version_dir)
     posters = [path.read_bytes() for path in sorted(poster_dir.glob("*.jpg"))]

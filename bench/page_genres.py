@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator
 import httpx
 
 from bench.pages import tmdb_page
-from posters.http.bodies import read_capped
-from posters.http.response import Response
-from posters.tmdb.genres import page_genres
-from posters.tmdb.scrape import HeadWatch, poster_candidates
+from poster_genres.posters.http.bodies import read_capped
+from poster_genres.posters.http.response import Response
+from poster_genres.posters.tmdb.genres import page_genres
+from poster_genres.posters.tmdb.scrape import HeadWatch, poster_candidates
 
 URL = "http://h:1/movie/1"
 

@@ -68,9 +68,9 @@ def _synthetic(workdir: Path) -> tuple[Path, Path, tuple[int, int]]:
 
 def _time_cached(x: np.ndarray, y: np.ndarray, epochs: int, settings: Any) -> float:
     """Seconds per epoch of the head on in-memory embeddings (first epoch, with tracing, excluded)."""
-    from trainer.data import array_dataset
-    from trainer.losses import get_loss, macro_f1
-    from trainer.model import build_head
+    from poster_genres.trainer.data import array_dataset
+    from poster_genres.trainer.losses import get_loss, macro_f1
+    from poster_genres.trainer.model import build_head
 
     head = build_head(x.shape[1], y.shape[1], settings.hidden, settings.dropout, settings.l2, x)
     head.compile(optimizer="adam", loss=get_loss(settings.loss), metrics=[macro_f1])
@@ -91,9 +91,9 @@ def _time_uncached(
     settings: Any,
 ) -> float:
     """Seconds per epoch of the same head behind the frozen extractor, fed from image files."""
-    from trainer.data import image_dataset
-    from trainer.losses import get_loss, macro_f1
-    from trainer.model import build_classifier, build_head
+    from poster_genres.trainer.data import image_dataset
+    from poster_genres.trainer.losses import get_loss, macro_f1
+    from poster_genres.trainer.model import build_classifier, build_head
 
     head = build_head(x_dim, y.shape[1], settings.hidden, settings.dropout, settings.l2)
     model = build_classifier(extractor, head, image_size)
@@ -111,11 +111,11 @@ def _quality(
     x: np.ndarray, y: np.ndarray, ids: np.ndarray, names: list[str], seeds: list[int]
 ) -> dict[str, Any]:
     """Recipe, the previous defaults and today's defaults on the trainer's own test split."""
-    from trainer.evaluation import evaluate
-    from trainer.settings import HeadSettings, TrainerSettings
-    from trainer.split import split_by_id
-    from trainer.thresholds import choose_thresholds
-    from trainer.train import cross_fit, fit_head
+    from poster_genres.trainer.evaluation import evaluate
+    from poster_genres.trainer.settings import HeadSettings, TrainerSettings
+    from poster_genres.trainer.split import split_by_id
+    from poster_genres.trainer.thresholds import choose_thresholds
+    from poster_genres.trainer.train import cross_fit, fit_head
 
     defaults = TrainerSettings()
     split = split_by_id(ids, defaults.val_fraction, defaults.test_fraction)
@@ -207,11 +207,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from trainer.data import binarize
-    from trainer.embeddings import EmbeddingCache, embed_images, extractor_key
-    from trainer.model import load_extractor
-    from trainer.movielens import read_movielens
-    from trainer.settings import HeadSettings, TrainerSettings
+    from poster_genres.trainer.data import binarize
+    from poster_genres.trainer.embeddings import EmbeddingCache, embed_images, extractor_key
+    from poster_genres.trainer.model import load_extractor
+    from poster_genres.trainer.movielens import read_movielens
+    from poster_genres.trainer.settings import HeadSettings, TrainerSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

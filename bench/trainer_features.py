@@ -36,8 +36,8 @@ def write_view(paths: list[str], ids: np.ndarray, view: str, out: Path, batch: i
     """Run every poster through the backbone for one view; seconds taken."""
     import tensorflow as tf
 
-    from trainer.backbone import split_backbone
-    from trainer.preprocess import read_image
+    from poster_genres.trainer.backbone import split_backbone
+    from poster_genres.trainer.preprocess import read_image
 
     height, width, flip = VIEWS[view]
     base, tail = split_backbone(str(WEIGHTS), (height, width))
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(ROOT))
-    from trainer.movielens import read_movielens
+    from poster_genres.trainer.movielens import read_movielens
 
     movies = read_movielens(args.data).labelled
     posters = args.data / "posters"

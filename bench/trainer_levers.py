@@ -62,7 +62,7 @@ def lever_recipe(
     keep: list[dict[str, np.ndarray]],
 ) -> Any:
     """The `FitAndScore` of one lever (its parts joined by `+`)."""
-    from trainer.yardstick import head_recipe
+    from poster_genres.trainer.yardstick import head_recipe
 
     parts = set(lever.split("+"))
     size = "320x224" if "tall" in parts else "224x224"
@@ -87,9 +87,9 @@ def finetuned_recipe(
     keep: list[dict[str, np.ndarray]],
 ) -> Any:
     """Fine-tune the tail on the training rows, then the head recipe on its features."""
-    from trainer.backbone import split_backbone
-    from trainer.finetune import finetune_tail, pooled
-    from trainer.yardstick import head_recipe, inner_split
+    from poster_genres.trainer.backbone import split_backbone
+    from poster_genres.trainer.finetune import finetune_tail, pooled
+    from poster_genres.trainer.yardstick import head_recipe, inner_split
 
     def run(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         _, tail = split_backbone(str(WEIGHTS), image_size)
@@ -108,7 +108,7 @@ def run_lever(
     lever: str, args: argparse.Namespace, ids: np.ndarray, labels: Any, settings: Any
 ) -> dict[str, Any]:
     """One lever on the yardstick: its summary; its fold scores saved with `--scores`."""
-    from trainer.yardstick import cross_validate
+    from poster_genres.trainer.yardstick import cross_validate
 
     started = time.monotonic()
     keep: list[dict[str, np.ndarray]] = []
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(ROOT))
-    from trainer.data import binarize
-    from trainer.movielens import read_movielens, without_genres
-    from trainer.settings import TrainSettings
+    from poster_genres.trainer.data import binarize
+    from poster_genres.trainer.movielens import read_movielens, without_genres
+    from poster_genres.trainer.settings import TrainSettings
 
     settings = TrainSettings(
         repeats=args.repeats,

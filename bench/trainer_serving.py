@@ -37,9 +37,9 @@ def export(name: str, out: Path) -> object:
     """Export one option's model and load its serving signature."""
     import tensorflow as tf
 
-    from schemas.model import SIGNATURE, ModelMetadata
-    from trainer.export import export_version
-    from trainer.model import build_classifier, build_head, load_extractor
+    from poster_genres.schemas.model import SIGNATURE, ModelMetadata
+    from poster_genres.trainer.export import export_version
+    from poster_genres.trainer.model import build_classifier, build_head, load_extractor
 
     size, mirror = OPTIONS[name]
     head = build_head(1280, 17, hidden=1024)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     import tensorflow as tf
 
-    from schemas.model import INPUT_NAME
+    from poster_genres.schemas.model import INPUT_NAME
 
     files = sorted(args.posters.glob("*.jpg"))[: args.batch]
     batch = tf.constant([f.read_bytes() for f in files])

@@ -50,8 +50,8 @@ def policy_figures(
     y: np.ndarray, kept: list[dict[str, np.ndarray]], weight: float, floor: float, ratio: float
 ) -> dict[str, Any]:
     """Mean and spread of macro and micro F1 over the folds for one policy."""
-    from trainer.evaluation import evaluate
-    from trainer.thresholds import choose_thresholds
+    from poster_genres.trainer.evaluation import evaluate
+    from poster_genres.trainer.thresholds import choose_thresholds
 
     results = []
     for fold in kept:

@@ -17,7 +17,7 @@ What it starts, all on 127.0.0.1:
   - the models of the runs (bench/models.py): `mobilenet` (MobileNetV2-sized, the CPU
     flavour) and `tiny` (mean colour at 224x224: a GPU stand-in), exported with
     trainer.export.export_version;
-  - `python -m worker` (the real process, env-configured like tests/conftest.py).
+  - `python -m poster_genres.worker` (the real process, env-configured like tests/conftest.py).
 
 Per model, in order: bare model A (the same signature on the same poster bytes, batches of
 the worker's batch size, in this process); per run of that model and worker variant:
@@ -271,11 +271,11 @@ class WorkerRun:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> float:
-        """Start `python -m worker` (BENCH_WORKERS of them, logging to one file); seconds to ready."""
+        """Start `python -m poster_genres.worker` (BENCH_WORKERS of them, logging to one file); seconds to ready."""
         with open(self.log_path, "w") as log_file:
             self.processes = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "worker"],
+                    [sys.executable, "-m", "poster_genres.worker"],
                     env=env,
                     cwd=self.src,
                     stdout=log_file,

@@ -1,4 +1,4 @@
-"""`genre-demo`: the worker end to end on this machine, with nothing to set up.
+"""`make demo` (`python -m demo`): the worker end to end on this machine, with nothing to set up.
 
 Starts the embedded broker, trains a small model on synthetic posters when the model
 folder has none, serves new movies' posters from a loopback TMDB stand-in, runs
@@ -32,7 +32,9 @@ REAL_MOVIES = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="genre-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--work-dir", type=Path, default=Path(".demo"), help="models and data (default .demo)"
@@ -84,9 +86,9 @@ def stderr_to(path: Path) -> Iterator[None]:
 def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
     """Train on synthetic posters with a local extractor (or MovieLens + TF Hub with `real`)."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    from posters import FetchSettings
-    from trainer.settings import HeadSettings, TrainerSettings
-    from trainer.train import train
+    from poster_genres.posters import FetchSettings
+    from poster_genres.trainer.settings import HeadSettings, TrainerSettings
+    from poster_genres.trainer.train import train
 
     if real:
         settings = TrainerSettings(
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.broker import EmbeddedBroker, create_topics, free_port
     from demo.synthetic import write_dataset
     from demo.tmdb import StandInMovie, TmdbStandIn, tmdb_genre_names
-    from schemas.model import complete_versions
+    from poster_genres.schemas.model import complete_versions
 
     work = args.work_dir.resolve()
     model_dir = work / "models"
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path = work / "worker.log"
         log_file = open(log_path, "w")  # noqa: SIM115 (the worker process writes it until stopped)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "worker", "--exit-when-idle", "5"],
+            [sys.executable, "-m", "poster_genres.worker", "--exit-when-idle", "5"],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"worker exited with code {worker.returncode}: {summary[-1].split(': ', 1)[-1] if summary else '?'}"
         )
-        print(f"Run `genre-demo` again to reuse the model in {model_dir}, or add --retrain.")
+        print(f"Run `make demo` again to reuse the model in {model_dir}, or add --retrain.")
         return 0 if seen == len(ids) and worker.returncode == 0 else 1
 
 

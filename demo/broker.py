@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from common.lifecycle import StartStop
+from poster_genres.common.lifecycle import StartStop
 
 log = logging.getLogger(__name__)
 

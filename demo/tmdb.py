@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from common.lifecycle import StartStop
 from demo.site_layout import PT_BR, site_page
-from posters.tmdb.genres import TMDB_GENRES
+from poster_genres.common.lifecycle import StartStop
+from poster_genres.posters.tmdb.genres import TMDB_GENRES
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ themoviedb.org (or its API) and download it, within an allowlist, caps and time 
         poster = await fetcher.fetch(603)       # a Poster, or a PosterError with a code
 """
 
-from posters.errors import (
+from poster_genres.posters.errors import (
     CodedError,
     FetchFailed,
     HostNotAllowed,
@@ -17,8 +17,8 @@ from posters.errors import (
     PosterUnreadable,
     TransientError,
 )
-from posters.fetcher import FetchStats, Poster, PosterFetcher
-from posters.settings import FetchSettings
+from poster_genres.posters.fetcher import FetchStats, Poster, PosterFetcher
+from poster_genres.posters.settings import FetchSettings
 
 __all__ = [
     "CodedError",

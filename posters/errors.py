@@ -21,7 +21,7 @@ exception as `internal_error`. It lives here because this package must not impor
 
 from __future__ import annotations
 
-from schemas import ErrorCode
+from poster_genres.schemas import ErrorCode
 
 
 class CodedError(Exception):

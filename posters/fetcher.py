@@ -20,20 +20,30 @@ from typing import Self
 
 import httpx
 
-from posters.errors import HostNotAllowed, PosterError, PosterNotFound, PosterUnreadable
-from posters.guarded import Body, GuardedClient, Request
-from posters.http.bodies import Enough, decode_text
-from posters.http.connections import AddressGuard, Connector, Resolver
-from posters.http.proxies import ProxiedTransport, ProxyRoutes
-from posters.http.transport import DirectTransport, HttpxTransport, Timeouts, Transport
-from posters.http.urls import Allowlist, display_url, origin_entry, origin_of
-from posters.policy.breaker import CircuitBreaker
-from posters.policy.pacing import HostPacer
-from posters.policy.retry import Budget, Retrier
-from posters.settings import FetchSettings
-from posters.tmdb.genres import api_genres, page_genres
-from posters.tmdb.images import inspect_image, with_rendition
-from posters.tmdb.scrape import HeadWatch, poster_candidates
+from poster_genres.posters.errors import (
+    HostNotAllowed,
+    PosterError,
+    PosterNotFound,
+    PosterUnreadable,
+)
+from poster_genres.posters.guarded import Body, GuardedClient, Request
+from poster_genres.posters.http.bodies import Enough, decode_text
+from poster_genres.posters.http.connections import AddressGuard, Connector, Resolver
+from poster_genres.posters.http.proxies import ProxiedTransport, ProxyRoutes
+from poster_genres.posters.http.transport import (
+    DirectTransport,
+    HttpxTransport,
+    Timeouts,
+    Transport,
+)
+from poster_genres.posters.http.urls import Allowlist, display_url, origin_entry, origin_of
+from poster_genres.posters.policy.breaker import CircuitBreaker
+from poster_genres.posters.policy.pacing import HostPacer
+from poster_genres.posters.policy.retry import Budget, Retrier
+from poster_genres.posters.settings import FetchSettings
+from poster_genres.posters.tmdb.genres import api_genres, page_genres
+from poster_genres.posters.tmdb.images import inspect_image, with_rendition
+from poster_genres.posters.tmdb.scrape import HeadWatch, poster_candidates
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from posters.errors import (
+from poster_genres.posters.errors import (
     HostNotAllowed,
     InvalidURL,
     MovieNotFound,
@@ -24,10 +24,10 @@ from posters.errors import (
     PosterNotFound,
     TransientError,
 )
-from posters.http.bodies import Enough, discard_body, read_capped
-from posters.http.response import Response
-from posters.http.transport import Transport
-from posters.http.urls import (
+from poster_genres.posters.http.bodies import Enough, discard_body, read_capped
+from poster_genres.posters.http.response import Response
+from poster_genres.posters.http.transport import Transport
+from poster_genres.posters.http.urls import (
     Allowlist,
     InvalidTarget,
     RefusedTarget,
@@ -36,8 +36,8 @@ from posters.http.urls import (
     join_url,
     parse_target,
 )
-from posters.policy.breaker import CircuitBreaker, CircuitOpen
-from posters.policy.retry import Pace, parse_retry_after
+from poster_genres.posters.policy.breaker import CircuitBreaker, CircuitOpen
+from poster_genres.posters.policy.retry import Pace, parse_retry_after
 
 _HTTPX_LOG = logging.getLogger("httpx")
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from posters.loops import EventLoopKind
+from poster_genres.posters.loops import EventLoopKind
 
 
 class FetchSettings(BaseSettings):

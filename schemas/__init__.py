@@ -1,6 +1,6 @@
 """The events on the three topics, as pydantic models: the contract with producers and consumers."""
 
-from schemas.events import (
+from poster_genres.schemas.events import (
     DeadLetter,
     ErrorCode,
     EventDecodeError,
@@ -10,7 +10,7 @@ from schemas.events import (
     decode_new_movie,
     json_schemas,
 )
-from schemas.model import ModelMetadata, ServingPointer, served_version
+from poster_genres.schemas.model import ModelMetadata, ServingPointer, served_version
 
 __all__ = [
     "DeadLetter",

@@ -1,8 +1,10 @@
-"""`python -m schemas`: print the events' JSON Schema, or write and check the contract files.
+"""`python -m poster_genres.schemas`: print the events' JSON Schema, or write and check the
+contract files.
 
-python -m schemas [TOPIC]          the JSON Schema of every topic (or of one)
-python -m schemas write [DIR]      write the JSON Schemas and asyncapi.yaml (default schemas/json/)
-python -m schemas check [DIR]      exit 1 if the files in DIR differ from what the models say
+python -m poster_genres.schemas [TOPIC]      the JSON Schema of every topic (or of one)
+python -m poster_genres.schemas write [DIR]  write the JSON Schemas and asyncapi.yaml
+                                             (default schemas/json/)
+python -m poster_genres.schemas check [DIR]  exit 1 if the files in DIR differ from the models
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from schemas import contract
+from poster_genres.schemas import contract
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in contract.TOPICS:
         argv = ["print", *argv]
     parser = argparse.ArgumentParser(
-        prog="python -m schemas",
+        prog="python -m poster_genres.schemas",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if wrong := contract.stale(args.directory):
             print(
                 f"stale contract files in {args.directory}: {', '.join(wrong)}; "
-                "run `python -m schemas write` and commit the result",
+                "run `python -m poster_genres.schemas write` and commit the result",
                 file=sys.stderr,
             )
             return 1

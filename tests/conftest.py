@@ -20,7 +20,7 @@ from demo.tmdb import TmdbStandIn
 from tests.fixtures import Topics, build_tiny_model
 
 if TYPE_CHECKING:
-    from worker.fetching import AsyncRunner
+    from poster_genres.worker.fetching import AsyncRunner
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def tmdb() -> Iterator[TmdbStandIn]:
 @pytest.fixture
 def runner() -> Iterator[AsyncRunner]:
     """The worker's asyncio loop on its thread, closed after the test."""
-    from worker.fetching import AsyncRunner
+    from poster_genres.worker.fetching import AsyncRunner
 
     running = AsyncRunner()
     yield running

@@ -14,13 +14,13 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
-from posters import FetchStats, Poster
-from worker.errors import WorkerError
-from worker.fetching import AsyncRunner
-from worker.loop import Worker
-from worker.metrics import WorkerMetrics
-from worker.publisher import Publisher
-from worker.settings import WorkerSettings
+from poster_genres.posters import FetchStats, Poster
+from poster_genres.worker.errors import WorkerError
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.loop import Worker
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.publisher import Publisher
+from poster_genres.worker.settings import WorkerSettings
 
 LABELS = ["Red", "Green", "Blue"]
 

@@ -25,12 +25,12 @@ from PIL import Image
 
 from demo.broker import EmbeddedBroker
 from demo.tmdb import TmdbStandIn
-from posters.http.connections import AddressGuard, Connector
-from posters.http.transport import Timeouts, Transport
-from posters.http.urls import parse_target
+from poster_genres.posters.http.connections import AddressGuard, Connector
+from poster_genres.posters.http.transport import Timeouts, Transport
+from poster_genres.posters.http.urls import parse_target
 
 if TYPE_CHECKING:
-    from worker.reload import ModelWatcher
+    from poster_genres.worker.reload import ModelWatcher
 
 
 LABELS = ["Red", "Green", "Blue"]
@@ -53,8 +53,8 @@ def build_tiny_model(model_dir: Path, bias: float = -4.0, labels: list[str] | No
     import numpy as np
     import tf_keras
 
-    from schemas.model import ModelMetadata
-    from trainer.export import export_version
+    from poster_genres.schemas.model import ModelMetadata
+    from poster_genres.trainer.export import export_version
 
     labels = labels or LABELS
     model = tf_keras.Sequential(
@@ -126,7 +126,7 @@ def worker_env(
 
 def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker", *args],
+        [sys.executable, "-m", "poster_genres.worker", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -7,6 +7,10 @@ import time
 
 from kafka import TopicPartition
 
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.loop import Worker
+from poster_genres.worker.partitions import drained, lag
+from poster_genres.worker.settings import WorkerSettings
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -16,10 +20,6 @@ from tests.fakes import (
     event_record,
     poster,
 )
-from worker.fetching import AsyncRunner
-from worker.loop import Worker
-from worker.partitions import drained, lag
-from worker.settings import WorkerSettings
 
 TP0, TP1 = TopicPartition("movies.new", 0), TopicPartition("movies.new", 1)
 
@@ -118,7 +118,7 @@ def run_with_rebalance(rebalances: bool) -> tuple[Worker, list[dict]]:
 
 
 def test_a_batch_whose_partitions_were_reassigned_while_it_ran_is_not_committed(caplog):
-    caplog.set_level("INFO", logger="worker.partitions")
+    caplog.set_level("INFO", logger="poster_genres.worker.partitions")
     worker, commits = run_with_rebalance(rebalances=True)
     assert worker.assignments.count == 3
     assert TP0 in worker.consumer.assignment()  # owned again, but not the owner that polled
@@ -155,7 +155,7 @@ def test_the_consumer_reads_only_committed_records(broker):
     (checked by hand: no aborted-transaction list in its fetch answers), so only the
     consumer's configuration can be tested here.
     """
-    from worker.clients import build_consumer
+    from poster_genres.worker.clients import build_consumer
 
     settings = WorkerSettings(kafka_bootstrap_servers=broker.bootstrap_servers, group_id="g-iso")
     consumer = build_consumer(settings)

@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 import pytest
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 
-from posters import PosterFetcher
-from posters.policy.pacing import HostPacer, TokenBucket
-from posters.settings import FetchSettings
+from poster_genres.posters import PosterFetcher
+from poster_genres.posters.policy.pacing import HostPacer, TokenBucket
+from poster_genres.posters.settings import FetchSettings
+from poster_genres.worker.budget import GroupBudget, group_share, pace_on, pacing_share
+from poster_genres.worker.clients import build_consumer
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.loop import Worker
+from poster_genres.worker.membership import Membership
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.settings import WorkerSettings
 from tests.fakes import FakeClassifier, FakeModels, FakeProducer
-from worker.budget import GroupBudget, group_share, pace_on, pacing_share
-from worker.clients import build_consumer
-from worker.fetching import AsyncRunner
-from worker.loop import Worker
-from worker.membership import Membership
-from worker.metrics import WorkerMetrics
-from worker.settings import WorkerSettings
 
 SITE = "https://www.themoviedb.org/movie/603"
 IMAGE = "https://image.tmdb.org/t/p/w342/a.jpg"

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from worker.health import HealthServer
-from worker.metrics import WorkerMetrics
+from poster_genres.worker.health import HealthServer
+from poster_genres.worker.metrics import WorkerMetrics
 
 
 def get(port: int, path: str) -> tuple[int, str, str]:
@@ -118,7 +118,7 @@ def test_stop_closes_the_port(metrics: WorkerMetrics) -> None:
 def test_requests_log_at_debug_not_stderr(
     metrics: WorkerMetrics, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="worker.health")
+    caplog.set_level(logging.DEBUG, logger="poster_genres.worker.health")
     with HealthServer("127.0.0.1", 0, metrics, lambda: (True, "ready")) as server:
         get(server.port, "/healthz")
     assert capfd.readouterr().err == ""
@@ -129,8 +129,8 @@ def test_requests_log_at_debug_not_stderr(
 def test_model_says_what_the_served_version_means(metrics: WorkerMetrics, tmp_path) -> None:
     import json
 
+    from poster_genres.worker.reload import ModelWatcher, describe
     from tests.fixtures import LABELS, build_tiny_model
-    from worker.reload import ModelWatcher, describe
 
     version = build_tiny_model(tmp_path)
     meta = json.loads((version / "metadata.json").read_text())

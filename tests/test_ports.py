@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from poster_genres.worker.app import EXIT_NO_PORT, run
+from poster_genres.worker.health import HealthServer
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.settings import WorkerSettings
 from tests.fixtures import start_worker, worker_env
-from worker.app import EXIT_NO_PORT, run
-from worker.health import HealthServer
-from worker.metrics import WorkerMetrics
-from worker.settings import WorkerSettings
 
 CHOSEN = re.compile(r"health and metrics on http://[^:]+:(\d+)")
 
@@ -58,7 +58,7 @@ def test_a_port_in_use_is_one_line_naming_http_port_and_an_exit_code(
 def test_the_process_exits_without_a_traceback(taken_port, tmp_path):
     env = {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(taken_port), "MODEL_DIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "worker"],
+        [sys.executable, "-m", "poster_genres.worker"],
         env={**_base_env(), **env},
         capture_output=True,
         text=True,

@@ -15,6 +15,13 @@ from dataclasses import dataclass, replace
 import pytest
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 
+from poster_genres.worker.clients import build_consumer
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.loop import Worker, readiness
+from poster_genres.worker.membership import Membership
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.settings import WorkerSettings
+from poster_genres.worker.standby import GroupProgress, StandbyWatch, read_progress
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -24,13 +31,6 @@ from tests.fakes import (
     poster,
 )
 from tests.fixtures import event, produce
-from worker.clients import build_consumer
-from worker.fetching import AsyncRunner
-from worker.loop import Worker, readiness
-from worker.membership import Membership
-from worker.metrics import WorkerMetrics
-from worker.settings import WorkerSettings
-from worker.standby import GroupProgress, StandbyWatch, read_progress
 
 STALL_S = 2.0
 

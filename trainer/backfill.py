@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
-from schemas.events import NewMovie
-from trainer.movielens import Movies
+from poster_genres.schemas.events import NewMovie
+from poster_genres.trainer.movielens import Movies
 
 if TYPE_CHECKING:
-    from common.kafka import KafkaSettings
+    from poster_genres.common.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def publish_events(
 
     TLS and SASL come with `kafka`; waits for every acknowledgement.
     """
-    from common.kafka import build_producer
+    from poster_genres.common.kafka import build_producer
 
     producer = build_producer(
         kafka,

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from trainer.errors import TrainerError
-from trainer.options import add_options, settings_from_args
-from trainer.settings import (
+from poster_genres.trainer.errors import TrainerError
+from poster_genres.trainer.options import add_options, settings_from_args
+from poster_genres.trainer.settings import (
     BackfillSettings,
     EvaluateSettings,
     FetchPostersSettings,
@@ -35,7 +35,7 @@ from trainer.settings import (
 )
 
 if TYPE_CHECKING:
-    from posters import FetchSettings
+    from poster_genres.posters import FetchSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def run(command: str, settings: BaseModel) -> int:
 
 def fetch_settings(settings: PosterInput) -> FetchSettings:
     """The worker's fetch settings (TMDB_BASE_URL, POSTER_HOSTS, ... from the environment)."""
-    from posters import FetchSettings
+    from poster_genres.posters import FetchSettings
 
     overrides = {"fetch_concurrency": settings.concurrency} if settings.concurrency else {}
     return FetchSettings(**overrides)
@@ -91,7 +91,7 @@ def fetch_settings(settings: PosterInput) -> FetchSettings:
 
 def cmd_train(settings: TrainSettings) -> int:
     """Train, evaluate and export; serve the version if the gate allows; print the outcome."""
-    from trainer.train import train
+    from poster_genres.trainer.train import train
 
     result = train(settings, None if settings.offline else fetch_settings(settings))
     m = result.metadata.metrics
@@ -115,7 +115,7 @@ def cmd_train(settings: TrainSettings) -> int:
 
 def cmd_evaluate(settings: EvaluateSettings) -> int:
     """Score versions on the evaluation films; print a table, write JSON and a PNG."""
-    from trainer.compare import evaluate_versions, table, write_comparison
+    from poster_genres.trainer.compare import evaluate_versions, table, write_comparison
 
     report = evaluate_versions(settings)
     print(table(report))
@@ -126,7 +126,7 @@ def cmd_evaluate(settings: EvaluateSettings) -> int:
 
 def cmd_promote(settings: PromoteSettings) -> int:
     """Serve one version (a candidate is moved in first)."""
-    from trainer.release import promote
+    from poster_genres.trainer.release import promote
 
     print(promote(settings.model_dir, settings.version).line())
     return 0
@@ -134,7 +134,7 @@ def cmd_promote(settings: PromoteSettings) -> int:
 
 def cmd_rollback(settings: RollbackSettings) -> int:
     """Serve the version that was served before the current one."""
-    from trainer.release import rollback
+    from poster_genres.trainer.release import rollback
 
     print(rollback(settings.model_dir).line())
     return 0
@@ -142,8 +142,8 @@ def cmd_rollback(settings: RollbackSettings) -> int:
 
 def cmd_fetch_posters(settings: FetchPostersSettings) -> int:
     """Fill the poster cache for the labelled movies (and the unlabelled with --all)."""
-    from trainer.movielens import load_movies
-    from trainer.posters import PosterCache, fetch_posters
+    from poster_genres.trainer.movielens import load_movies
+    from poster_genres.trainer.posters import PosterCache, fetch_posters
 
     movies = load_movies(settings)
     wanted = movies.labelled
@@ -162,9 +162,9 @@ def cmd_fetch_posters(settings: FetchPostersSettings) -> int:
 
 def cmd_predict(settings: PredictSettings) -> int:
     """Print the genres of each input; render them with --show."""
-    from trainer.movielens import read_movielens
-    from trainer.posters import PosterCache
-    from trainer.predict import load_images, predict, render, served_version_dir
+    from poster_genres.trainer.movielens import read_movielens
+    from poster_genres.trainer.posters import PosterCache
+    from poster_genres.trainer.predict import load_images, predict, render, served_version_dir
 
     version = served_version_dir(settings.model_dir)
     titles = read_movielens(settings.movielens).titles() if settings.movielens else {}
@@ -200,8 +200,8 @@ def cmd_predict(settings: PredictSettings) -> int:
 
 def cmd_backfill(settings: BackfillSettings) -> int:
     """Produce (or with --dry-run print) movies.new for every movie without genres."""
-    from trainer.backfill import backfill_events, publish_events, write_events
-    from trainer.movielens import load_movies
+    from poster_genres.trainer.backfill import backfill_events, publish_events, write_events
+    from poster_genres.trainer.movielens import load_movies
 
     events = backfill_events(load_movies(settings))
     if settings.dry_run:

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from schemas.model import is_complete, latest_version
-from trainer.errors import DataError, ReleaseError
-from trainer.movielens import load_movies
-from trainer.posters import PosterCache
-from trainer.release import candidate_versions, serving, version_dir
-from trainer.scoring import (
+from poster_genres.schemas.model import is_complete, latest_version
+from poster_genres.trainer.errors import DataError, ReleaseError
+from poster_genres.trainer.movielens import load_movies
+from poster_genres.trainer.posters import PosterCache
+from poster_genres.trainer.release import candidate_versions, serving, version_dir
+from poster_genres.trainer.scoring import (
     Films,
     Scored,
     all_genres_baseline,
@@ -29,7 +29,7 @@ from trainer.scoring import (
     figures,
     score_version,
 )
-from trainer.settings import EvaluateSettings
+from poster_genres.trainer.settings import EvaluateSettings
 
 log = logging.getLogger(__name__)
 

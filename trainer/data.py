@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from trainer.errors import DataError
-from trainer.preprocess import read_image
+from poster_genres.trainer.errors import DataError
+from poster_genres.trainer.preprocess import read_image
 
 log = logging.getLogger(__name__)
 

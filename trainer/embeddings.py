@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from trainer.preprocess import read_image
-from trainer.progress import Progress, ProgressMode
+from poster_genres.trainer.preprocess import read_image
+from poster_genres.trainer.progress import Progress, ProgressMode
 
 log = logging.getLogger(__name__)
 

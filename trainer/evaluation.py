@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from trainer.split import Split, films_digest
-from trainer.thresholds import macro_thresholds
+from poster_genres.trainer.split import Split, films_digest
+from poster_genres.trainer.thresholds import macro_thresholds
 
 if TYPE_CHECKING:
-    from trainer.examples import Examples
-    from trainer.fit import Fitted
+    from poster_genres.trainer.examples import Examples
+    from poster_genres.trainer.fit import Fitted
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from trainer.data import Labels, binarize
-from trainer.embeddings import EmbeddingCache, Extractor, embed_images, extractor_key
-from trainer.errors import DataError
-from trainer.movielens import genres_by_id, load_movies, without_genres
-from trainer.posters import PosterCache, fetch_posters
+from poster_genres.trainer.data import Labels, binarize
+from poster_genres.trainer.embeddings import EmbeddingCache, Extractor, embed_images, extractor_key
+from poster_genres.trainer.errors import DataError
+from poster_genres.trainer.movielens import genres_by_id, load_movies, without_genres
+from poster_genres.trainer.posters import PosterCache, fetch_posters
 
 if TYPE_CHECKING:
-    from posters import FetchSettings
-    from trainer.settings import TrainSettings
+    from poster_genres.posters import FetchSettings
+    from poster_genres.trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

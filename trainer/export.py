@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from schemas.model import (
+from poster_genres.schemas.model import (
     CANDIDATES_DIR,
     INPUT_NAME,
     METADATA_FILE,
@@ -27,8 +27,8 @@ from schemas.model import (
     served_version,
     version_numbers,
 )
-from trainer.preprocess import decode_image
-from trainer.versions import locked, publish_version
+from poster_genres.trainer.preprocess import decode_image
+from poster_genres.trainer.versions import locked, publish_version
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from trainer.backbone import is_keras_weights, join, split_backbone
-from trainer.errors import DataError
-from trainer.fit import BestEpoch
-from trainer.losses import get_loss
-from trainer.model import with_mirror
-from trainer.settings import FinetuneSettings, TrainSettings
+from poster_genres.trainer.backbone import is_keras_weights, join, split_backbone
+from poster_genres.trainer.errors import DataError
+from poster_genres.trainer.fit import BestEpoch
+from poster_genres.trainer.losses import get_loss
+from poster_genres.trainer.model import with_mirror
+from poster_genres.trainer.settings import FinetuneSettings, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def activations(
     base: tf_keras.Model, paths: list[str], image_size: tuple[int, int], batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The base's activations of each poster, as is and mirrored: float16 [n, h', w', c] each."""
-    from trainer.preprocess import read_image
+    from poster_genres.trainer.preprocess import read_image
 
     run = tf.function(lambda images: base(images, training=False))
     ds = tf.data.Dataset.from_tensor_slices(paths).map(

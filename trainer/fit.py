@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import tf_keras
 
-from trainer.data import array_dataset, stratified_split
-from trainer.evaluation import evaluate, tune_thresholds
-from trainer.losses import get_loss, macro_f1
-from trainer.model import build_head
-from trainer.settings import HeadSettings, TrainSettings
-from trainer.split import Split
-from trainer.thresholds import choose_thresholds
+from poster_genres.trainer.data import array_dataset, stratified_split
+from poster_genres.trainer.evaluation import evaluate, tune_thresholds
+from poster_genres.trainer.losses import get_loss, macro_f1
+from poster_genres.trainer.model import build_head
+from poster_genres.trainer.settings import HeadSettings, TrainSettings
+from poster_genres.trainer.split import Split
+from poster_genres.trainer.thresholds import choose_thresholds
 
 log = logging.getLogger(__name__)
 

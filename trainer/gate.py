@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.model import PointerError, is_complete, latest_version, served_version
-from trainer.compare import compare, write_comparison
-from trainer.export import REPORT_DIR
-from trainer.release import promote
-from trainer.scoring import Films, Scored, score_version
-from trainer.settings import TrainSettings
+from poster_genres.schemas.model import PointerError, is_complete, latest_version, served_version
+from poster_genres.trainer.compare import compare, write_comparison
+from poster_genres.trainer.export import REPORT_DIR
+from poster_genres.trainer.release import promote
+from poster_genres.trainer.scoring import Films, Scored, score_version
+from poster_genres.trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.model import ModelMetadata
-from trainer.examples import Examples
-from trainer.finetune import Tuned
-from trainer.fit import Fitted
-from trainer.settings import TrainSettings
-from trainer.split import Split
+from poster_genres.schemas.model import ModelMetadata
+from poster_genres.trainer.examples import Examples
+from poster_genres.trainer.finetune import Tuned
+from poster_genres.trainer.fit import Fitted
+from poster_genres.trainer.settings import TrainSettings
+from poster_genres.trainer.split import Split
 
 HEADLINE = ("n", "macro_f1", "micro_f1", "samples_f1")
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 import tf_keras
 
-from trainer.backbone import is_keras_weights, mobilenet_v2
+from poster_genres.trainer.backbone import is_keras_weights, mobilenet_v2
 
 log = logging.getLogger(__name__)
 

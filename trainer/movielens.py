@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pandas as pd
 
-from trainer.errors import MovieLensError
+from poster_genres.trainer.errors import MovieLensError
 
 if TYPE_CHECKING:
-    from trainer.settings import MovieLensInput
+    from poster_genres.trainer.settings import MovieLensInput
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainer.progress import Progress, ProgressMode
+from poster_genres.trainer.progress import Progress, ProgressMode
 
 if TYPE_CHECKING:
-    from posters import FetchSettings
+    from poster_genres.posters import FetchSettings
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ async def _fetch_all(
     retry_failed: bool,
     progress: ProgressMode | bool,
 ) -> FetchReport:
-    from posters import PosterError, PosterFetcher
+    from poster_genres.posters import PosterError, PosterFetcher
 
     manifest = cache.failures()
     report, todo = _triage(tmdb_ids, cache, manifest, retry_failed)

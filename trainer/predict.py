@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from schemas.model import (
+from poster_genres.schemas.model import (
     INPUT_NAME,
     OUTPUT_NAME,
     SIGNATURE,
@@ -19,11 +19,11 @@ from schemas.model import (
     is_complete,
     served_version,
 )
-from trainer.errors import PredictError
-from trainer.posters import PosterCache, fetch_posters
+from poster_genres.trainer.errors import PredictError
+from poster_genres.trainer.posters import PosterCache, fetch_posters
 
 if TYPE_CHECKING:
-    from posters import FetchSettings
+    from poster_genres.posters import FetchSettings
 
 log = logging.getLogger(__name__)
 

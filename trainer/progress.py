@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 ProgressMode = Literal["auto", "always", "never"]
 LOG_EVERY_S = 30.0
-log = logging.getLogger("trainer.progress")
+log = logging.getLogger(__name__)
 
 
 def progress_mode(value: object) -> object:

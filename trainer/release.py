@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas.model import (
+from poster_genres.schemas.model import (
     CANDIDATES_DIR,
     SERVING_FILE,
     PointerError,
@@ -30,8 +30,8 @@ from schemas.model import (
     served_version,
     version_numbers,
 )
-from trainer.errors import ReleaseError
-from trainer.versions import locked
+from poster_genres.trainer.errors import ReleaseError
+from poster_genres.trainer.versions import locked
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
-from trainer.evaluation import evaluate
-from trainer.movielens import genres_by_id, without_genres
-from trainer.posters import PosterCache
-from trainer.split import bucket, films_digest
+from poster_genres.schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from poster_genres.trainer.evaluation import evaluate
+from poster_genres.trainer.movielens import genres_by_id, without_genres
+from poster_genres.trainer.posters import PosterCache
+from poster_genres.trainer.split import bucket, films_digest
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from common.kafka import KafkaSettings
-from trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE, NO_GENRES
-from trainer.options import Option
-from trainer.progress import ProgressMode, progress_mode
-from trainer.thresholds import MACRO_WEIGHT, MAX_PREDICTED_RATIO, Objective
+from poster_genres.common.kafka import KafkaSettings
+from poster_genres.trainer.movielens import DEFAULT_BASE_URL, DEFAULT_RELEASE, NO_GENRES
+from poster_genres.trainer.options import Option
+from poster_genres.trainer.progress import ProgressMode, progress_mode
+from poster_genres.trainer.thresholds import MACRO_WEIGHT, MAX_PREDICTED_RATIO, Objective
 
 DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
 LossName = Literal["soft-f1", "bce", "soft-f1+bce"]

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.data import stratified_split
-from trainer.errors import DataError
+from poster_genres.trainer.data import stratified_split
+from poster_genres.trainer.errors import DataError
 
 if TYPE_CHECKING:
-    from trainer.settings import TrainSettings
+    from poster_genres.trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

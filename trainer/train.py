@@ -17,23 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 import tf_keras
 
-from schemas.model import ModelMetadata
-from trainer.evaluation import evaluate_fit, write_run_report
-from trainer.examples import Examples, embed_examples, postered_movies
-from trainer.export import REPORT_DIR, export_version, prune_versions
-from trainer.finetune import Tuned, finetuned_features
-from trainer.fit import cross_fit, fit, fit_head
-from trainer.gate import Decision, release_candidate
-from trainer.metadata import build_metadata
-from trainer.model import build_classifier, load_extractor
-from trainer.posters import PosterCache
-from trainer.scoring import films_of
-from trainer.settings import TrainSettings
-from trainer.split import Split, split_examples
-from trainer.yardstick import cross_validate, head_recipe
+from poster_genres.schemas.model import ModelMetadata
+from poster_genres.trainer.evaluation import evaluate_fit, write_run_report
+from poster_genres.trainer.examples import Examples, embed_examples, postered_movies
+from poster_genres.trainer.export import REPORT_DIR, export_version, prune_versions
+from poster_genres.trainer.finetune import Tuned, finetuned_features
+from poster_genres.trainer.fit import cross_fit, fit, fit_head
+from poster_genres.trainer.gate import Decision, release_candidate
+from poster_genres.trainer.metadata import build_metadata
+from poster_genres.trainer.model import build_classifier, load_extractor
+from poster_genres.trainer.posters import PosterCache
+from poster_genres.trainer.scoring import films_of
+from poster_genres.trainer.settings import TrainSettings
+from poster_genres.trainer.split import Split, split_examples
+from poster_genres.trainer.yardstick import cross_validate, head_recipe
 
 if TYPE_CHECKING:
-    from posters import FetchSettings
+    from poster_genres.posters import FetchSettings
 
 __all__ = ["TrainResult", "cross_fit", "fit_head", "train"]  # bench/ imports the fitting here
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from schemas.model import CANDIDATES_DIR, version_numbers
+from poster_genres.schemas.model import CANDIDATES_DIR, version_numbers
 
 MARK_FILE = "versions.json"
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.evaluation import evaluate
-from trainer.fit import fit
-from trainer.split import Split, bucket
+from poster_genres.trainer.evaluation import evaluate
+from poster_genres.trainer.fit import fit
+from poster_genres.trainer.split import Split, bucket
 
 if TYPE_CHECKING:
-    from trainer.settings import TrainSettings
+    from poster_genres.trainer.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 

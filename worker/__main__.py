@@ -8,7 +8,7 @@ import sys
 
 from pydantic import ValidationError
 
-from worker.settings import WorkerSettings
+from poster_genres.worker.settings import WorkerSettings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay"]:
-        from worker.replay_cli import main as replay
+        from poster_genres.worker.replay_cli import main as replay
 
         return replay(argv[1:])
     args = parse_args(argv)
@@ -48,14 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genre-worker: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from worker.memory import limit_malloc_arenas
+    from poster_genres.worker.memory import limit_malloc_arenas
 
     limit_malloc_arenas(os.environ)  # before TensorFlow starts its threads
 
-    from common.logs import configure_logging
+    from poster_genres.common.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    from worker.app import run
+    from poster_genres.worker.app import run
 
     return run(settings, exit_when_idle=args.exit_when_idle, wait_for_model=args.wait_for_model)
 

@@ -14,20 +14,20 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from common.kafka import build_producer, connect
-from posters import PosterFetcher
-from worker import heap
-from worker.budget import GroupBudget, pace_on
-from worker.classifier import configure_devices
-from worker.clients import build_consumer
-from worker.fetching import AsyncRunner
-from worker.health import HealthServer
-from worker.loop import Worker
-from worker.membership import Membership
-from worker.metrics import WorkerMetrics
-from worker.reload import ModelWatcher, describe
-from worker.settings import WorkerSettings
-from worker.standby import StandbyWatch, read_progress
+from poster_genres.common.kafka import build_producer, connect
+from poster_genres.posters import PosterFetcher
+from poster_genres.worker import heap
+from poster_genres.worker.budget import GroupBudget, pace_on
+from poster_genres.worker.classifier import configure_devices
+from poster_genres.worker.clients import build_consumer
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.health import HealthServer
+from poster_genres.worker.loop import Worker
+from poster_genres.worker.membership import Membership
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.reload import ModelWatcher, describe
+from poster_genres.worker.settings import WorkerSettings
+from poster_genres.worker.standby import StandbyWatch, read_progress
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from worker.fetching import AsyncRunner
-from worker.metrics import WorkerMetrics
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import tensorflow as tf
 from PIL import Image
 from pydantic import ValidationError
 
-from posters import PosterUnreadable
-from schemas.model import (
+from poster_genres.posters import PosterUnreadable
+from poster_genres.schemas.model import (
     INPUT_NAME,
     METADATA_FILE,
     OUTPUT_NAME,
@@ -25,7 +25,7 @@ from schemas.model import (
     complete_versions,
     genres_from_scores,
 )
-from worker.errors import WorkerError
+from poster_genres.worker.errors import WorkerError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
-from common.kafka import security_config
-from worker.settings import WorkerSettings
+from poster_genres.common.kafka import security_config
+from poster_genres.worker.settings import WorkerSettings
 
 
 def build_consumer(settings: WorkerSettings) -> KafkaConsumer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas.headers import (
+from poster_genres.schemas.headers import (
     ATTEMPTS,
     ERROR_CODE,
     ORIGINAL_OFFSET,

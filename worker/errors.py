@@ -12,8 +12,8 @@ the fetcher retries transient failures itself before it raises.
 
 from __future__ import annotations
 
-from posters.errors import CodedError
-from schemas import ErrorCode
+from poster_genres.posters.errors import CodedError
+from poster_genres.schemas import ErrorCode
 
 WorkerError = CodedError
 

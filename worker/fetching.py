@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from posters import FetchStats, Poster, PosterFetcher
-from posters.loops import EventLoopKind, new_event_loop
-from worker.errors import WorkerError
-from worker.jobs import Batch, Job
-from worker.metrics import WorkerMetrics
-from worker.results import error_summary
+from poster_genres.posters import FetchStats, Poster, PosterFetcher
+from poster_genres.posters.loops import EventLoopKind, new_event_loop
+from poster_genres.worker.errors import WorkerError
+from poster_genres.worker.jobs import Batch, Job
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.results import error_summary
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from common.lifecycle import StartStop
-from worker.metrics import CONTENT_TYPE, WorkerMetrics
+from poster_genres.common.lifecycle import StartStop
+from poster_genres.worker.metrics import CONTENT_TYPE, WorkerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from schemas import ErrorCode
-from worker.classifier import Classifier
-from worker.errors import WorkerError
-from worker.jobs import Batch
-from worker.metrics import WorkerMetrics
-from worker.results import error_summary
+from poster_genres.schemas import ErrorCode
+from poster_genres.worker.classifier import Classifier
+from poster_genres.worker.errors import WorkerError
+from poster_genres.worker.jobs import Batch
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.results import error_summary
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from posters import Poster
-from schemas import EventDecodeError, NewMovie, decode_new_movie
-from worker.errors import InvalidEvent, WorkerError
+from poster_genres.posters import Poster
+from poster_genres.schemas import EventDecodeError, NewMovie, decode_new_movie
+from poster_genres.worker.errors import InvalidEvent, WorkerError
 
 log = logging.getLogger(__name__)
 

@@ -19,19 +19,19 @@ from collections import deque
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from posters import PosterFetcher
-from worker import heap
-from worker.classifier import Classifier
-from worker.fetching import AsyncRunner, PosterDownloads
-from worker.inference import DeviceFailed, classify_batch
-from worker.jobs import Batch, decode_batch
-from worker.membership import Membership
-from worker.metrics import WorkerMetrics
-from worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
-from worker.publisher import Outcome, Publisher
-from worker.reload import ModelWatcher
-from worker.results import Result, ResultBuilder
-from worker.settings import WorkerSettings
+from poster_genres.posters import PosterFetcher
+from poster_genres.worker import heap
+from poster_genres.worker.classifier import Classifier
+from poster_genres.worker.fetching import AsyncRunner, PosterDownloads
+from poster_genres.worker.inference import DeviceFailed, classify_batch
+from poster_genres.worker.jobs import Batch, decode_batch
+from poster_genres.worker.membership import Membership
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.partitions import Assignments, commit_owned, drained, keep_alive, read_lag
+from poster_genres.worker.publisher import Outcome, Publisher
+from poster_genres.worker.reload import ModelWatcher
+from poster_genres.worker.results import Result, ResultBuilder
+from poster_genres.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.budget import GroupBudget
-from worker.standby import StandbyWatch
+from poster_genres.worker.budget import GroupBudget
+from poster_genres.worker.standby import StandbyWatch
 
 
 @dataclass

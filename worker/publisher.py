@@ -23,8 +23,8 @@ from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.errors import KafkaError
 
-from worker.metrics import WorkerMetrics
-from worker.results import Result
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.results import Result
 
 log = logging.getLogger(__name__)
 

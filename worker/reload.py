@@ -28,14 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.model import (
+from poster_genres.schemas.model import (
     METADATA_FILE,
     SERVING_FILE,
     PointerError,
     is_complete,
     served_version,
 )
-from worker.classifier import Classifier, ModelLoadError, complete_versions, load_version
+from poster_genres.worker.classifier import (
+    Classifier,
+    ModelLoadError,
+    complete_versions,
+    load_version,
+)
 
 log = logging.getLogger(__name__)
 

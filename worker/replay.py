@@ -25,9 +25,9 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from common.kafka import KafkaSettings, security_config
-from schemas import DeadLetter
-from worker.deadletters import Headers, original_headers
+from poster_genres.common.kafka import KafkaSettings, security_config
+from poster_genres.schemas import DeadLetter
+from poster_genres.worker.deadletters import Headers, original_headers
 
 log = logging.getLogger(__name__)
 

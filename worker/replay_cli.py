@@ -11,7 +11,7 @@ import sys
 
 from pydantic import ValidationError
 
-from worker.replay import ReplaySettings, Selection, parse_time
+from poster_genres.worker.replay import ReplaySettings, Selection, parse_time
 
 DEFAULT_GROUP = "genre-worker-replay"
 
@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     except ValidationError as exc:
         print(f"genre-worker replay: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    from common.logs import configure_logging
+    from poster_genres.common.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     selection = Selection(frozenset(args.code), args.since, args.until, args.time_of)
@@ -84,8 +84,8 @@ def _run(settings: ReplaySettings, args: argparse.Namespace, selection: Selectio
     """Connect, replay, print the summary, close."""
     from kafka.errors import KafkaError
 
-    from common.kafka import build_producer
-    from worker.replay import Replayer, build_replay_consumer
+    from poster_genres.common.kafka import build_producer
+    from poster_genres.worker.replay import Replayer, build_replay_consumer
 
     source = args.from_topic or settings.dlq_topic
     target = args.to_topic or settings.input_topic

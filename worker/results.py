@@ -16,13 +16,13 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from schemas import DeadLetter, MovieGenres, OriginalRecord
-from schemas.events import is_utf8
-from worker.classifier import Classifier
-from worker.deadletters import Headers, dead_letter_headers
-from worker.errors import WorkerError
-from worker.jobs import Job, output_event_id
-from worker.metrics import GenreAgreement
+from poster_genres.schemas import DeadLetter, MovieGenres, OriginalRecord
+from poster_genres.schemas.events import is_utf8
+from poster_genres.worker.classifier import Classifier
+from poster_genres.worker.deadletters import Headers, dead_letter_headers
+from poster_genres.worker.errors import WorkerError
+from poster_genres.worker.jobs import Job, output_event_id
+from poster_genres.worker.metrics import GenreAgreement
 
 log = logging.getLogger(__name__)
 

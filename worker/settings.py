@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from common.kafka import KafkaSettings
-from posters.settings import FetchSettings
+from poster_genres.common.kafka import KafkaSettings
+from poster_genres.posters.settings import FetchSettings
 
 
 def _blank_is_none(value: object) -> object:

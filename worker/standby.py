@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from worker.metrics import WorkerMetrics
-from worker.partitions import LAG_TIMEOUT_MS
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.partitions import LAG_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import httpx
 
-from posters.errors import PosterError, PosterTooLarge, TransientError
-from posters.http.response import Response
-from posters.http.urls import display_url
+from poster_genres.posters.errors import PosterError, PosterTooLarge, TransientError
+from poster_genres.posters.http.response import Response
+from poster_genres.posters.http.urls import display_url
 
 
 def _inflater() -> ModuleType:

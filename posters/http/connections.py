@@ -23,8 +23,8 @@ from typing import Any, cast
 
 import httpx
 
-from posters.errors import HostNotAllowed
-from posters.http.urls import parse_target, split_host_port
+from poster_genres.posters.errors import HostNotAllowed
+from poster_genres.posters.http.urls import parse_target, split_host_port
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from posters.http.connections import Connection
+from poster_genres.posters.http.connections import Connection
 
 Origin = tuple[str, str, int]  # scheme, host, port
 Connect = Callable[[Origin, "float | None"], Awaitable[Connection]]

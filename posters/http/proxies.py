@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from posters.http.response import Response
-from posters.http.transport import HttpxTransport, Timeouts, Transport
-from posters.http.urls import Target
+from poster_genres.posters.http.response import Response
+from poster_genres.posters.http.transport import HttpxTransport, Timeouts, Transport
+from poster_genres.posters.http.urls import Target
 
 
 @dataclass(frozen=True)

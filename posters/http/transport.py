@@ -25,11 +25,11 @@ from typing import Protocol
 
 import httpx
 
-from posters.http.connections import Connection, Connector
-from posters.http.framing import AnswerParser
-from posters.http.pool import Pool
-from posters.http.response import Response
-from posters.http.urls import Target
+from poster_genres.posters.http.connections import Connection, Connector
+from poster_genres.posters.http.framing import AnswerParser
+from poster_genres.posters.http.pool import Pool
+from poster_genres.posters.http.response import Response
+from poster_genres.posters.http.urls import Target
 
 READ_BYTES = 64 * 1024  # asked of the connection per read
 _FORBIDDEN_IN_HEADERS = re.compile(rb"[\r\n\0]")

@@ -18,7 +18,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import idna
 
-from posters.errors import HostNotAllowed
+from poster_genres.posters.errors import HostNotAllowed
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 8 * 1024

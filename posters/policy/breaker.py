@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from posters.errors import FetchFailed
+from poster_genres.posters.errors import FetchFailed
 
 log = logging.getLogger(__name__)
 

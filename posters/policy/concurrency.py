@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from posters.settings import FetchSettings
+from poster_genres.posters.settings import FetchSettings
 
 REQUESTS_PER_POSTER = 2  # tries per poster: page (or API answer), then image
 SITE_REQUESTS_PER_POSTER = 2  # the slug redirect and the page, each paced

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from posters.http.urls import host_key
-from posters.settings import FetchSettings
+from poster_genres.posters.http.urls import host_key
+from poster_genres.posters.settings import FetchSettings
 
 
 class TokenBucket:

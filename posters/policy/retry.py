@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from posters.errors import FetchFailed, PosterError, TransientError
-from posters.http.urls import display_url, host_key
-from posters.policy.breaker import CircuitBreaker, CircuitOpen
-from posters.policy.concurrency import AdaptiveLimit, Slot
-from posters.policy.pacing import HostPacer
-from posters.settings import FetchSettings
+from poster_genres.posters.errors import FetchFailed, PosterError, TransientError
+from poster_genres.posters.http.urls import display_url, host_key
+from poster_genres.posters.policy.breaker import CircuitBreaker, CircuitOpen
+from poster_genres.posters.policy.concurrency import AdaptiveLimit, Slot
+from poster_genres.posters.policy.pacing import HostPacer
+from poster_genres.posters.settings import FetchSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import html
 import re
 from collections.abc import Iterable
 
-from posters.http.bodies import decode_text
+from poster_genres.posters.http.bodies import decode_text
 
 # TMDB's movie genres: id -> (English name, MovieLens name or None)
 TMDB_GENRES: dict[int, tuple[str, str | None]] = {

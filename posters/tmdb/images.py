@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from posters.errors import PosterTooLarge, PosterUnreadable
+from poster_genres.posters.errors import PosterTooLarge, PosterUnreadable
 
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP"})
 # `/t/p/<size>/<file>`: w500, h632, original, w600_and_h900_bestv2, w220_and_h330_face, ...

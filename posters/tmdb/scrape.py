@@ -16,9 +16,9 @@ from typing import Any
 import parsel
 from lxml import etree
 
-from posters.http.bodies import decode_text
-from posters.http.urls import join_url, parse_target
-from posters.tmdb.genres import HEAD_END, MAX_BYTES_PAST_HEAD, GenresScan
+from poster_genres.posters.http.bodies import decode_text
+from poster_genres.posters.http.urls import join_url, parse_target
+from poster_genres.posters.tmdb.genres import HEAD_END, MAX_BYTES_PAST_HEAD, GenresScan
 
 # Poster URLs taken from one page: a page with thousands of img tags costs no more.
 MAX_CANDIDATES = 20

@@ -9,8 +9,8 @@ from types import ModuleType
 
 import pytest
 
-from posters.http import bodies as body
-from posters.http.bodies import STEP_BYTES, _CappedBuffer, _enough_in
+from poster_genres.posters.http import bodies as body
+from poster_genres.posters.http.bodies import STEP_BYTES, _CappedBuffer, _enough_in
 
 
 def _zlib_ng() -> ModuleType:

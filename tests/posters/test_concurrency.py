@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from posters import FetchSettings
-from posters.policy.concurrency import AdaptiveLimit, needed_in_flight, reachable_rate
+from poster_genres.posters import FetchSettings
+from poster_genres.posters.policy.concurrency import AdaptiveLimit, needed_in_flight, reachable_rate
 
 
 class FakeClock:

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from posters.http import pool as pool_module
-from posters.http.pool import Pool
-from posters.http.transport import DirectTransport, HttpxTransport, Transport
-from posters.loops import new_event_loop
+from poster_genres.posters.http import pool as pool_module
+from poster_genres.posters.http.pool import Pool
+from poster_genres.posters.http.transport import DirectTransport, HttpxTransport, Transport
+from poster_genres.posters.loops import new_event_loop
 from tests.fixtures import connector, get, ok, self_signed, timeouts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
-from posters import (
+from poster_genres.posters import (
     FetchFailed,
     FetchSettings,
     HostNotAllowed,
@@ -26,12 +26,12 @@ from posters import (
     PosterTooLarge,
     PosterUnreadable,
 )
-from posters.fetcher import allowlist_of
-from posters.http.urls import Allowlist
-from posters.policy.pacing import HostPacer, TokenBucket
-from posters.policy.retry import backoff_delay, parse_retry_after
-from posters.tmdb.images import inspect_image, with_rendition
-from posters.tmdb.scrape import HeadWatch, poster_candidates
+from poster_genres.posters.fetcher import allowlist_of
+from poster_genres.posters.http.urls import Allowlist
+from poster_genres.posters.policy.pacing import HostPacer, TokenBucket
+from poster_genres.posters.policy.retry import backoff_delay, parse_retry_after
+from poster_genres.posters.tmdb.images import inspect_image, with_rendition
+from poster_genres.posters.tmdb.scrape import HeadWatch, poster_candidates
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix"
 

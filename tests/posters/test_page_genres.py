@@ -16,16 +16,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn, facts_html, genre_link, page_html
-from posters import FetchSettings, Poster, PosterFetcher
-from posters.http.bodies import DISCARD_MAX_BYTES
-from posters.tmdb.genres import (
+from poster_genres.posters import FetchSettings, Poster, PosterFetcher
+from poster_genres.posters.http.bodies import DISCARD_MAX_BYTES
+from poster_genres.posters.tmdb.genres import (
     MAX_BYTES_PAST_HEAD,
     GenresScan,
     api_genres,
     movielens_genre,
     page_genres,
 )
-from posters.tmdb.scrape import HeadWatch
+from poster_genres.posters.tmdb.scrape import HeadWatch
+from poster_genres.worker.jobs import decode_batch
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.publisher import Publisher
+from poster_genres.worker.results import ResultBuilder
 from tests.fakes import FakeClassifier, FakeProducer, event_record, poster
 from tests.fixtures import (
     COLOURS,
@@ -37,10 +41,6 @@ from tests.fixtures import (
     start_worker,
     worker_env,
 )
-from worker.jobs import decode_batch
-from worker.metrics import WorkerMetrics
-from worker.publisher import Publisher
-from worker.results import ResultBuilder
 
 URL = "https://www.themoviedb.org/movie/603-the-matrix"
 OG = '<meta property="og:image" content="https://image.tmdb.org/t/p/w780/matrix.jpg">'
@@ -335,7 +335,7 @@ def test_outputs_carry_page_genres_and_the_counters_compare_them():
 def test_a_dead_letter_is_not_compared():
     job = decode_batch([event_record(0, 1)], 65536).jobs[0]
     job.poster = poster(1, b"R", page_genres=("Drama",))
-    from posters import PosterUnreadable
+    from poster_genres.posters import PosterUnreadable
 
     job.error = PosterUnreadable("no")
     result = ResultBuilder("movies.genres", "movies.new.dlq").build(job, FakeClassifier())

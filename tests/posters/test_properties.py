@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from posters.http.urls import (
+from poster_genres.posters.http.urls import (
     MAX_URL_LENGTH,
     Allowlist,
     InvalidTarget,
@@ -19,9 +19,9 @@ from posters.http.urls import (
     join_url,
     parse_target,
 )
-from posters.tmdb.genres import HEAD_END
-from posters.tmdb.scrape import HeadWatch, og_image_of, poster_candidates
-from schemas.events import MAX_TMDB_ID, EventDecodeError, NewMovie, decode_new_movie
+from poster_genres.posters.tmdb.genres import HEAD_END
+from poster_genres.posters.tmdb.scrape import HeadWatch, og_image_of, poster_candidates
+from poster_genres.schemas.events import MAX_TMDB_ID, EventDecodeError, NewMovie, decode_new_movie
 
 PAGE = "https://www.themoviedb.org/movie/603-the-matrix?language=en-US"
 

@@ -14,10 +14,10 @@ import pytest
 from pydantic import SecretStr
 
 from demo.tmdb import StandInMovie, TmdbStandIn
-from posters import FetchSettings, HostNotAllowed, Poster, PosterFetcher
-from posters.fetcher import proxy_routes
-from posters.http.proxies import ProxyRoutes
-from posters.http.urls import parse_target
+from poster_genres.posters import FetchSettings, HostNotAllowed, Poster, PosterFetcher
+from poster_genres.posters.fetcher import proxy_routes
+from poster_genres.posters.http.proxies import ProxyRoutes
+from poster_genres.posters.http.urls import parse_target
 from tests.fixtures import COLOURS, poster_bytes
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding"}

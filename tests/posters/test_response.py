@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from posters.http.response import Response
+from poster_genres.posters.http.response import Response
 
 RAW_HEADERS = [
     [(b"Content-Type", b"text/html; charset=UTF-8"), (b"Content-Length", b"12")],

@@ -7,8 +7,8 @@ import re
 
 from demo.site_layout import PT_BR, site_page
 from demo.tmdb import StandInMovie, TmdbStandIn, not_the_poster
-from posters import FetchSettings, Poster, PosterFetcher
-from posters.tmdb.scrape import poster_candidates
+from poster_genres.posters import FetchSettings, Poster, PosterFetcher
+from poster_genres.posters.tmdb.scrape import poster_candidates
 from tests.fixtures import COLOURS, poster_bytes
 
 SITE = "https://www.themoviedb.org"

@@ -17,13 +17,13 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from posters.http import bodies
-from posters.http.bodies import discard_body
-from posters.http.connections import Connector
-from posters.http.framing import MAX_HEAD_BYTES
-from posters.http.response import Response
-from posters.http.transport import DirectTransport, header_lines
-from posters.http.urls import InvalidTarget, parse_target
+from poster_genres.posters.http import bodies
+from poster_genres.posters.http.bodies import discard_body
+from poster_genres.posters.http.connections import Connector
+from poster_genres.posters.http.framing import MAX_HEAD_BYTES
+from poster_genres.posters.http.response import Response
+from poster_genres.posters.http.transport import DirectTransport, header_lines
+from poster_genres.posters.http.urls import InvalidTarget, parse_target
 from tests.fixtures import connector, get, ok, timeouts
 
 CLOSE = b""  # in a script: close the connection (after what came before)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from schemas import (
+from poster_genres.schemas import (
     DeadLetter,
     ErrorCode,
     EventDecodeError,
@@ -83,7 +85,7 @@ def test_original_record_keeps_text_or_base64_and_truncates_huge_values():
 
 def test_python_m_schemas_prints_every_topic():
     out = subprocess.run(
-        [sys.executable, "-m", "schemas"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "poster_genres.schemas"], capture_output=True, text=True, check=True
     ).stdout
     schemas = json.loads(out)
     assert set(schemas) == {"movies.new", "movies.genres", "movies.new.dlq"}
@@ -100,7 +102,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_committed_contract_files_are_up_to_date():
     assert contract.stale(contract.DEFAULT_DIR) == [], (
-        "schemas/json/ differs from the models: run `python -m schemas write` and commit the result"
+        "schemas/json/ differs from the models: run `python -m poster_genres.schemas write` and commit the result"
     )
     assert contract.DEFAULT_DIR == ROOT / "schemas" / "json"
 
@@ -108,7 +110,10 @@ def test_the_committed_contract_files_are_up_to_date():
 def test_schemas_check_fails_on_a_stale_file_and_write_fixes_it(tmp_path):
     def run(*args):
         return subprocess.run(
-            [sys.executable, "-m", "schemas", *args], cwd=ROOT, capture_output=True, text=True
+            [sys.executable, "-m", "poster_genres.schemas", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
 
     assert run("write", str(tmp_path)).returncode == 0
@@ -126,7 +131,8 @@ def test_schemas_check_fails_on_a_stale_file_and_write_fixes_it(tmp_path):
 def test_importing_schemas_needs_pydantic_only():
     """Consumers install the schemas without the worker's dependencies (no TensorFlow, no Kafka)."""
     code = (
-        "import sys, schemas, schemas.contract, schemas.__main__\n"
+        "import sys, poster_genres.schemas, poster_genres.schemas.contract\n"
+        "import poster_genres.schemas.__main__\n"
         "top = {name.split('.')[0] for name in sys.modules if not name.startswith('_')}\n"
         "print('\\n'.join(sorted(top - set(sys.stdlib_module_names))))"
     )
@@ -140,7 +146,24 @@ def test_importing_schemas_needs_pydantic_only():
         "typing_extensions",
         "typing_inspection",
     }
-    assert loaded - {"schemas"} <= pydantic_and_its_own, loaded
+    assert loaded - {"poster_genres"} <= pydantic_and_its_own, loaded
+
+
+def test_the_contract_distribution_holds_the_contract_alone(tmp_path: Path) -> None:
+    """`pip install ./schemas` gives a producer `poster_genres.schemas` and pydantic, no more."""
+    source = shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*build, "-w", str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("movie_poster_genres_contract-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    folders = {n.rsplit("/", 1)[0] for n in names if not n.startswith("movie_poster_genres_")}
+    assert folders == {"poster_genres/schemas", "poster_genres/schemas/json"}, folders
+    assert {"poster_genres/schemas/events.py", "poster_genres/schemas/json/asyncapi.yaml"} <= set(
+        names
+    )
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA")))
+    requires = [line for line in metadata.decode().splitlines() if line.startswith("Requires-")]
+    assert requires == ["Requires-Python: <3.13,>=3.11", "Requires-Dist: pydantic<3,>=2.7"]
 
 
 def published_schemas() -> dict[str, dict]:
@@ -195,7 +218,7 @@ def test_metadata_schema_matches_what_the_trainer_writes():
     jsonschema = pytest.importorskip(
         "jsonschema", reason="jsonschema (a dev dependency) validates the examples"
     )
-    from schemas import ModelMetadata
+    from poster_genres.schemas import ModelMetadata
 
     metadata = ModelMetadata(
         labels=["Action", "Comedy"],
@@ -212,7 +235,7 @@ def test_metadata_schema_matches_what_the_trainer_writes():
 
 
 def test_asyncapi_document_describes_the_worker():
-    from worker.settings import WorkerSettings
+    from poster_genres.worker.settings import WorkerSettings
 
     settings = WorkerSettings(_env_file=None)
     doc = contract.asyncapi()

@@ -14,6 +14,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 
 from demo.tmdb import StandInMovie
+from poster_genres.worker.jobs import decode_batch
+from poster_genres.worker.publisher import Outcome
+from poster_genres.worker.results import ResultBuilder
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -36,9 +39,6 @@ from tests.fixtures import (
     start_worker,
     worker_env,
 )
-from worker.jobs import decode_batch
-from worker.publisher import Outcome
-from worker.results import ResultBuilder
 
 BIG_KEY = b"\x01" * 400_000  # 2.4 MB once JSON escapes each byte as \u0001
 BIG_VALUE = b"\x01" * 180_000  # 1.08 MB escaped: under the 256 KiB kept, over the letter cap

@@ -1,4 +1,4 @@
-"""The README's main command, `genre-demo`, end to end."""
+"""The README's main command, `make demo` (`python -m demo`), end to end."""
 
 from __future__ import annotations
 

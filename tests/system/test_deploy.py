@@ -197,7 +197,7 @@ def test_cronjob_runs_the_trainer(pyproject: dict[str, Any]) -> None:
 
 def test_the_trainer_jobs_use_the_release_gate(services: dict[str, Any]) -> None:
     """A held-back version (exit 3) is a failed job, at once; the workers can be pinned."""
-    from trainer.cli import BAD_INPUT, HELD_BACK, parse_args
+    from poster_genres.trainer.cli import BAD_INPUT, HELD_BACK, parse_args
 
     job = load_yaml(CRONJOB)["spec"]["jobTemplate"]["spec"]
     (rule,) = job["podFailurePolicy"]["rules"]
@@ -266,7 +266,7 @@ def worker_container(worker_manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_worker_deployment_probes_and_settings(worker_manifest: dict[str, Any]) -> None:
-    from worker.settings import WorkerSettings
+    from poster_genres.worker.settings import WorkerSettings
 
     fields = {name.upper() for name in WorkerSettings.model_fields}
     config = worker_manifest["ConfigMap"]["data"]
@@ -318,7 +318,7 @@ def quantity_bytes(value: str) -> float:
 
 
 def test_worker_deployment_resources_security_and_shutdown(worker_manifest: dict[str, Any]) -> None:
-    from worker.settings import WorkerSettings
+    from poster_genres.worker.settings import WorkerSettings
 
     pod = worker_manifest["Deployment"]["spec"]["template"]["spec"]
     container = worker_container(worker_manifest)
@@ -383,9 +383,7 @@ def test_dockerfile_installs_dependencies_before_the_source(dockerfile: str) -> 
 
 def image_packages(pyproject: dict[str, Any]) -> list[str]:
     """The project's packages that the image holds: every one in the repo but the demo."""
-    packages = [
-        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    ]
+    packages = list(pyproject["tool"]["setuptools"]["package-dir"].values())
     return [p for p in packages if (ROOT / p / "__init__.py").is_file() and p != "demo"]
 
 
@@ -458,7 +456,7 @@ def third_party_imports(package: str) -> set[str]:
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - own
+    return found - set(sys.stdlib_module_names) - own - {"poster_genres"}
 
 
 def installed_closure(requirements: list[str]) -> set[str]:
@@ -545,8 +543,8 @@ def run_healthcheck(port: int) -> int:
 
 def test_healthcheck_one_liner_against_the_health_server() -> None:
     """The HEALTHCHECK passes while /healthz answers and fails once the server is gone."""
-    from worker.health import HealthServer
-    from worker.metrics import WorkerMetrics
+    from poster_genres.worker.health import HealthServer
+    from poster_genres.worker.metrics import WorkerMetrics
 
     server = HealthServer("127.0.0.1", 0, WorkerMetrics(), lambda: (False, "starting")).start()
     port = server.port

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from demo.tmdb import StandInMovie
-from schemas import DeadLetter, EventDecodeError, OriginalRecord, decode_new_movie
+from poster_genres.schemas import DeadLetter, EventDecodeError, OriginalRecord, decode_new_movie
 from tests.fixtures import (
     COLOURS,
     consume_all,

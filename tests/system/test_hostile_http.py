@@ -22,18 +22,19 @@ import pytest
 from PIL import Image
 from pydantic import SecretStr
 
-from common.kafka import security_config
-from common.logs import RedactFilter
 from demo.tmdb import StandInMovie, TmdbStandIn, page_html, respond
-from posters import FetchSettings, HostNotAllowed, PosterError, PosterFetcher
-from posters.http.connections import (
+from poster_genres.common.kafka import security_config
+from poster_genres.common.logs import RedactFilter
+from poster_genres.posters import FetchSettings, HostNotAllowed, PosterError, PosterFetcher
+from poster_genres.posters.http.connections import (
     AddressGuard,
     Connection,
     Dial,
     blocked_reason,
     literal_address,
 )
-from schemas import ErrorCode
+from poster_genres.schemas import ErrorCode
+from poster_genres.worker.settings import WorkerSettings
 from tests.fixtures import (
     COLOURS,
     consume_all,
@@ -45,7 +46,6 @@ from tests.fixtures import (
     stop,
     worker_env,
 )
-from worker.settings import WorkerSettings
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 MiB = 1024 * 1024

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from demo.hostile_pages import WORST_PAGES, with_stall
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
-from posters import FetchSettings, Poster, PosterError, PosterFetcher
+from poster_genres.posters import FetchSettings, Poster, PosterError, PosterFetcher
 from tests.fixtures import COLOURS, poster_bytes, self_signed
 
 MAX_STALL_S = 1.0  # the longest the fetch loop may be held by one page

@@ -155,7 +155,7 @@ def test_versions_switch_mid_stream_without_loss_and_a_broken_one_is_refused(
 def genre_trainer(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `genre-trainer ARGS` as an operator would."""
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args],
+        [sys.executable, "-m", "poster_genres.trainer", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,10 +16,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from poster_genres.worker.jobs import ID_NAMESPACE, decode_batch
+from poster_genres.worker.results import ResultBuilder
 from tests.fakes import FakeClassifier, event_record, poster
 from tests.fixtures import kill, produce, start_worker, wait_for, worker_env, written
-from worker.jobs import ID_NAMESPACE, decode_batch
-from worker.results import ResultBuilder
 
 
 def test_ids_derive_from_where_the_record_is_stored_and_the_model_version():

@@ -11,8 +11,8 @@ import pytest
 
 from demo.broker import free_port
 from demo.tmdb import StandInMovie, TmdbStandIn
-from posters import FetchFailed, FetchSettings, Poster, PosterFetcher
-from posters.policy.breaker import CircuitBreaker
+from poster_genres.posters import FetchFailed, FetchSettings, Poster, PosterFetcher
+from poster_genres.posters.policy.breaker import CircuitBreaker
 from tests.fixtures import COLOURS, poster_bytes
 
 IDS = list(range(1, 21))

@@ -14,7 +14,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from demo.tmdb import StandInMovie
-from schemas import DeadLetter, ErrorCode, OriginalRecord
+from poster_genres.schemas import DeadLetter, ErrorCode, OriginalRecord
+from poster_genres.worker.replay import Selection, original_record, parse_time
 from tests.fixtures import (
     COLOURS,
     consume_all,
@@ -24,7 +25,6 @@ from tests.fixtures import (
     start_worker,
     worker_env,
 )
-from worker.replay import Selection, original_record, parse_time
 
 IDS = list(range(500, 512))
 
@@ -88,7 +88,7 @@ def consume_records(bootstrap: str, topic: str, expected: int, timeout_s: float 
 
 def replay(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "worker", "replay", *args],
+        [sys.executable, "-m", "poster_genres.worker", "replay", *args],
         env=env,
         capture_output=True,
         text=True,

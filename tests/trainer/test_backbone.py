@@ -10,13 +10,13 @@ import tensorflow as tf
 import tf_keras
 
 from demo.synthetic import SyntheticDataset
-from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
-from trainer.backbone import TAIL_START, join, split_backbone
-from trainer.embeddings import extractor_key
-from trainer.finetune import finetune_tail, pooled
-from trainer.model import load_extractor
-from trainer.settings import FinetuneSettings, HeadSettings
-from trainer.train import train
+from poster_genres.schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from poster_genres.trainer.backbone import TAIL_START, join, split_backbone
+from poster_genres.trainer.embeddings import extractor_key
+from poster_genres.trainer.finetune import finetune_tail, pooled
+from poster_genres.trainer.model import load_extractor
+from poster_genres.trainer.settings import FinetuneSettings, HeadSettings
+from poster_genres.trainer.train import train
 
 from .test_train import settings_for
 
@@ -81,6 +81,7 @@ def test_finetuning_moves_the_tail_and_learns_from_cached_activations(weights: P
     assert not np.allclose(pooled(tail, maps), before, rtol=1e-3, atol=0)
 
 
+@pytest.mark.slow
 def test_train_finetunes_mirrors_and_exports_a_tall_bytes_in_model(
     weights: Path, synthetic: SyntheticDataset, tmp_path: Path
 ) -> None:

@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from common.kafka import KafkaSettings
 from demo.synthetic import SyntheticDataset
-from schemas.events import NewMovie, decode_new_movie
-from trainer.backfill import backfill_events, publish_events
-from trainer.movielens import read_movielens
+from poster_genres.common.kafka import KafkaSettings
+from poster_genres.schemas.events import NewMovie, decode_new_movie
+from poster_genres.trainer.backfill import backfill_events, publish_events
+from poster_genres.trainer.movielens import read_movielens
 
 
 def test_events_cover_exactly_the_unlabelled_movies(synthetic: SyntheticDataset) -> None:
@@ -33,7 +33,7 @@ def test_dry_run_prints_valid_json_lines(synthetic: SyntheticDataset) -> None:
         [
             sys.executable,
             "-m",
-            "trainer",
+            "poster_genres.trainer",
             "backfill",
             "--movielens",
             str(synthetic.root),
@@ -82,7 +82,9 @@ class FakeProducer:
 def test_publish_uses_an_idempotent_acks_all_producer(
     synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("common.kafka.KafkaProducer", FakeProducer)  # what build_producer makes
+    monkeypatch.setattr(
+        "poster_genres.common.kafka.KafkaProducer", FakeProducer
+    )  # what build_producer makes
     events = backfill_events(read_movielens(synthetic.root))
     n = publish_events(
         events, KafkaSettings(kafka_bootstrap_servers="h1:9092,h2:9092"), "movies.new.test"
@@ -109,7 +111,7 @@ def test_backfill_reaches_a_real_broker(synthetic: SyntheticDataset, broker: Any
         [
             sys.executable,
             "-m",
-            "trainer",
+            "poster_genres.trainer",
             "backfill",
             "--movielens",
             str(synthetic.root),

@@ -12,8 +12,13 @@ import pytest
 
 from demo.synthetic import SyntheticDataset
 from demo.tmdb import TmdbStandIn
-from trainer.cli import COMMANDS, build_parser, parse_args
-from trainer.settings import BackfillSettings, FetchPostersSettings, PredictSettings, TrainSettings
+from poster_genres.trainer.cli import COMMANDS, build_parser, parse_args
+from poster_genres.trainer.settings import (
+    BackfillSettings,
+    FetchPostersSettings,
+    PredictSettings,
+    TrainSettings,
+)
 
 from .conftest import small_movielens
 
@@ -47,7 +52,9 @@ def test_backfill_dry_run_loads_no_tensorflow_and_logs_json(synthetic: Synthetic
     assert loaded == ""
     assert len(result.stdout.splitlines()) == len(synthetic.unlabelled)
     logs = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert any(r["logger"] == "trainer.movielens" and r["level"] == "INFO" for r in logs), logs
+    assert any(
+        r["logger"] == "poster_genres.trainer.movielens" and r["level"] == "INFO" for r in logs
+    ), logs
 
 
 def test_fetch_posters_loads_no_tensorflow(synthetic: SyntheticDataset, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from demo.synthetic import draw_poster
-from trainer.data import DataError, binarize, image_dataset, stratified_split
+from poster_genres.trainer.data import DataError, binarize, image_dataset, stratified_split
 
 
 def test_binarize_orders_by_frequency_and_drops_rare_genres() -> None:
@@ -53,7 +53,7 @@ def test_image_dataset_decodes_resizes_and_scales(tmp_path: Path) -> None:
 
 
 def test_genres_too_rare_to_learn_are_listed_with_their_counts() -> None:
-    from trainer.data import binarize
+    from poster_genres.trainer.data import binarize
 
     labels = binarize([["Drama"], ["Drama", "Animation"], ["Drama", "Comedy"], ["Comedy"]], 2)
     assert labels.names == ["Drama", "Comedy"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from demo.synthetic import SyntheticDataset
-from trainer.embeddings import EmbeddingCache, embed_images, extractor_key
-from trainer.model import feature_dim, load_extractor
+from poster_genres.trainer.embeddings import EmbeddingCache, embed_images, extractor_key
+from poster_genres.trainer.model import feature_dim, load_extractor
 
 from .conftest import FEATURES, IMAGE_SIZE
 

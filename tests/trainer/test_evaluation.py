@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.evaluation import evaluate, plot_curves, tune_thresholds, write_report
+from poster_genres.trainer.evaluation import evaluate, plot_curves, tune_thresholds, write_report
 
 
 def test_thresholds_are_tuned_per_label() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from trainer.fit import cross_fit
-from trainer.settings import HeadSettings
+from poster_genres.trainer.fit import cross_fit
+from poster_genres.trainer.settings import HeadSettings
 
 QUICK = HeadSettings(epochs=2, patience=0, hidden=8, batch_size=32)
 
@@ -17,6 +18,7 @@ def _data(n: int = 120, dim: int = 6, labels: int = 3) -> tuple[np.ndarray, np.n
     return x, y
 
 
+@pytest.mark.slow
 def test_repeats_average_more_heads_and_every_row_is_scored_out_of_fold() -> None:
     x, y = _data()
     once, oof_once, _, _ = cross_fit(x, y, QUICK, folds=2, seed=1, repeats=1)

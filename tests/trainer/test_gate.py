@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 
 from demo.synthetic import SyntheticDataset
-from schemas.model import CANDIDATES_DIR, ModelMetadata, ServingPointer, served_version
-from trainer.cli import HELD_BACK, run
-from trainer.settings import EvaluateSettings, HeadSettings, TrainSettings
+from poster_genres.schemas.model import (
+    CANDIDATES_DIR,
+    ModelMetadata,
+    ServingPointer,
+    served_version,
+)
+from poster_genres.trainer.cli import HELD_BACK, run
+from poster_genres.trainer.settings import EvaluateSettings, HeadSettings, TrainSettings
 
 from .conftest import IMAGE_SIZE
 
@@ -89,6 +94,7 @@ def gate_report(version_dir: Path) -> dict:
     return json.loads((version_dir / "report" / "gate.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_first_version_is_served_when_it_beats_the_all_genres_baseline(first: Path) -> None:
     assert ServingPointer.read(first).version == 1  # type: ignore[union-attr]
     report = gate_report(first / "1")
@@ -101,6 +107,7 @@ def test_the_first_version_is_served_when_it_beats_the_all_genres_baseline(first
     assert {g["genre"] for g in metadata.metrics["per_genre"]} == set(metadata.labels)
 
 
+@pytest.mark.slow
 def test_a_worse_version_is_held_back(
     data: SyntheticDataset,
     tiny_extractor: Path,
@@ -126,6 +133,7 @@ def test_a_worse_version_is_held_back(
     assert served_version(model_dir) == 3 and ServingPointer.read(model_dir).previous == [1]
 
 
+@pytest.mark.slow
 def test_a_version_not_worse_is_promoted_and_force_and_no_promote_override(
     data: SyntheticDataset,
     tiny_extractor: Path,
@@ -146,6 +154,7 @@ def test_a_version_not_worse_is_promoted_and_force_and_no_promote_override(
     assert served_version(model_dir) == 4 and not gate_report(model_dir / "4")["decision"]["passed"]
 
 
+@pytest.mark.slow
 def test_evaluate_compares_the_served_and_the_newest_version(
     data: SyntheticDataset,
     tiny_extractor: Path,

@@ -7,7 +7,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.losses import get_loss, macro_f1, macro_soft_f1
+from poster_genres.trainer.losses import get_loss, macro_f1, macro_soft_f1
 
 Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], np.float32)
 

@@ -10,7 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trainer.movielens import MovieLensError, download_movielens, parse_genres, read_movielens
+from poster_genres.trainer.movielens import (
+    MovieLensError,
+    download_movielens,
+    parse_genres,
+    read_movielens,
+)
 
 MOVIES = (
     "movieId,title,genres\n"

@@ -13,8 +13,8 @@ import pytest
 
 from demo.synthetic import SyntheticDataset, draw_poster
 from demo.tmdb import StandInMovie, TmdbStandIn, respond
-from posters import FetchSettings
-from trainer.posters import PosterCache, fetch_posters
+from poster_genres.posters import FetchSettings
+from poster_genres.trainer.posters import PosterCache, fetch_posters
 
 from .conftest import small_movielens
 
@@ -100,7 +100,7 @@ def test_fetch_posters_command(synthetic: SyntheticDataset, tmp_path: Path) -> N
         cmd = [
             sys.executable,
             "-m",
-            "trainer",
+            "poster_genres.trainer",
             "fetch-posters",
             "--movielens",
             str(root),
@@ -150,7 +150,7 @@ def test_the_api_key_is_in_no_log_line(
             [
                 sys.executable,
                 "-m",
-                "trainer",
+                "poster_genres.trainer",
                 "fetch-posters",
                 "--movielens",
                 str(tmp_path / "ml"),

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from trainer.preprocess import decode_image
+from poster_genres.trainer.preprocess import decode_image
 
 SIZE = (32, 32)
 

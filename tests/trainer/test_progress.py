@@ -14,8 +14,8 @@ import pytest
 
 from demo.synthetic import SyntheticDataset
 from demo.tmdb import TmdbStandIn
-from trainer.cli import parse_args
-from trainer.progress import LOG_EVERY_S, Progress, draws_bar
+from poster_genres.trainer.cli import parse_args
+from poster_genres.trainer.progress import LOG_EVERY_S, Progress, draws_bar
 
 from .conftest import small_movielens
 
@@ -51,7 +51,7 @@ def test_without_a_terminal_progress_is_logged_every_interval(
 ) -> None:
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
     now = [0.0]
-    caplog.set_level(logging.INFO, logger="trainer.progress")
+    caplog.set_level(logging.INFO, logger="poster_genres.trainer.progress")
     with Progress(100, "embedding posters", "img", "auto", clock=lambda: now[0]) as bar:
         for _ in range(100):
             now[0] += LOG_EVERY_S / 40  # 100 items over 2.5 intervals
@@ -68,7 +68,7 @@ def test_never_logs_only_the_end(
 ) -> None:
     monkeypatch.setattr(sys, "stderr", Terminal())
     now = [0.0]
-    caplog.set_level(logging.INFO, logger="trainer.progress")
+    caplog.set_level(logging.INFO, logger="poster_genres.trainer.progress")
     with Progress(10, "fetching posters", "poster", "never", clock=lambda: now[0]) as bar:
         for _ in range(10):
             now[0] += LOG_EVERY_S
@@ -91,12 +91,12 @@ def test_a_piped_command_writes_json_lines_and_no_bar(
         )
         env.pop("TRAINER_PROGRESS", None)
         result = subprocess.run(
-            [sys.executable, "-m", "trainer", "fetch-posters", "--movielens", str(tmp_path / "ml"),
+            [sys.executable, "-m", "poster_genres.trainer", "fetch-posters", "--movielens", str(tmp_path / "ml"),
              "--posters", str(tmp_path / "posters")],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "\r" not in result.stderr and "it/s" not in result.stderr  # no tqdm frames
     records = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
-    progress = [r for r in records if r.get("logger") == "trainer.progress"]
+    progress = [r for r in records if r.get("logger") == "poster_genres.trainer.progress"]
     assert progress and progress[-1]["msg"].startswith("fetching posters: 4/4 poster")

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from schemas.model import (
+from poster_genres.schemas.model import (
     CANDIDATES_DIR,
     METADATA_FILE,
     SERVING_FILE,
     ServingPointer,
     served_version,
 )
-from trainer.cli import HELD_BACK, parse_args, run
-from trainer.errors import ReleaseError
-from trainer.export import REPORTS_DIR, prune_versions
-from trainer.gate import judge
-from trainer.release import promote, rollback
-from trainer.settings import PromoteSettings, RollbackSettings, TrainSettings
-from trainer.versions import locked, next_version, publish_version
+from poster_genres.trainer.cli import HELD_BACK, parse_args, run
+from poster_genres.trainer.errors import ReleaseError
+from poster_genres.trainer.export import REPORTS_DIR, prune_versions
+from poster_genres.trainer.gate import judge
+from poster_genres.trainer.release import promote, rollback
+from poster_genres.trainer.settings import PromoteSettings, RollbackSettings, TrainSettings
+from poster_genres.trainer.versions import locked, next_version, publish_version
 
 
 def make_version(parent: Path, version: int) -> Path:
@@ -213,7 +213,7 @@ def test_gate_and_label_options() -> None:
 
 
 def test_evaluate_defaults_to_the_served_and_the_newest_version(tmp_path: Path) -> None:
-    from trainer.compare import default_versions
+    from poster_genres.trainer.compare import default_versions
 
     for v in (1, 2):
         make_version(tmp_path, v)

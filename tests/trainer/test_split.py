@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from trainer.errors import DataError
-from trainer.settings import TrainSettings
-from trainer.split import Split, bucket, films_digest, split_by_id, split_examples
+from poster_genres.trainer.errors import DataError
+from poster_genres.trainer.settings import TrainSettings
+from poster_genres.trainer.split import Split, bucket, films_digest, split_by_id, split_examples
 
 
 def parts_by_id(ids: list[int], split: Split) -> dict[int, str]:

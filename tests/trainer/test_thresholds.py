@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.evaluation import evaluate
-from trainer.thresholds import (
+from poster_genres.trainer.evaluation import evaluate
+from poster_genres.trainer.thresholds import (
     MACRO_WEIGHT,
     MAX_PREDICTED_RATIO,
     balanced_thresholds,

@@ -13,12 +13,12 @@ import pytest
 import tensorflow as tf
 
 from demo.synthetic import SyntheticDataset, draw_poster, write_dataset
-from schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
-from trainer.data import DataError
-from trainer.embeddings import embed_images
-from trainer.model import load_extractor
-from trainer.settings import HeadSettings, TrainerSettings
-from trainer.train import TrainResult, train
+from poster_genres.schemas.model import INPUT_NAME, OUTPUT_NAME, SIGNATURE, ModelMetadata
+from poster_genres.trainer.data import DataError
+from poster_genres.trainer.embeddings import embed_images
+from poster_genres.trainer.model import load_extractor
+from poster_genres.trainer.settings import HeadSettings, TrainerSettings
+from poster_genres.trainer.train import TrainResult, train
 
 from .conftest import IMAGE_SIZE
 
@@ -59,6 +59,7 @@ def trained(
     return train(settings_for(synthetic, tiny_extractor, tmp_path_factory.mktemp("run")))
 
 
+@pytest.mark.slow
 def test_training_learns_the_genres(trained: TrainResult) -> None:
     test = trained.report["test"]
     assert test["n"] >= 40
@@ -68,6 +69,7 @@ def test_training_learns_the_genres(trained: TrainResult) -> None:
     assert trained.metadata.metrics["macro_f1"] == test["macro_f1"]
 
 
+@pytest.mark.slow
 def test_shuffled_labels_do_not_learn(
     synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
 ) -> None:
@@ -125,7 +127,7 @@ def test_export_honours_the_contract(
 def test_the_worker_serves_it_with_the_same_scores(
     trained: TrainResult, synthetic: SyntheticDataset
 ) -> None:
-    classifier_module = pytest.importorskip("worker.classifier")
+    classifier_module = pytest.importorskip("poster_genres.worker.classifier")
     classifier = classifier_module.load_version(trained.version_dir)
     assert classifier.labels == trained.metadata.labels
     posters = [draw_poster(["Horror"], (64, 96), seed=s) for s in range(4)]
@@ -139,6 +141,7 @@ def test_the_worker_serves_it_with_the_same_scores(
     assert sum("Horror" in g for g in horror) >= 3, horror
 
 
+@pytest.mark.slow
 def test_versions_increase_and_old_ones_are_pruned(
     synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
 ) -> None:
@@ -163,6 +166,7 @@ def test_empty_training_set_is_a_clear_error(tiny_extractor: Path, tmp_path: Pat
         train(settings_for(no_posters, tiny_extractor, tmp_path))
 
 
+@pytest.mark.slow
 def test_command_line_train_and_predict(
     trained: TrainResult, synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
 ) -> None:
@@ -174,7 +178,7 @@ def test_command_line_train_and_predict(
         [
             sys.executable,
             "-m",
-            "trainer",
+            "poster_genres.trainer",
             "predict",
             "--model-dir",
             str(model_dir),
@@ -202,7 +206,7 @@ def test_command_line_train_and_predict(
         [
             sys.executable,
             "-m",
-            "trainer",
+            "poster_genres.trainer",
             "predict",
             "--model-dir",
             str(model_dir),
@@ -218,13 +222,14 @@ def test_command_line_train_and_predict(
     assert bad.returncode == 2 and "no poster for TMDB id 424242" in bad.stderr
 
 
+@pytest.mark.slow
 def test_the_fixed_yardstick_learns_and_names_its_films(
     synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
 ) -> None:
     """The default split, by TMDB id: the report says which films its metrics are on."""
     import hashlib
 
-    from trainer.split import bucket
+    from poster_genres.trainer.split import bucket
 
     result = train(settings_for(synthetic, tiny_extractor, tmp_path, split="tmdb-id"))
     assert result.report["test"]["macro_f1"] >= 0.8, result.report["test"]
@@ -241,6 +246,7 @@ def test_the_fixed_yardstick_learns_and_names_its_films(
     assert saved["evaluation_films"] == films
 
 
+@pytest.mark.slow
 def test_cross_validate_reports_the_yardstick_over_every_film(
     synthetic: SyntheticDataset, tiny_extractor: Path, tmp_path: Path
 ) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from schemas.model import complete_versions
-from trainer.export import REPORTS_DIR, prune_versions
-from trainer.versions import MARK_FILE, publish_version, read_mark
+from poster_genres.schemas.model import complete_versions
+from poster_genres.trainer.export import REPORTS_DIR, prune_versions
+from poster_genres.trainer.versions import MARK_FILE, publish_version, read_mark
 
 SPAWN = multiprocessing.get_context("spawn")  # no fork of a process that may hold TensorFlow
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.settings import HeadSettings, TrainSettings
-from trainer.split import bucket
-from trainer.yardstick import cross_validate, hash_folds, head_recipe, inner_split
+from poster_genres.trainer.settings import HeadSettings, TrainSettings
+from poster_genres.trainer.split import bucket
+from poster_genres.trainer.yardstick import cross_validate, hash_folds, head_recipe, inner_split
 
 LABELS = ["a", "b", "c"]
 
@@ -58,6 +58,7 @@ def test_the_spread_is_the_standard_deviation_across_folds() -> None:
     assert summary["macro_f1_sd"] == pytest.approx(np.std([0.0, 1.0], ddof=1), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_the_head_recipe_learns_on_the_training_folds_only() -> None:
     x, y, ids = _data()
     settings = TrainSettings(

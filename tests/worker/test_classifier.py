@@ -8,17 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from posters import PosterUnreadable
-from schemas.model import apply_thresholds
-from tests.fixtures import COLOURS, LABELS, build_tiny_model, poll_until, poster_bytes
-from worker.classifier import (
+from poster_genres.posters import PosterUnreadable
+from poster_genres.schemas.model import apply_thresholds
+from poster_genres.worker.classifier import (
     ModelLoadError,
     complete_versions,
     load_latest,
     load_version,
     padded_size,
 )
-from worker.reload import ModelWatcher
+from poster_genres.worker.reload import ModelWatcher
+from tests.fixtures import COLOURS, LABELS, build_tiny_model, poll_until, poster_bytes
 
 
 def test_thresholds_pick_labels_by_descending_score():

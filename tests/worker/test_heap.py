@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker import heap
+from poster_genres.worker import heap
 
 
 class Node:

@@ -9,6 +9,14 @@ import pytest
 import tensorflow as tf
 from kafka import TopicPartition
 
+from poster_genres.worker import inference
+from poster_genres.worker.fetching import AsyncRunner
+from poster_genres.worker.inference import DeviceFailed, classify_batch
+from poster_genres.worker.jobs import decode_batch
+from poster_genres.worker.loop import Worker
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.results import ResultBuilder
+from poster_genres.worker.settings import WorkerSettings
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -18,14 +26,6 @@ from tests.fakes import (
     event_record,
     poster,
 )
-from worker import inference
-from worker.fetching import AsyncRunner
-from worker.inference import DeviceFailed, classify_batch
-from worker.jobs import decode_batch
-from worker.loop import Worker
-from worker.metrics import WorkerMetrics
-from worker.results import ResultBuilder
-from worker.settings import WorkerSettings
 
 
 def batch_of(n: int):

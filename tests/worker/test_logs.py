@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.logs import NOISY_LOGGERS, configure_logging, redact
+from poster_genres.common.logs import NOISY_LOGGERS, configure_logging, redact
 
 
 @pytest.fixture(autouse=True)

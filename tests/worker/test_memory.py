@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from worker.memory import limit_malloc_arenas
+from poster_genres.worker.memory import limit_malloc_arenas
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 

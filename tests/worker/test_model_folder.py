@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.model import (
+from poster_genres.schemas.model import (
     CANDIDATES_DIR,
     METADATA_FILE,
     SERVING_FILE,

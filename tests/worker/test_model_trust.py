@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from poster_genres.worker.classifier import (
+    ModelLoadError,
+    complete_versions,
+    load_latest,
+    load_version,
+)
+from poster_genres.worker.reload import ModelWatcher
 from tests.fixtures import build_tiny_model
-from worker.classifier import ModelLoadError, complete_versions, load_latest, load_version
-from worker.reload import ModelWatcher
 
 
 @pytest.fixture(scope="module")

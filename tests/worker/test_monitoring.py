@@ -12,10 +12,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from posters import FetchStats
+from poster_genres.posters import FetchStats
+from poster_genres.worker.fetching import AsyncRunner, PosterDownloads
+from poster_genres.worker.metrics import GenreAgreement, WorkerMetrics
 from tests.fakes import FakeFetcher
-from worker.fetching import AsyncRunner, PosterDownloads
-from worker.metrics import GenreAgreement, WorkerMetrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 METRIC = re.compile(r"\bgenre_worker_[a-z0-9_]+")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import worker.classifier
-import worker.reload
+import poster_genres.worker.classifier
+import poster_genres.worker.reload
+from poster_genres.worker.classifier import ModelLoadError
+from poster_genres.worker.reload import ModelWatcher
 from tests.fixtures import build_tiny_model, poll_until
-from worker.classifier import ModelLoadError
-from worker.reload import ModelWatcher
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_a_warm_up_that_failed_for_a_passing_reason_is_tried_again_after_the_bac
     tmp_path: Path, good_version: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publish(good_version, tmp_path, 1)
-    real = worker.classifier.load_version
+    real = poster_genres.worker.classifier.load_version
     failures = [ModelLoadError(f"{tmp_path}/2 failed its warm-up: OOM when allocating tensor")]
 
     def flaky(path: Path, device: str = "CPU:0"):
@@ -77,8 +77,8 @@ def test_a_warm_up_that_failed_for_a_passing_reason_is_tried_again_after_the_bac
             raise failures.pop()
         return real(path, device)
 
-    monkeypatch.setattr(worker.classifier, "load_version", flaky)
-    monkeypatch.setattr(worker.reload, "load_version", flaky, raising=False)
+    monkeypatch.setattr(poster_genres.worker.classifier, "load_version", flaky)
+    monkeypatch.setattr(poster_genres.worker.reload, "load_version", flaky, raising=False)
     reloads: list[str] = []
     watcher = ModelWatcher(tmp_path, poll_s=0.05, on_reload=reloads.append, refusal_backoff_s=0.5)
     try:
@@ -92,7 +92,7 @@ def test_a_warm_up_that_failed_for_a_passing_reason_is_tried_again_after_the_bac
 
 def point(model_dir: Path, version: int) -> None:
     """Move the serving pointer as `genre-trainer promote` does."""
-    from trainer.release import promote
+    from poster_genres.trainer.release import promote
 
     promote(model_dir, version)
 
@@ -131,7 +131,7 @@ def test_a_pin_wins_over_the_pointer(tmp_path: Path, good_version: Path) -> None
 def test_a_pointer_to_a_missing_or_broken_version_keeps_the_current_one_and_says_so_once(
     tmp_path: Path, good_version: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from schemas.model import SERVING_FILE
+    from poster_genres.schemas.model import SERVING_FILE
 
     publish(good_version, tmp_path, 1)
     problems: list[str] = []

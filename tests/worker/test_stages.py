@@ -12,7 +12,17 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.structs import OffsetAndMetadata
 
-from posters import PosterNotFound, PosterUnreadable
+from poster_genres.posters import PosterNotFound, PosterUnreadable
+from poster_genres.worker.errors import InvalidEvent, WorkerError
+from poster_genres.worker.fetching import PosterDownloads
+from poster_genres.worker.inference import classify_batch
+from poster_genres.worker.jobs import decode_batch
+from poster_genres.worker.loop import Worker
+from poster_genres.worker.metrics import WorkerMetrics
+from poster_genres.worker.partitions import commit_owned, keep_alive, lag
+from poster_genres.worker.publisher import Outcome
+from poster_genres.worker.results import Result, ResultBuilder
+from poster_genres.worker.settings import WorkerSettings
 from tests.fakes import (
     FakeClassifier,
     FakeConsumer,
@@ -26,16 +36,6 @@ from tests.fakes import (
     record,
     worker_on,
 )
-from worker.errors import InvalidEvent, WorkerError
-from worker.fetching import PosterDownloads
-from worker.inference import classify_batch
-from worker.jobs import decode_batch
-from worker.loop import Worker
-from worker.metrics import WorkerMetrics
-from worker.partitions import commit_owned, keep_alive, lag
-from worker.publisher import Outcome
-from worker.results import Result, ResultBuilder
-from worker.settings import WorkerSettings
 
 TP0, TP1 = TopicPartition("movies.new", 0), TopicPartition("movies.new", 1)
 
@@ -288,7 +288,7 @@ def test_lag_is_end_minus_position_per_assigned_partition():
 def test_the_worker_loop_runs_batches_through_every_stage_and_summarises_from_metrics(
     runner, caplog
 ):
-    caplog.set_level("INFO", logger="worker.loop")
+    caplog.set_level("INFO", logger="poster_genres.worker.loop")
     first = [event_record(0, 1), event_record(1, 2), record(2, b"oops", b"k")]
     polls = [first, [event_record(3, 3)]]
     consumer = FakeConsumer(assigned={TP0}, polls=polls, ends={TP0: 4})
