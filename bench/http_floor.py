@@ -15,11 +15,8 @@ requests in flight:
   the body read with `aread`;
 - `httpx_stream`: the same, the body streamed (`client.stream`, `aiter_raw`) as the
   fetcher reads it;
-- `project_httpcore`: the fetcher's connections (asyncio streams through the address
-  guard) under httpcore's pool and h11, with `posters.streams`' linear pool scan: how
-  proxied requests go, and how every request went before `posters.http.transport`; streamed;
-- `project`: the fetcher's own `httpx.AsyncClient` (`posters.PosterFetcher`'s, on
-  `posters.http.transport.PosterTransport`), the body streamed;
+- `project`: the fetcher's own transport (`posters.http.transport.DirectTransport`, its
+  connections through the address guard), the body streamed;
 - `asyncio_raw`: a bare asyncio stream per connection, the request written by hand and
   the answer read by its Content-Length: the floor of Python's own socket I/O.
 
