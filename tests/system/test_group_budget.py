@@ -243,7 +243,7 @@ def test_a_pacers_rate_follows_the_groups_assignments(broker, topics, group):
     group.append(join(broker, topics))  # one member too many: a standby
     assert settle(group, [0.0, 0.5, 0.5]) == [10.0, 10.0, 10.0]  # the standby at one's share
     # the first member leads the group: the others leave (a leader leaving a forming group
-    # wedges this broker, see tests/test_standby.py)
+    # wedges this broker, see tests/system/test_standby.py)
     owner = next(m for m in group[1:] if m.share() > 0)
     owner.leave()
     group.remove(owner)
