@@ -31,6 +31,7 @@ from poster_genres.posters.http.urls import parse_target
 
 if TYPE_CHECKING:
     from poster_genres.worker.reload import ModelWatcher
+    from poster_genres.worker.settings import WorkerSettings
 
 
 LABELS = ["Red", "Green", "Blue"]
@@ -275,3 +276,18 @@ def wait_for(
 def kill(process: subprocess.Popen[str]) -> None:
     process.kill()  # SIGKILL: no clean-up, no commit
     process.communicate(timeout=30)
+
+
+def member_settings(broker: EmbeddedBroker, topics: Topics, **extra: object) -> WorkerSettings:
+    """A group member's settings on the embedded broker, with the fast group timings."""
+    from poster_genres.worker.settings import WorkerSettings
+
+    return WorkerSettings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        input_topic=topics.input,
+        group_id=topics.group,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_poll_interval_ms=10000,
+        **extra,
+    )

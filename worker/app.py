@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 EXIT_NO_PORT = 3  # the health port could not be opened (2 is a configuration error)
 
 
-class _Listener(ConsumerRebalanceListener):
+class WorkerListener(ConsumerRebalanceListener):
     """Hands kafka-python's rebalance callbacks to the worker."""
 
     def __init__(self, worker: Worker):
@@ -116,7 +116,7 @@ def _join(
     """Subscribe to the input topic, pacing at the group's share of the rate limits, and
     with a watch that rejoins while the group's input waits unconsumed."""
     settings, metrics = worker.settings, worker.metrics
-    topic, listener = settings.input_topic, _Listener(worker)
+    topic, listener = settings.input_topic, WorkerListener(worker)
 
     def rejoin() -> None:
         consumer.unsubscribe()  # leaves the group

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import KafkaConsumer
 
 from poster_genres.posters import PosterFetcher
 from poster_genres.posters.policy.pacing import HostPacer, TokenBucket
 from poster_genres.posters.settings import FetchSettings
+from poster_genres.worker.app import WorkerListener
 from poster_genres.worker.budget import GroupBudget, group_share, pace_on, pacing_share
 from poster_genres.worker.clients import build_consumer
 from poster_genres.worker.fetching import AsyncRunner
@@ -21,6 +22,7 @@ from poster_genres.worker.membership import Membership
 from poster_genres.worker.metrics import WorkerMetrics
 from poster_genres.worker.settings import WorkerSettings
 from tests.fakes import FakeClassifier, FakeModels, FakeProducer
+from tests.fixtures import member_settings
 
 SITE = "https://www.themoviedb.org/movie/603"
 IMAGE = "https://image.tmdb.org/t/p/w342/a.jpg"
@@ -151,17 +153,6 @@ async def _nothing() -> None:
 # -- with the real broker: the share follows the group's assignments ----------------------
 
 
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, worker: Worker):
-        self.worker = worker
-
-    def on_partitions_revoked(self, revoked):
-        self.worker.on_partitions_revoked(set(revoked))
-
-    def on_partitions_assigned(self, assigned):
-        self.worker.on_partitions_assigned(set(assigned))
-
-
 @dataclass
 class Member:
     """A worker with a real consumer and a real fetcher's pacer, on its own thread."""
@@ -188,15 +179,7 @@ class Member:
 
 
 def join(broker, topics) -> Member:
-    settings = WorkerSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        input_topic=topics.input,
-        group_id=topics.group,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        max_poll_interval_ms=10000,
-        site_rate_limit=20,
-    )
+    settings = member_settings(broker, topics, site_rate_limit=20)
     runner = AsyncRunner()
     fetcher = runner.run(_fetcher(settings))
     consumer: KafkaConsumer = build_consumer(settings)
@@ -205,7 +188,7 @@ def join(broker, topics) -> Member:
     )
     budget = GroupBudget(topics.input, consumer, worker.metrics, pace_on(runner, fetcher.pacer))
     worker.group = Membership(budget)
-    consumer.subscribe([topics.input], listener=_Listener(worker))
+    consumer.subscribe([topics.input], listener=WorkerListener(worker))
     thread = threading.Thread(target=worker.run, name="member", daemon=True)
     thread.start()
     return Member(worker, fetcher, runner, thread)

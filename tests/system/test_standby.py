@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import pytest
-from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import KafkaConsumer
 
+from poster_genres.worker.app import WorkerListener
 from poster_genres.worker.clients import build_consumer
 from poster_genres.worker.fetching import AsyncRunner
 from poster_genres.worker.loop import Worker, readiness
 from poster_genres.worker.membership import Membership
 from poster_genres.worker.metrics import WorkerMetrics
-from poster_genres.worker.settings import WorkerSettings
 from poster_genres.worker.standby import GroupProgress, StandbyWatch, read_progress
 from tests.fakes import (
     FakeClassifier,
@@ -30,7 +30,7 @@ from tests.fakes import (
     FakeProducer,
     poster,
 )
-from tests.fixtures import event, produce
+from tests.fixtures import event, member_settings, produce
 
 STALL_S = 2.0
 
@@ -146,17 +146,6 @@ def test_a_stalled_standby_is_not_ready():
 # -- with the real broker -------------------------------------------------------------------
 
 
-class Listener(ConsumerRebalanceListener):
-    def __init__(self, worker: Worker):
-        self.worker = worker
-
-    def on_partitions_revoked(self, revoked):
-        self.worker.on_partitions_revoked(set(revoked))
-
-    def on_partitions_assigned(self, assigned):
-        self.worker.on_partitions_assigned(set(assigned))
-
-
 class Member:
     """A plain consumer of the group on a thread: polls, and commits what it read if asked."""
 
@@ -212,15 +201,7 @@ class Watched:
 
 
 def watched_worker(broker, topics) -> Watched:
-    settings = WorkerSettings(
-        kafka_bootstrap_servers=broker.bootstrap_servers,
-        input_topic=topics.input,
-        group_id=topics.group,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        max_poll_interval_ms=10000,
-        standby_stall_s=STALL_S,
-    )
+    settings = member_settings(broker, topics, standby_stall_s=STALL_S)
     runner = AsyncRunner()
     consumer = build_consumer(settings)
     worker = Worker(
@@ -231,7 +212,7 @@ def watched_worker(broker, topics) -> Watched:
         runner,
         FakeModels(FakeClassifier()),
     )
-    listener = Listener(worker)
+    listener = WorkerListener(worker)
 
     def rejoin() -> None:
         consumer.unsubscribe()
