@@ -8,6 +8,14 @@ retrained, so a policy costs seconds. Policies: the balanced objective at severa
 weights and caps, and never giving a genre whose out-of-fold F1 at its threshold is below
 a floor (`--floors`; 0 gives every genre). Prints mean and standard deviation over the
 folds as JSON.
+
+The thresholds are tuned on out-of-fold scores, each from heads that did not see the
+film, and applied to the average of all heads, whose scores spread less. `share_ratio`
+gives, per genre, the share of held-out films the thresholds predict it for over the
+share they predicted it for out of fold. With `--by-rate` each policy is also run with its
+thresholds carried to the averaged head's scale: per genre, the threshold at which the
+averaged head, on the films it was tuned on (and trained on), predicts the genre for the
+same share of films as the tuned threshold did out of fold.
 """
 
 from __future__ import annotations
@@ -28,8 +36,22 @@ def folds(path: Path) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
     with np.load(path) as data:
         y = data["y"]
         k = sum(1 for name in data.files if name.startswith("test_rows_"))
-        keys = ("tuned_rows", "tuned_scores", "test_rows", "test_scores")
-        return y, [{key: data[f"{key}_{j}"] for key in keys} for j in range(k)]
+        keys = ("tuned_rows", "tuned_scores", "ensemble_tuned_scores", "test_rows", "test_scores")
+        return y, [
+            {key: data[f"{key}_{j}"] for key in keys if f"{key}_{j}" in data.files}
+            for j in range(k)
+        ]
+
+
+def by_rate(thresholds: np.ndarray, tuned: np.ndarray, ensemble: np.ndarray) -> np.ndarray:
+    """Thresholds on the averaged head's scale that predict each genre as often as `thresholds`
+    did on the out-of-fold scores `tuned`; `ensemble` is the averaged head on the same films."""
+    out = np.array(thresholds, dtype=np.float64)
+    for j, threshold in enumerate(thresholds):
+        share = float((tuned[:, j] >= threshold).mean())
+        if 0 < share < 1:
+            out[j] = float(np.quantile(ensemble[:, j], 1 - share))
+    return out
 
 
 def abstain_below(
@@ -47,20 +69,30 @@ def abstain_below(
 
 
 def policy_figures(
-    y: np.ndarray, kept: list[dict[str, np.ndarray]], weight: float, floor: float, ratio: float
+    y: np.ndarray,
+    kept: list[dict[str, np.ndarray]],
+    weight: float,
+    floor: float,
+    ratio: float,
+    rate: bool = False,
 ) -> dict[str, Any]:
     """Mean and spread of macro and micro F1 over the folds for one policy."""
     from poster_genres.trainer.evaluation import evaluate
     from poster_genres.trainer.thresholds import choose_thresholds
 
-    results = []
+    results, shares = [], []
     for fold in kept:
         tuned_y = y[fold["tuned_rows"]]
         thresholds = choose_thresholds(tuned_y, fold["tuned_scores"], "balanced", weight, ratio)
         thresholds = abstain_below(tuned_y, fold["tuned_scores"], thresholds, floor)
+        intended = (fold["tuned_scores"] >= thresholds).mean(axis=0)
+        if rate:
+            thresholds = by_rate(thresholds, fold["tuned_scores"], fold["ensemble_tuned_scores"])
+        shares.append((fold["test_scores"] >= thresholds).mean(axis=0) / np.maximum(intended, 1e-9))
         names = [str(j) for j in range(y.shape[1])]
         results.append(evaluate(y[fold["test_rows"]], fold["test_scores"], thresholds, names))
-    out: dict[str, Any] = {"weight": weight, "min_genre_f1": floor, "cap": ratio}
+    out: dict[str, Any] = {"weight": weight, "min_genre_f1": floor, "cap": ratio, "by_rate": rate}
+    out["share_ratio"] = [round(float(v), 2) for v in np.mean(shares, axis=0)]
     for key in ("macro_f1", "micro_f1"):
         values = [r[key] for r in results]
         out[key] = round(float(np.mean(values)), 4)
@@ -74,14 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="0.85,0.75,0.65")
     parser.add_argument("--floors", default="0,0.05,0.1")
     parser.add_argument("--caps", default="1.5")
+    parser.add_argument("--by-rate", action="store_true", help="also carry thresholds by rate")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     y, kept = folds(args.scores)
+    if args.by_rate and any("ensemble_tuned_scores" not in fold for fold in kept):
+        parser.error(f"{args.scores} has no ensemble_tuned_scores: rerun trainer_levers.py")
     rows = [
-        policy_figures(y, kept, float(w), float(f), float(c))
+        policy_figures(y, kept, float(w), float(f), float(c), rate)
         for w in args.weights.split(",")
         for f in args.floors.split(",")
         for c in args.caps.split(",")
+        for rate in ((False, True) if args.by_rate else (False,))
     ]
     print(json.dumps({"scores": str(args.scores), "folds": len(kept), "policies": rows}))
     return 0

@@ -124,6 +124,8 @@ def head_recipe(
                 {
                     "tuned_rows": fitted.tuned_rows,
                     "tuned_scores": fitted.tuned_scores,
+                    # the served (averaged) head on the same films, which it trained on
+                    "ensemble_tuned_scores": fitted.head.predict(x[fitted.tuned_rows], verbose=0),
                     "test_rows": test,
                     "test_scores": scores,
                 }
