@@ -9,7 +9,7 @@ plain and gzipped. `/movie/<id>` answers page variant `id % variants`.
   - `--pages tmdb` (default): 150-300 KB TMDB-shaped pages (`bench.pages`) whose og:image
     is the w780 rendition; `/movie/603` answers 301 to `/movie/603-<slug>` as the site
     does (`--no-redirect` to skip); gzip when the client accepts it.
-  - `--pages small`: the bench's old ~400-byte page pointing at the w500 rendition, no
+  - `--pages small`: a lean ~400-byte page pointing at the w500 rendition, no
     redirect, no gzip.
   - `--rtt-ms`: every answer waits one round trip (a timer, the server keeps serving),
     and the first answer on a new connection `--handshake-rtts` more (TCP + TLS 1.3).
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("tmdb", "site", "small"),
         default="tmdb",
         help="TMDB-shaped pages (absolute og:image), the same in the site's own layout "
-        "(relative paths, a backdrop, a lazy poster), or the old lean page",
+        "(relative paths, a backdrop, a lazy poster), or a lean ~400-byte page",
     )
     p.add_argument("--page-variants", type=int, default=64, help="distinct pages (tmdb mode)")
     p.add_argument(

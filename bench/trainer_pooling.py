@@ -64,15 +64,13 @@ SCREEN = (
 log = logging.getLogger("bench.trainer_pooling")
 
 
-def pool_view(folder: Path, view: str) -> dict[str, np.ndarray]:
-    """Every pooling of one cached view, rows in the cache's order."""
+def pool_view(maps: np.ndarray, view: str) -> dict[str, np.ndarray]:
+    """Every pooling of one view's cached activations `maps`, row for row."""
     import tensorflow as tf
     import tf_keras
 
     from poster_genres.trainer.backbone import split_backbone
 
-    with np.load(folder / f"{view}.npz") as data:
-        maps = data["maps"]
     height, width = (int(n) for n in view.split("-")[0].split("x"))
     _, tail = split_backbone(str(WEIGHTS), (height, width))
     activations = tf_keras.Input(shape=tail.input_shape[1:])
@@ -139,8 +137,8 @@ class Features:
         if view not in self._views:
             with np.load(self.folder / f"{view}.npz") as data:
                 order = {int(i): r for r, i in enumerate(data["ids"])}
-            rows = np.asarray([order[int(i)] for i in self.ids])
-            self._views[view] = {k: v[rows] for k, v in pool_view(self.folder, view).items()}
+                rows = np.asarray([order[int(i)] for i in self.ids])
+                self._views[view] = pool_view(data["maps"][rows], view)
             log.info("pooled %s", view)
         return self._views[view]
 

@@ -13,7 +13,7 @@ What it starts, all on 127.0.0.1:
   - a poster server (bench/poster_server.py, its own process, everything pre-built):
     TMDB-shaped 150-300 KB movie pages with the slug redirect and the poster in og:image
     (w780), posters in every TMDB rendition at real sizes, keep-alive, and a simulated
-    round trip per request (`@RTT` of a run); `--pages small` is the old lean page;
+    round trip per request (`@RTT` of a run); `--pages small` is a lean ~400-byte page;
   - the models of the runs (bench/models.py): `mobilenet` (MobileNetV2-sized, the CPU
     flavour) and `tiny` (mean colour at 224x224: a GPU stand-in), exported with
     trainer.export.export_version;
@@ -579,7 +579,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("tmdb", "site", "small"),
         default="tmdb",
         help="tmdb: 150-300 KB TMDB-shaped pages, w780 posters; site: the same in the site's own "
-        "layout (relative paths, a backdrop, a lazy poster); small: the old lean page, w500",
+        "layout (relative paths, a backdrop, a lazy poster); small: a lean ~400-byte page, w500",
     )
     p.add_argument(
         "--no-redirect", action="store_true", help="no /movie/<id> -> /movie/<id>-<slug> redirect"
