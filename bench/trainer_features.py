@@ -7,7 +7,9 @@ Keras MobileNetV2 built from `mobilenet_v2_1.0_224_imagenet_no_top.h5` once, dec
 `trainer/preprocess.py` as serving does. Written per view to `<out>/<view>.npz`:
 `ids` [n] TMDB ids, `features` [n, 1280] pooled (frozen backbone) and `maps`
 [n, h', w', c] float16, the activations below the tail that fine-tuning trains
-(`trainer.backbone.TAIL_START`). `bench/trainer_levers.py` reads them.
+(`trainer.backbone.TAIL_START`). `bench/trainer_levers.py` reads them. By default the
+four views of the lever study are written; `--views 384x256,448x304` adds larger 2:3
+inputs, which `bench/trainer_pooling.py` can screen.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ SHARED = ROOT.parent / "shared" / "data"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5"
 VIEWS = {"224x224": (224, 224, False), "224x224-flip": (224, 224, True)}
 VIEWS |= {"320x224": (320, 224, False), "320x224-flip": (320, 224, True)}
+# larger 2:3 inputs, for the pooling screen only (not written unless named in --views)
+LARGER = {"384x256": (384, 256, False), "448x304": (448, 304, False)}
 log = logging.getLogger("bench.trainer_features")
 
 
@@ -39,7 +43,7 @@ def write_view(paths: list[str], ids: np.ndarray, view: str, out: Path, batch: i
     from poster_genres.trainer.backbone import split_backbone
     from poster_genres.trainer.preprocess import read_image
 
-    height, width, flip = VIEWS[view]
+    height, width, flip = (VIEWS | LARGER)[view]
     base, tail = split_backbone(str(WEIGHTS), (height, width))
 
     def load(path: tf.Tensor) -> tf.Tensor:

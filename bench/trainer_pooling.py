@@ -14,8 +14,8 @@ poster too.
 
 A variant names its parts joined by `|` (concatenated); each part is `views:pooling`,
 where `views` is `flip` (the poster and its mirror at 224x224, averaged), `tall` (the same
-at 320x224), `square` (224x224, no mirror), or `flip&tall` (all four averaged); `colour`
-stands alone.
+at 320x224), `square` (224x224, no mirror), or `flip&tall` (all four averaged), or any
+one cached view by its name, such as `320x224` or `448x304`; `colour` stands alone.
 
 The probe is ridge regression on standardised features, fit on four hash folds and scored
 on the fifth (`trainer.yardstick.hash_folds`), for each of `--alphas`. Per variant and
@@ -151,7 +151,8 @@ class Features:
                 blocks.append(self._colour)
                 continue
             views, pooling = part.split(":")
-            blocks.append(np.mean([self.view(v)[pooling] for v in VIEWS[views]], axis=0))
+            named = VIEWS.get(views, (views,))
+            blocks.append(np.mean([self.view(v)[pooling] for v in named], axis=0))
         return np.concatenate(blocks, axis=1)
 
 
