@@ -15,7 +15,10 @@ poster too.
 A variant names its parts joined by `|` (concatenated); each part is `views:pooling`,
 where `views` is `flip` (the poster and its mirror at 224x224, averaged), `tall` (the same
 at 320x224), `square` (224x224, no mirror), or `flip&tall` (all four averaged), or any
-one cached view by its name, such as `320x224` or `448x304`; `colour` stands alone.
+one cached view by its name, such as `320x224` or `448x304`; `colour` stands alone, and so
+does `v1`: a second backbone, MobileNet v1 0.25 (`mobilenet_v1_0.25_224_imagenet_no_top.h5`,
+256 features), on the poster at 224x224 and its mirror, averaged, as `train
+--extra-extractor` puts beside MobileNetV2 (computed once, kept in the features folder).
 
 The probe is ridge regression on standardised features, fit on four hash folds and scored
 on the fifth (`trainer.yardstick.hash_folds`), for each of `--alphas`. Per variant and
@@ -44,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5"
+V1_WEIGHTS = SHARED / "weights" / "mobilenet_v1_0.25_224_imagenet_no_top.h5"
 VIEWS = {
     "square": ("224x224",),
     "flip": ("224x224", "224x224-flip"),
@@ -60,6 +64,8 @@ SCREEN = (
     "tall:avg|tall:top|tall:bottom",
     "flip:avg|tall:avg",
     "flip&tall:avg",
+    "flip:avg|v1",
+    "tall:avg|v1",
 )
 log = logging.getLogger("bench.trainer_pooling")
 
@@ -125,6 +131,28 @@ def colour(paths: list[str]) -> np.ndarray:
     return np.asarray(rows, np.float32)
 
 
+def mobilenet_v1(paths: list[str]) -> np.ndarray:
+    """MobileNet v1 0.25 features [n, 256] of each poster at 224x224 and of its mirror, averaged."""
+    import tensorflow as tf
+    import tf_keras
+
+    from poster_genres.trainer.preprocess import read_image
+
+    net = tf_keras.applications.MobileNet(
+        alpha=0.25,
+        include_top=False,
+        pooling="avg",
+        input_shape=(224, 224, 3),
+        weights=str(V1_WEIGHTS),
+    )
+    run = tf.function(lambda images: net(images * 2.0 - 1.0, training=False))  # [0, 1] -> [-1, 1]
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(lambda p: read_image(p, (224, 224)))
+    out = []
+    for images in ds.batch(64).prefetch(2):
+        out.append((run(images).numpy() + run(tf.image.flip_left_right(images)).numpy()) / 2)
+    return np.concatenate(out).astype(np.float32)
+
+
 class Features:
     """Pooled views, computed once each, rows in the order of `ids`."""
 
@@ -142,6 +170,16 @@ class Features:
             log.info("pooled %s", view)
         return self._views[view]
 
+    def second_backbone(self) -> np.ndarray:
+        """The `v1` features, read from the features folder or computed and kept there."""
+        kept = self.folder / "v1-224x224-mirror.npz"
+        if not kept.is_file():
+            paths = [str(self.posters / f"{i}.jpg") for i in self.ids]
+            np.savez(kept, ids=self.ids, features=mobilenet_v1(paths))
+        with np.load(kept) as data:
+            order = {int(i): r for r, i in enumerate(data["ids"])}
+            return data["features"][[order[int(i)] for i in self.ids]]
+
     def variant(self, spec: str) -> np.ndarray:
         blocks = []
         for part in spec.split("|"):
@@ -149,6 +187,9 @@ class Features:
                 if self._colour is None:
                     self._colour = colour([str(self.posters / f"{i}.jpg") for i in self.ids])
                 blocks.append(self._colour)
+                continue
+            if part == "v1":
+                blocks.append(self.second_backbone())
                 continue
             views, pooling = part.split(":")
             named = VIEWS.get(views, (views,))

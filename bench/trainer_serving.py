@@ -2,7 +2,9 @@
 
     python bench/trainer_serving.py [--batch 32] [--rounds 5]
 
-Exports one model per option (224x224, 224x224 mirrored, 320x224, 320x224 mirrored) with
+Exports one model per option (224x224, 224x224 mirrored, 320x224, 320x224 mirrored, and the
+two 224x224 ones and 320x224 mirrored with MobileNet v1 0.25 beside MobileNetV2,
+`--extra-extractor`, which sees 224x224) with
 MobileNetV2 from `mobilenet_v2_1.0_224_imagenet_no_top.h5` and a head of random weights, as
 `train` exports them (`trainer/export.py`), then times each signature on the same batch of
 real posters (bytes in, as the worker calls it), the options interleaved round by round so
@@ -29,8 +31,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.h5"
-OPTIONS = {"224x224": ((224, 224), False), "224x224+mirror": ((224, 224), True)}
-OPTIONS |= {"320x224": ((320, 224), False), "320x224+mirror": ((320, 224), True)}
+EXTRA = SHARED / "weights" / "mobilenet_v1_0.25_feature_vector"
+OPTIONS = {"224x224": ((224, 224), False, None), "224x224+mirror": ((224, 224), True, None)}
+OPTIONS |= {"320x224": ((320, 224), False, None), "320x224+mirror": ((320, 224), True, None)}
+OPTIONS |= {
+    "224x224+v1": ((224, 224), False, EXTRA),
+    "224x224+mirror+v1": ((224, 224), True, EXTRA),
+}
+OPTIONS["320x224+mirror+v1"] = ((320, 224), True, EXTRA)  # v1 sees the input resized to 224x224
 
 
 def export(name: str, out: Path) -> object:
@@ -41,9 +49,13 @@ def export(name: str, out: Path) -> object:
     from poster_genres.trainer.export import export_version
     from poster_genres.trainer.model import build_classifier, build_head, load_extractor
 
-    size, mirror = OPTIONS[name]
-    head = build_head(1280, 17, hidden=1024)
-    classifier = build_classifier(load_extractor(str(WEIGHTS), size, mirror), head, size)
+    size, mirror, extra = OPTIONS[name]
+    extra_size = (224, 224) if extra else None
+    extractor = load_extractor(
+        str(WEIGHTS), size, mirror, str(extra) if extra else None, extra_size
+    )
+    head = build_head(1280 + (256 if extra else 0), 17, hidden=1024)
+    classifier = build_classifier(extractor, head, size)
     metadata = ModelMetadata(
         labels=[f"g{j}" for j in range(17)],
         thresholds=[0.5] * 17,
