@@ -112,6 +112,7 @@ def train_demo_model(work: Path, model_dir: Path, real: bool) -> Path:
         posters=data.posters_dir,
         offline=True,
         feature_extractor=str(extractor),
+        extra_extractor=None,  # one random-filter extractor tells synthetic posters apart
         image_size=image_size,
         model_dir=model_dir,
         cache_dir=work / "cache",

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -32,9 +33,33 @@ def content_key(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def extractor_key(handle: str, image_size: tuple[int, int], mirror: bool = False) -> str:
-    """Identity of an extractor: its files' digest for a local file or folder, else its handle."""
+def extractor_key(
+    handle: str,
+    image_size: tuple[int, int],
+    mirror: bool = False,
+    extra: str | None = None,
+    extra_size: tuple[int, int] | None = None,
+) -> str:
+    """Identity of an extractor: its files' digest for a local file or folder, else its handle.
+
+    With `extra` (a second extractor whose features go beside the first's), its identity
+    and input size too.
+    """
     digest = hashlib.sha256()
+    _add_identity(digest, handle)
+    digest.update(f"{image_size[0]}x{image_size[1]}".encode())
+    if mirror:
+        digest.update(b"+mirror")
+    if extra is not None:
+        digest.update(b"+beside:")
+        _add_identity(digest, extra)
+        size = tuple(extra_size or image_size)
+        digest.update(f"@{size[0]}x{size[1]}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _add_identity(digest: Any, handle: str) -> None:
+    """Feed a handle's identity to `digest`: a local file's or folder's bytes, else the text."""
     path = Path(handle)
     if path.is_dir():
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -44,10 +69,6 @@ def extractor_key(handle: str, image_size: tuple[int, int], mirror: bool = False
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     else:
         digest.update(handle.encode())
-    digest.update(f"{image_size[0]}x{image_size[1]}".encode())
-    if mirror:
-        digest.update(b"+mirror")
-    return digest.hexdigest()[:24]
 
 
 class EmbeddingCache:

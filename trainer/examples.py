@@ -87,7 +87,13 @@ def embed_examples(
         settings.embed_batch_size,
         EmbeddingCache(
             settings.embedding_dir,
-            extractor_key(settings.feature_extractor, settings.image_size, settings.mirror),
+            extractor_key(
+                settings.feature_extractor,
+                settings.image_size,
+                settings.mirror,
+                settings.extra_extractor,
+                settings.extra_image_size,
+            ),
         ),
         settings.progress,
     )

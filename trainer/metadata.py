@@ -43,6 +43,8 @@ def build_metadata(
         thresholds=[float(t) for t in fitted.thresholds],
         image_size=settings.image_size,
         feature_extractor=settings.feature_extractor,
+        extra_feature_extractor=settings.extra_extractor,
+        extra_image_size=settings.extra_image_size if settings.extra_extractor else None,
         metrics=metrics_summary(report),
         training_data=training_data(settings, examples, split),
         created_at=datetime.now(UTC),

@@ -20,6 +20,7 @@ from poster_genres.trainer.progress import ProgressMode, progress_mode
 from poster_genres.trainer.thresholds import MACRO_WEIGHT, MAX_PREDICTED_RATIO, Objective
 
 DEFAULT_EXTRACTOR = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/feature_vector/4"
+DEFAULT_EXTRA_EXTRACTOR = "https://tfhub.dev/google/imagenet/mobilenet_v1_025_224/feature_vector/5"
 LossName = Literal["soft-f1", "bce", "soft-f1+bce"]
 LOSS_NAMES: tuple[str, ...] = typing.get_args(LossName)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -40,6 +41,11 @@ def _size(text: str) -> int | tuple[int, int]:
     """`224` (square) or `320x224` (height x width) from the command line."""
     height, _, width = text.lower().partition("x")
     return (int(height), int(width)) if width else int(height)
+
+
+def _handle_or_none(text: str) -> str | None:
+    """A handle from the command line, or None for `none` (or nothing)."""
+    return None if text.strip().lower() in ("", "none") else text
 
 
 def _comma_list(value: object) -> object:
@@ -259,6 +265,16 @@ class TrainSettings(
         DEFAULT_EXTRACTOR,
         description="Frozen feature extractor: TF Hub / Kaggle handle or local SavedModel folder.",
     )
+    extra_extractor: Annotated[
+        str | None,
+        Option(parse=_handle_or_none, metavar="HANDLE"),
+    ] = Field(
+        DEFAULT_EXTRA_EXTRACTOR,
+        description=(
+            "A second frozen extractor, run on the same input, whose features are put beside "
+            "the first's (a handle or folder as above); none for the first alone."
+        ),
+    )
     image_size: Annotated[
         tuple[int, int],
         BeforeValidator(_square),
@@ -266,6 +282,17 @@ class TrainSettings(
     ] = Field(
         (224, 224),
         description="Input of the extractor: one side (square) or HEIGHTxWIDTH, e.g. 320x224.",
+    )
+    extra_image_size: Annotated[
+        tuple[int, int],
+        BeforeValidator(_square),
+        Option(parse=_size, metavar="PIXELS", default_text="224"),
+    ] = Field(
+        (224, 224),
+        description=(
+            "Input of the extra extractor: the poster at --image-size, resized to this in the "
+            "model when it differs."
+        ),
     )
     mirror: bool = Field(
         True,
@@ -366,6 +393,10 @@ class TrainSettings(
     def _check(self) -> TrainSettings:
         if self.cross_validate == 1:
             raise ValueError("--cross-validate needs at least 2 folds (or 0 for none)")
+        if self.finetune.enabled and self.extra_extractor is not None:
+            raise ValueError(
+                "--finetune tunes MobileNetV2 alone: give --extra-extractor none with it"
+            )
         if self.cross_validate and self.finetune.enabled:
             raise ValueError(
                 "--cross-validate measures heads on fixed features; fine-tuning's yardstick is "

@@ -84,7 +84,13 @@ def train(settings: TrainSettings, fetch_settings: FetchSettings | None = None) 
     """Run the whole training job, export a candidate, and serve it if the gate allows."""
     started = time.monotonic()
     postered = postered_movies(settings, fetch_settings)
-    extractor = load_extractor(settings.feature_extractor, settings.image_size, settings.mirror)
+    extractor = load_extractor(
+        settings.feature_extractor,
+        settings.image_size,
+        settings.mirror,
+        settings.extra_extractor,
+        settings.extra_image_size,
+    )
     examples = embed_examples(postered, extractor, settings)
     split = split_examples(examples.tmdb_ids, examples.labels.y, settings)
     tuned = None

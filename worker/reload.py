@@ -291,6 +291,7 @@ def describe(watcher: ModelWatcher) -> dict[str, Any] | None:
         "per_genre": m.metrics.get("per_genre", []),
         "created_at": m.created_at.isoformat(),
         "feature_extractor": m.feature_extractor,
+        "extra_feature_extractor": (m.model_extra or {}).get("extra_feature_extractor"),
         "image_size": list(m.image_size),
         "excluded_genres": m.training_data.get("excluded_genres"),
     }

@@ -15,6 +15,8 @@ from demo.synthetic import SyntheticDataset, write_dataset
 
 IMAGE_SIZE = (32, 32)
 FEATURES = 48
+OTHER_FEATURES = 16
+OTHER_SIZE = (16, 16)
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +24,14 @@ def tiny_extractor(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder that `hub.KerasLayer` loads: float32 [N, 32, 32, 3] in [0, 1] -> [N, 48]."""
     return build_local_extractor(
         tmp_path_factory.mktemp("extractor") / "tiny", IMAGE_SIZE, FEATURES
+    )
+
+
+@pytest.fixture(scope="session")
+def other_extractor(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another such folder, with other random filters, at another size: [N, 16, 16, 3] -> [N, 16]."""
+    return build_local_extractor(
+        tmp_path_factory.mktemp("extractor") / "other", OTHER_SIZE, OTHER_FEATURES, seed=2
     )
 
 

@@ -14,6 +14,7 @@ from demo.synthetic import SyntheticDataset
 from demo.tmdb import TmdbStandIn
 from poster_genres.trainer.cli import COMMANDS, build_parser, parse_args
 from poster_genres.trainer.settings import (
+    DEFAULT_EXTRA_EXTRACTOR,
     BackfillSettings,
     FetchPostersSettings,
     PredictSettings,
@@ -206,6 +207,21 @@ def test_threshold_objective_options() -> None:
         {},
     )
     assert (given.macro_weight, given.max_predicted_ratio) == (0.75, 0)
+
+
+def test_the_extra_extractor_option() -> None:
+    _, default = parse_args(["train"], {})
+    assert default.extra_extractor == DEFAULT_EXTRA_EXTRACTOR
+    _, alone = parse_args(["train", "--extra-extractor", "none"], {})
+    assert alone.extra_extractor is None
+    assert default.extra_image_size == (224, 224)
+    _, other = parse_args(
+        ["train", "--extra-extractor", "weights/v1", "--extra-image-size", "160"], {}
+    )
+    assert other.extra_extractor == "weights/v1" and other.extra_image_size == (160, 160)
+    with pytest.raises(SystemExit, match="invalid options"):  # fine-tuning tunes MobileNetV2 alone
+        parse_args(["train", "--finetune"], {})
+    assert parse_args(["train", "--finetune", "--extra-extractor", "none"], {})[1].finetune.enabled
 
 
 def test_promote_and_rollback_load_no_tensorflow(tmp_path: Path) -> None:

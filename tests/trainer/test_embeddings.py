@@ -6,16 +6,45 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from demo.synthetic import SyntheticDataset
 from poster_genres.trainer.embeddings import EmbeddingCache, embed_images, extractor_key
 from poster_genres.trainer.model import feature_dim, load_extractor
 
-from .conftest import FEATURES, IMAGE_SIZE
+from .conftest import FEATURES, IMAGE_SIZE, OTHER_FEATURES, OTHER_SIZE
 
 
 def test_extractor_loads_through_hub(tiny_extractor: Path) -> None:
     assert feature_dim(load_extractor(str(tiny_extractor)), IMAGE_SIZE) == FEATURES
+
+
+def test_a_second_extractor_puts_its_features_beside_the_first(
+    tiny_extractor: Path, other_extractor: Path
+) -> None:
+    first, extra = str(tiny_extractor), str(other_extractor)
+    images = tf.random.stateless_uniform([3, *IMAGE_SIZE, 3], seed=(1, 2))
+    both = load_extractor(first, IMAGE_SIZE, extra=extra, extra_size=OTHER_SIZE)
+    alone = [
+        load_extractor(first, IMAGE_SIZE)(images),
+        load_extractor(extra, OTHER_SIZE)(tf.image.resize(images, OTHER_SIZE)),
+    ]
+    assert both(images).shape == (3, FEATURES + OTHER_FEATURES)
+    np.testing.assert_allclose(both(images), np.concatenate(alone, axis=1), rtol=1e-5, atol=1e-6)
+    # the mirror mean covers both: each extractor's features of the poster and its mirror
+    mirrored = load_extractor(first, IMAGE_SIZE, mirror=True, extra=extra, extra_size=OTHER_SIZE)
+    flipped = tf.image.flip_left_right(images)
+    expected = (both(images).numpy() + both(flipped).numpy()) / 2
+    np.testing.assert_allclose(mirrored(images), expected, rtol=1e-5, atol=1e-6)
+    # the embedding cache tells the pair from either extractor alone and from the other order
+    keys = {
+        extractor_key(first, IMAGE_SIZE),
+        extractor_key(first, IMAGE_SIZE, extra=extra),
+        extractor_key(first, IMAGE_SIZE, extra=extra, extra_size=OTHER_SIZE),
+        extractor_key(extra, IMAGE_SIZE, extra=first),
+        extractor_key(first, IMAGE_SIZE, mirror=True, extra=extra),
+    }
+    assert len(keys) == 5
 
 
 def test_cache_is_reused_and_keyed_by_content(

@@ -56,6 +56,7 @@ def settings_for(
         "posters": data.posters_dir,
         "offline": True,
         "feature_extractor": str(extractor),
+        "extra_extractor": None,  # the second extractor has its own test (test_embeddings.py)
         "image_size": IMAGE_SIZE,
         "model_dir": model_dir,
         "cache_dir": cache,

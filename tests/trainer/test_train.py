@@ -20,7 +20,7 @@ from poster_genres.trainer.model import load_extractor
 from poster_genres.trainer.settings import HeadSettings, TrainerSettings
 from poster_genres.trainer.train import TrainResult, train
 
-from .conftest import IMAGE_SIZE
+from .conftest import FEATURES, IMAGE_SIZE, OTHER_FEATURES, OTHER_SIZE
 
 HEAD = HeadSettings(epochs=40, patience=10, batch_size=32)
 
@@ -33,6 +33,7 @@ def settings_for(
         "posters": data.posters_dir,
         "offline": True,
         "feature_extractor": str(extractor),
+        "extra_extractor": None,  # the second extractor has its own test (test_embeddings.py)
         "image_size": IMAGE_SIZE,
         "model_dir": root / "models",
         "cache_dir": root / "cache",
@@ -122,6 +123,36 @@ def test_export_honours_the_contract(
         [synthetic.posters_dir / f"{i}.jpg" for i in ids], extractor, IMAGE_SIZE, progress=False
     )
     np.testing.assert_allclose(scores, trained.head.predict(embedded.vectors, verbose=0), atol=1e-4)
+
+
+def test_a_second_extractor_is_trained_on_exported_and_recorded(
+    synthetic: SyntheticDataset, tiny_extractor: Path, other_extractor: Path, tmp_path: Path
+) -> None:
+    head = HeadSettings(epochs=2, patience=0, batch_size=32, hidden=16)
+    extra = str(other_extractor)
+    settings = settings_for(
+        synthetic,
+        tiny_extractor,
+        tmp_path,
+        extra_extractor=extra,
+        extra_image_size=OTHER_SIZE,
+        folds=2,
+        head=head,
+    )
+    result = train(settings)
+    metadata = ModelMetadata.read(result.version_dir)
+    assert metadata.feature_extractor == str(tiny_extractor)
+    assert metadata.model_extra["extra_feature_extractor"] == extra
+    assert tuple(metadata.model_extra["extra_image_size"]) == OTHER_SIZE
+    assert result.head.input_shape[-1] == FEATURES + OTHER_FEATURES
+    # the exported signature runs both extractors: its scores are the head's on both features
+    paths = [synthetic.posters_dir / f"{i}.jpg" for i in sorted(synthetic.labelled)[:4]]
+    serve = tf.saved_model.load(str(result.version_dir)).signatures[SIGNATURE]
+    images = tf.constant([path.read_bytes() for path in paths])
+    scores = serve(**{INPUT_NAME: images})[OUTPUT_NAME].numpy()
+    both = load_extractor(str(tiny_extractor), IMAGE_SIZE, extra=extra, extra_size=OTHER_SIZE)
+    embedded = embed_images(paths, both, IMAGE_SIZE, progress=False)
+    np.testing.assert_allclose(scores, result.head.predict(embedded.vectors, verbose=0), atol=1e-4)
 
 
 def test_the_worker_serves_it_with_the_same_scores(

@@ -160,4 +160,5 @@ def test_model_says_what_the_served_version_means(metrics: WorkerMetrics, tmp_pa
     assert info["version"] == 1 and info["labels"] == LABELS and info["thresholds"] == [0.5] * 3
     assert info["per_genre"] == per_genre and info["metrics"] == {"split": "test", "macro_f1": 0.5}
     assert info["feature_extractor"] == "tests/tiny-mean-colour" and info["created_at"]
+    assert info["extra_feature_extractor"] is None  # this version was made with one extractor
     assert info["excluded_genres"] == ["IMAX"] and info["pinned"] is False
