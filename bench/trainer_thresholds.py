@@ -116,6 +116,7 @@ def policy_figures(
     from poster_genres.trainer.thresholds import choose_thresholds
 
     results, shares, silent = [], [], []
+    names, half = [str(j) for j in range(y.shape[1])], np.full(y.shape[1], 0.5)
     for fold in kept:
         tuned_y = y[fold["tuned_rows"]]
         thresholds = choose_thresholds(tuned_y, fold["tuned_scores"], "balanced", weight, ratio)
@@ -124,10 +125,8 @@ def policy_figures(
         if rate:
             thresholds = by_rate(thresholds, fold["tuned_scores"], fold["ensemble_tuned_scores"])
         shares.append((fold["test_scores"] >= thresholds).mean(axis=0) / np.maximum(intended, 1e-9))
-        names = [str(j) for j in range(y.shape[1])]
         decisions = at_most(fold["test_scores"], thresholds, top_k)
         silent.append(float((~decisions.any(axis=1)).mean()))
-        half = np.full(y.shape[1], 0.5)
         results.append(evaluate(y[fold["test_rows"]], decisions.astype(np.float32), half, names))
     out: dict[str, Any] = {
         "weight": weight,

@@ -57,6 +57,12 @@ def _comma_list(value: object) -> object:
 
 Dir = Annotated[Path, Option(metavar="DIR")]
 OptionalDir = Annotated[Path | None, Option(metavar="DIR")]
+# `224` (square) or `320x224` (height x width) on the command line
+ImageSize = Annotated[
+    tuple[int, int],
+    BeforeValidator(_square),
+    Option(parse=_size, metavar="PIXELS", default_text="224"),
+]
 
 
 class Settings(BaseModel):
@@ -275,19 +281,11 @@ class TrainSettings(
             "the first's (a handle or folder as above); none for the first alone."
         ),
     )
-    image_size: Annotated[
-        tuple[int, int],
-        BeforeValidator(_square),
-        Option(parse=_size, metavar="PIXELS", default_text="224"),
-    ] = Field(
+    image_size: ImageSize = Field(
         (224, 224),
         description="Input of the extractor: one side (square) or HEIGHTxWIDTH, e.g. 320x224.",
     )
-    extra_image_size: Annotated[
-        tuple[int, int],
-        BeforeValidator(_square),
-        Option(parse=_size, metavar="PIXELS", default_text="224"),
-    ] = Field(
+    extra_image_size: ImageSize = Field(
         (224, 224),
         description=(
             "Input of the extra extractor: the poster at --image-size, resized to this in the "
